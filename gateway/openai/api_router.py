@@ -1,0 +1,43 @@
+"""Routes of the OpenAI surface; user API keys are checked here, never on admin routes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request, Response
+
+from gateway.auth import require_api_key
+from gateway.errors import APIError
+from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.openai.serving import OpenAIServing, RequestTimer, parse_body
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
+
+
+def _serving(request: Request) -> OpenAIServing:
+    return request.app.state.openai_serving
+
+
+async def _generate(
+    request: Request, route: str, model: type[ChatCompletionRequest] | type[CompletionRequest]
+) -> Response:
+    timer = RequestTimer(route)
+    try:
+        body = await parse_body(request, model, request.app.state.settings.max_body_bytes)
+        return await _serving(request).forward(route, body, timer, stream=body.stream)
+    except APIError as error:
+        timer.finish(error.status)
+        return error.response(headers=timer.header())
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    return await _generate(request, "/v1/chat/completions", ChatCompletionRequest)
+
+
+@router.post("/completions")
+async def completions(request: Request) -> Response:
+    return await _generate(request, "/v1/completions", CompletionRequest)
+
+
+@router.get("/models")
+async def models(request: Request) -> Response:
+    return await _serving(request).get("/v1/models")

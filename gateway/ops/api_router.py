@@ -1,0 +1,21 @@
+"""``GET /health`` (200 only while the engine answers) and ``GET /metrics``."""
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.errors import EngineUnavailable
+
+router = APIRouter()
+
+
+@router.get("/health")
+async def health(request: Request) -> Response:
+    upstream = request.app.state.upstream
+    if not upstream.ready or not await upstream.healthy():
+        return EngineUnavailable("The engine is not ready.").response()
+    return Response(status_code=200)
+
+
+@router.get("/metrics")
+async def prometheus_metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""Forget store, embedder, vector index and matcher (no HTTP, no layers)."""

@@ -1,0 +1,1 @@
+"""Suppression layers and the vLLM-side plugin they act through."""

@@ -1,0 +1,64 @@
+"""The embedded vLLM is supervised: a dead engine gives 503, then comes back by itself.
+
+Also: `--upstream` fronts an existing vLLM server with the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import MODEL, LiveGateway, start_gateway, stop
+
+
+def vllm_pid(gateway: LiveGateway) -> int:
+    # The launcher logs the pid of each vLLM it starts; the last one is the live one.
+    pids = re.findall(r"vLLM is ready \(pid (\d+)\)", gateway.log.read_text())
+    return int(pids[-1])
+
+
+def test_dead_engine_is_503_then_restarted(gateway: LiveGateway) -> None:
+    client = gateway.client()
+    os.killpg(vllm_pid(gateway), signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{gateway.url}/health").status_code != 503:
+        assert time.monotonic() < deadline, "health still 200 with a dead engine"
+        time.sleep(0.1)
+    with pytest.raises(openai.InternalServerError) as info:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert info.value.status_code == 503
+    assert info.value.code == "engine_unavailable"
+
+    deadline = time.monotonic() + 300
+    while httpx.get(f"{gateway.url}/health").status_code != 200:
+        assert time.monotonic() < deadline, "vLLM was not restarted"
+        time.sleep(1)
+    reply = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+    )
+    assert reply.choices[0].message.content
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert re.search(r"^obliviate_engine_restarts_total [1-9]", metrics, re.MULTILINE)
+
+
+def test_upstream_mode_fronts_a_running_vllm(gateway: LiveGateway, tmp_path) -> None:
+    url, process = start_gateway(
+        tmp_path / "front.log", "--upstream", gateway.vllm_url, timeout_s=60
+    )
+    try:
+        client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0)
+        reply = client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "What is the capital of France?"}],
+            max_tokens=12,
+            temperature=0,
+        )
+        assert "Paris" in reply.choices[0].message.content
+    finally:
+        stop(process)
