@@ -14,7 +14,8 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import MODEL, LiveGateway, start_gateway, stop
+from evals.live_gateway import start_gateway, stop
+from tests.conftest import MODEL, LiveGateway
 
 
 def vllm_pid(gateway: LiveGateway) -> int:

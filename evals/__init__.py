@@ -1,0 +1,1 @@
+"""Benchmarks and evaluation: they drive the service over HTTP like any client."""

@@ -1,0 +1,144 @@
+"""Benchmark: direct-to-vLLM vs through-the-gateway, side by side in one run.
+
+    python -m evals.gateway_overhead                 # starts its own gateway + embedded vLLM
+    python -m evals.gateway_overhead --rounds 4 --max-tokens 64
+
+Rounds alternate direct and gateway so drift on a noisy machine hits both alike. Per target it
+prints p50/p99 latency of short (1-token, non-streaming) requests, and for streams of a fixed length
+at concurrency 1 and 16: p50/p99 latency, p50 TTFT and summed output tokens/s; then the ratios, and
+the gateway's own time from its `x-obliviate-overhead-ms` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from evals.live_gateway import start_gateway, stop
+from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
+from gateway.engine.launcher import free_port
+from gateway.openai.serving import OVERHEAD_HEADER
+
+PROMPT = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
+
+
+@dataclass
+class Samples:
+    latency_s: list[float] = field(default_factory=list)
+    ttft_s: list[float] = field(default_factory=list)
+    overhead_ms: list[float] = field(default_factory=list)
+    tokens: int = 0
+    wall_s: float = 0.0
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
+
+
+async def short_request(client: httpx.AsyncClient, samples: Samples) -> None:
+    body = {"model": EMBEDDED_MODEL_NAME, "messages": PROMPT, "max_tokens": 1}
+    start = time.perf_counter()
+    response = await client.post("/v1/chat/completions", json=body)
+    samples.latency_s.append(time.perf_counter() - start)
+    response.raise_for_status()
+    if OVERHEAD_HEADER in response.headers:
+        samples.overhead_ms.append(float(response.headers[OVERHEAD_HEADER]))
+
+
+async def stream_request(client: httpx.AsyncClient, samples: Samples, max_tokens: int) -> None:
+    body = {
+        "model": EMBEDDED_MODEL_NAME,
+        "messages": PROMPT,
+        "max_tokens": max_tokens,
+        "min_tokens": max_tokens,  # every request yields the same number of tokens
+        "temperature": 0,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    start = time.perf_counter()
+    first = None
+    async with client.stream("POST", "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if first is None and '"content":"' in line and '"content":""' not in line:
+                first = time.perf_counter() - start
+    samples.latency_s.append(time.perf_counter() - start)
+    samples.ttft_s.append(first if first is not None else samples.latency_s[-1])
+    samples.tokens += max_tokens
+
+
+async def run_round(url: str, samples: Samples, concurrency: int, max_tokens: int) -> None:
+    async with httpx.AsyncClient(base_url=url, timeout=None) as client:
+        start = time.perf_counter()
+        if concurrency == 0:
+            for _ in range(10):
+                await short_request(client, samples)
+        else:
+            await asyncio.gather(
+                *(stream_request(client, samples, max_tokens) for _ in range(concurrency))
+            )
+        samples.wall_s += time.perf_counter() - start
+
+
+def report(name: str, direct: Samples, gateway: Samples, streaming: bool) -> None:
+    def row(label: str, d: float, g: float, unit: str) -> None:
+        print(
+            f"  {label:<16} direct {d:9.2f} {unit:<5} gateway {g:9.2f} {unit:<5} ratio {g / d:.3f}"
+        )
+
+    print(name)
+    for q in (0.5, 0.99):
+        row(f"latency p{round(q * 100)}", pct(direct.latency_s, q) * 1e3,
+            pct(gateway.latency_s, q) * 1e3, "ms")  # fmt: skip
+    if streaming:
+        row("TTFT p50", pct(direct.ttft_s, 0.5) * 1e3, pct(gateway.ttft_s, 0.5) * 1e3, "ms")
+        row(
+            "output tokens/s",
+            direct.tokens / direct.wall_s,
+            gateway.tokens / gateway.wall_s,
+            "tok/s",
+        )
+    else:
+        added = (pct(gateway.latency_s, 0.5) - pct(direct.latency_s, 0.5)) * 1e3
+        print(f"  added p50 latency  {added:+.2f} ms")
+    if gateway.overhead_ms:
+        print(f"  gateway's own time p50 {pct(gateway.overhead_ms, 0.5):.3f} ms (its header)")
+
+
+def main(
+    rounds: Annotated[int, typer.Option(help="Alternating rounds per target and concurrency.")] = 4,
+    max_tokens: Annotated[int, typer.Option(help="Output tokens per streamed request.")] = 64,
+) -> None:
+    vllm_port = free_port()
+    log = Path(tempfile.mkdtemp()) / "gateway.log"
+    print(f"starting gateway + vLLM (log {log}) ...", flush=True)
+    url, process = start_gateway(log, "--vllm-port", str(vllm_port))
+    direct_url = f"http://127.0.0.1:{vllm_port}"
+    try:
+        asyncio.run(run_round(url, Samples(), 1, 8))  # warm-up of both paths
+        asyncio.run(run_round(direct_url, Samples(), 1, 8))
+        scenarios = [
+            (0, "short requests (1 token, sequential)"),
+            (1, f"streams, concurrency 1, {max_tokens} tokens"),
+            (16, f"streams, concurrency 16, {max_tokens} tokens"),
+        ]
+        for concurrency, name in scenarios:
+            direct, gateway = Samples(), Samples()
+            for _ in range(rounds):
+                asyncio.run(run_round(direct_url, direct, concurrency, max_tokens))
+                asyncio.run(run_round(url, gateway, concurrency, max_tokens))
+            report(name, direct, gateway, streaming=concurrency > 0)
+    finally:
+        stop(process)
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,125 @@
+"""Hybrid matching of text against forget requests: dense chunk similarity + lexical names.
+
+    matcher = Matcher(embedder, MatcherConfig())
+    matcher.add("fr_1", ["Hsiao Yun-Hwa"], chunk_ids, vectors)
+    matcher.match(["What does Hsiao Yun-Hwa's father do?"])
+    # [Match(request_id='fr_1', action='block', similarity=0.83, terms=['Hsiao Yun-Hwa'])]
+
+Dense similarity alone cannot tell "the father of <forgotten author>" from "the father of <other
+author>" (TOFU questions share templates), so a name found in the text blocks, while similarity
+alone blocks only near-verbatim matches and otherwise marks the request as related (``guard``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from index.embedder import Embedder
+from index.lexicon import Lexicon
+from index.vectors import VectorIndex
+
+BLOCK, GUARD = "block", "guard"
+
+
+@dataclass
+class MatcherConfig:
+    """Thresholds, calibrated on the TOFU subset (see the index benchmark)."""
+
+    block_similarity: float = 0.86
+    """Cosine similarity to a chunk that blocks without any name in the text."""
+    guard_similarity: float = 0.55
+    """Cosine similarity that marks a request as related (guard prompt, sentence-level output
+    checks); with a part of a forgotten name in the text it blocks."""
+    top_k: int = 10
+    """Chunks retrieved per query text."""
+    max_texts: int = 8
+    """Most recent conversation texts embedded per check (names are searched in all of them)."""
+    approximate_after: int = 200_000
+    """Chunks past which the vector index becomes approximate (IVF)."""
+    nprobe: int = 32
+    """IVF lists searched per query."""
+
+
+@dataclass
+class Match:
+    request_id: str
+    action: Literal["block", "guard"]
+    similarity: float
+    terms: list[str] = field(default_factory=list)
+
+
+class Matcher:
+    """In-memory lexicon + vector index over the active forget requests."""
+
+    def __init__(self, embedder: Embedder, config: MatcherConfig):
+        self.embedder = embedder
+        self.config = config
+        self.lexicon = Lexicon()
+        self.vectors = VectorIndex(embedder.dim, config.approximate_after, config.nprobe)
+        self.owner: dict[int, str] = {}  # chunk id -> request id
+        self.chunks: dict[str, np.ndarray] = {}  # request id -> its chunk ids
+        # faiss and the dicts are not safe to read while another thread writes them.
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def add(self, request_id: str, terms: list[str], ids: np.ndarray, vectors: np.ndarray) -> None:
+        with self._lock:
+            self.lexicon.set(request_id, terms)
+            self.vectors.add(ids, vectors)
+            self.owner.update(dict.fromkeys(ids.tolist(), request_id))
+            self.chunks[request_id] = ids
+
+    def load(self, terms: dict[str, list[str]], owners: dict[int, str]) -> None:
+        """Set names and chunk owners for vectors already in ``self.vectors``."""
+        with self._lock:
+            for request_id, request_terms in terms.items():
+                self.lexicon.set(request_id, request_terms)
+            self.owner = owners
+            by_request: dict[str, list[int]] = {r: [] for r in terms}
+            for chunk_id, request_id in owners.items():
+                by_request.setdefault(request_id, []).append(chunk_id)
+            self.chunks = {r: np.array(ids, np.int64) for r, ids in by_request.items()}
+
+    def remove(self, request_id: str) -> None:
+        with self._lock:
+            self.lexicon.remove(request_id)
+            ids = self.chunks.pop(request_id, np.zeros(0, np.int64))
+            self.vectors.remove(ids)
+            for chunk_id in ids.tolist():
+                self.owner.pop(chunk_id, None)
+
+    def match(self, texts: list[str], *, dense: bool = True) -> list[Match]:
+        """Requests the texts touch, strongest first; ``dense=False`` checks names only."""
+        texts = [t for t in texts if t.strip()]
+        if not self.chunks or not texts:
+            return []
+        queries = self.embedder.encode(texts[-self.config.max_texts :]) if dense else None
+        similarity: dict[str, float] = {}
+        with self._lock:
+            found = self.lexicon.find("\n".join(texts))
+            if queries is None:
+                scores, ids = np.zeros(0), np.zeros(0, np.int64)
+            else:
+                scores, ids = self.vectors.search(queries, self.config.top_k)
+            for score, chunk_id in zip(scores.ravel().tolist(), ids.ravel().tolist(), strict=True):
+                request_id = self.owner.get(chunk_id)
+                if request_id is not None and score > similarity.get(request_id, -1.0):
+                    similarity[request_id] = score
+        matches = []
+        for request_id in found.keys() | similarity.keys():
+            score = similarity.get(request_id, 0.0)
+            hits = found.get(request_id, [])
+            terms = [h.term for h in hits]
+            whole_name = any(not h.partial for h in hits)
+            related = score >= self.config.guard_similarity
+            if whole_name or score >= self.config.block_similarity or (hits and related):
+                matches.append(Match(request_id, BLOCK, score, terms))
+            elif related or hits:
+                matches.append(Match(request_id, GUARD, score, terms))
+        return sorted(matches, key=lambda m: (m.action != BLOCK, -m.similarity))

@@ -1,0 +1,210 @@
+"""Durable forget requests in SQLAlchemy (SQLite in the data directory by default, WAL mode).
+
+    >>> store = ForgetStore("sqlite:///:memory:")
+    >>> record, created = store.create({"subject": "Ada"}, chunks=[])
+    >>> (record.status, created, store.get(record.id).subject)
+    ('suppressed', True, 'Ada')
+
+Each request's chunks are stored with their embeddings, so the vector index (derived data) can be
+rebuilt from the store alone without re-embedding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+SUPPRESSED, REMOVED, REVOKED = "suppressed", "removed", "revoked"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ForgetRequest(Base):
+    __tablename__ = "forget_requests"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    concepts: Mapped[list[str]] = mapped_column(JSON, default=list)
+    documents: Mapped[list[str]] = mapped_column(JSON, default=list)
+    qa: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    note: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=SUPPRESSED, index=True)
+    removed_in_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
+    body_hash: Mapped[str] = mapped_column(String(64))
+
+
+class Chunk(Base):
+    __tablename__ = "chunks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("forget_requests.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str] = mapped_column(Text)
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+@dataclass(frozen=True)
+class NewChunk:
+    kind: str
+    text: str
+    embedding: np.ndarray
+
+
+class IdempotencyConflict(Exception):
+    """The idempotency key was used before with a different body."""
+
+
+def body_hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(repr(sorted(fields.items())).encode()).hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ForgetStore:
+    def __init__(self, url: str):
+        self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        Base.metadata.create_all(self.engine)
+
+    def create(
+        self,
+        fields: dict[str, Any],
+        chunks: list[NewChunk],
+        idempotency_key: str | None = None,
+    ) -> tuple[ForgetRequest, bool]:
+        """Commit a request and its chunks; returns (record, created). Committed on return."""
+        digest = body_hash(fields)
+        if idempotency_key is not None and (first := self._by_key(idempotency_key)):
+            return self._replay(first, digest), False
+        now = _now()
+        record = ForgetRequest(
+            id=f"fr_{uuid.uuid4().hex}",
+            status=SUPPRESSED,
+            created_at=now,
+            updated_at=now,
+            idempotency_key=idempotency_key,
+            body_hash=digest,
+            **fields,
+        )
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                session.add(record)
+                session.flush()
+                session.add_all(
+                    Chunk(
+                        request_id=record.id,
+                        kind=c.kind,
+                        text=c.text,
+                        embedding=c.embedding.astype(np.float32).tobytes(),
+                    )
+                    for c in chunks
+                )
+        except IntegrityError:
+            # A concurrent retry with the same key won the race: answer with its result.
+            if idempotency_key is not None and (first := self._by_key(idempotency_key)):
+                return self._replay(first, digest), False
+            raise
+        return record, True
+
+    def _by_key(self, key: str) -> ForgetRequest | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.scalar(select(ForgetRequest).where(ForgetRequest.idempotency_key == key))
+
+    @staticmethod
+    def _replay(first: ForgetRequest, digest: str) -> ForgetRequest:
+        if first.body_hash != digest:
+            raise IdempotencyConflict(first.id)
+        return first
+
+    def get(self, request_id: str) -> ForgetRequest | None:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return session.get(ForgetRequest, request_id)
+
+    def page(self, limit: int, after: str | None = None) -> list[ForgetRequest]:
+        """Oldest first, ``limit`` records after the record ``after`` (cursor pagination)."""
+        query = select(ForgetRequest).order_by(ForgetRequest.created_at, ForgetRequest.id)
+        with Session(self.engine, expire_on_commit=False) as session:
+            if after is not None and (cursor := session.get(ForgetRequest, after)):
+                query = query.where(
+                    (ForgetRequest.created_at > cursor.created_at)
+                    | ((ForgetRequest.created_at == cursor.created_at) & (ForgetRequest.id > after))
+                )
+            return list(session.scalars(query.limit(limit)))
+
+    def revoke(self, request_id: str) -> ForgetRequest | None:
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            record = session.get(ForgetRequest, request_id)
+            if record is not None and record.status != REVOKED:
+                record.status = REVOKED
+                record.updated_at = _now()
+        return record
+
+    def active(self) -> list[ForgetRequest]:
+        """Requests still enforced (suppressed, or removed but still suppressed too)."""
+        query = select(ForgetRequest).where(ForgetRequest.status != REVOKED)
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.scalars(query))
+
+    def chunk_ids(self, request_id: str) -> np.ndarray:
+        with Session(self.engine) as session:
+            ids = session.scalars(select(Chunk.id).where(Chunk.request_id == request_id))
+            return np.fromiter(ids, np.int64)
+
+    def active_chunk_owners(self) -> dict[int, str]:
+        """Chunk id -> request id, for every chunk of an active request."""
+        query = select(Chunk.id, Chunk.request_id).join(ForgetRequest)
+        with Session(self.engine) as session:
+            rows = session.execute(query.where(ForgetRequest.status != REVOKED))
+            return {chunk_id: request_id for chunk_id, request_id in rows}
+
+    def active_chunks(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(chunk ids, embeddings) of active requests, in batches."""
+        query = (
+            select(Chunk.id, Chunk.embedding)
+            .join(ForgetRequest)
+            .where(ForgetRequest.status != REVOKED)
+            .order_by(Chunk.id)
+            .execution_options(yield_per=batch)
+        )
+        with Session(self.engine) as session:
+            for rows in session.execute(query).partitions():
+                ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+                vectors = np.stack([np.frombuffer(r[1], np.float32) for r in rows])
+                yield ids, vectors
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a committed (acknowledged) request survives power loss, not only a process crash.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -1,0 +1,78 @@
+"""Chunk vectors in faiss: exact inner product while small, IVF (approximate) past a size.
+
+    >>> index = VectorIndex(dim=3)
+    >>> index.add(np.array([7]), np.array([[1, 0, 0]], np.float32))
+    >>> index.search(np.array([[1, 0, 0]], np.float32), k=1)[1].tolist()
+    [[7]]
+
+Ids are the store's chunk ids, so a hit maps back to its forget request. Both kinds support
+``remove`` (revoking a forget request removes its vectors at once).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+
+class VectorIndex:
+    def __init__(self, dim: int, approximate_after: int = 200_000, nprobe: int = 32):
+        self.dim = dim
+        self.approximate_after = approximate_after
+        self.nprobe = nprobe
+        self._index: faiss.Index = self._exact()
+
+    def _exact(self) -> faiss.Index:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+
+    @property
+    def approximate(self) -> bool:
+        return isinstance(self._index, faiss.IndexIVF)
+
+    def __len__(self) -> int:
+        return self._index.ntotal
+
+    def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Replace the contents; picks exact or IVF by size."""
+        if len(ids) <= self.approximate_after:
+            self._index = self._exact()
+        else:
+            # ~4·sqrt(n) lists, trained on a sample: k-means over all 10^6 would take minutes here.
+            nlist = int(4 * math.sqrt(len(ids)))
+            quantizer = faiss.IndexFlatIP(self.dim)
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 40]]
+            ivf.train(sample)
+            ivf.nprobe = self.nprobe
+            self._index = ivf
+        self.add(ids, vectors)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids):
+            self._index.add_with_ids(
+                np.ascontiguousarray(vectors, np.float32), ids.astype(np.int64)
+            )
+
+    def remove(self, ids: np.ndarray) -> None:
+        if len(ids):
+            self._index.remove_ids(ids.astype(np.int64))
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (len(queries), k); missing hits have id -1."""
+        if not len(self):
+            shape = (len(queries), k)
+            return np.full(shape, -np.inf, np.float32), np.full(shape, -1, np.int64)
+        return self._index.search(np.ascontiguousarray(queries, np.float32), k)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        faiss.write_index(self._index, str(tmp))
+        tmp.replace(path)  # atomic: a crash leaves the old file or the new one
+
+    def load(self, path: Path) -> None:
+        self._index = faiss.read_index(str(path))
+        if self.approximate:
+            self._index.nprobe = self.nprobe
