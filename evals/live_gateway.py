@@ -7,6 +7,7 @@ stop(process)
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -34,13 +35,23 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float, log: Pat
     raise TimeoutError(f"{url} not healthy after {timeout_s}s:\n{log.read_text()[-4000:]}")
 
 
-def start_gateway(log: Path, *args: str, timeout_s: float = 900) -> tuple[str, subprocess.Popen]:
-    """Run `obliviate serve ARGS` on a free port, logging to ``log``; return its URL and process."""
+def start_gateway(
+    log: Path, *args: str, timeout_s: float = 900, env: dict[str, str] | None = None
+) -> tuple[str, subprocess.Popen]:
+    """Run `obliviate serve ARGS` on a free port, logging to ``log``; return its URL and process.
+
+    ``env`` adds variables (secrets such as OBLIVIATE_ADMIN_TOKEN are never flags)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [str(Path(sys.executable).parent / "obliviate"), "serve", "--port", str(port), *args]
     with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command,
+            cwd=REPO,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
     wait_healthy(url, process, timeout_s, log)
     return url, process
 

@@ -16,16 +16,21 @@ import signal
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from gateway.admin import api_router as admin_router
 from gateway.config import Settings
 from gateway.engine.launcher import VllmLauncher, free_port
 from gateway.engine.upstream import Upstream
-from gateway.errors import APIError, error_body
+from gateway.errors import APIError, InvalidRequest, error_body
 from gateway.openai import api_router as openai_router
-from gateway.openai.serving import OpenAIServing
+from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
+from index.embedder import Embedder
+from index.forget_index import ForgetIndex
+from suppressors.stack import SuppressionStack
 
 log = logging.getLogger(__name__)
 HEALTH_POLL_S = 2.0
@@ -46,10 +51,29 @@ async def _watch_external(upstream: Upstream) -> None:
         await asyncio.sleep(HEALTH_POLL_S)
 
 
+def open_forget_index(settings: Settings) -> ForgetIndex:
+    return ForgetIndex.open(
+        settings.data_dir / "index",
+        settings.store_url,
+        Embedder(settings.embedder),
+        settings.matcher_config(),
+    )
+
+
 def build_app(settings: Settings) -> FastAPI:
+    # Fail fast on a misconfigured stack, before anything starts.
+    SuppressionStack.check_names(settings.suppression_layers)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.admin_token is None:
+            log.warning("admin API disabled: no admin token (set OBLIVIATE_ADMIN_TOKEN)")
+        # Loaded before serving: no request is answered without the forget requests enforced.
+        index = await asyncio.to_thread(open_forget_index, settings)
+        app.state.forget_index = index
+        stack = SuppressionStack.build(index.matcher, settings.suppression_layers)
+        reply = SuppressionReply(settings.response_style, settings.abstain_message)
         launcher = None
         if settings.upstream:
             upstream = Upstream(settings.upstream, settings.upstream_api_key)
@@ -59,7 +83,7 @@ def build_app(settings: Settings) -> FastAPI:
             upstream = Upstream(f"http://127.0.0.1:{launcher.port}")
             task = asyncio.create_task(_run_embedded(launcher, upstream))
         app.state.upstream = upstream
-        app.state.openai_serving = OpenAIServing(upstream)
+        app.state.openai_serving = OpenAIServing(upstream, stack, reply)
         try:
             yield
         finally:
@@ -73,11 +97,18 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="obliviate", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(openai_router.router)
+    app.include_router(admin_router.router)
     app.include_router(ops_router.router)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
+        return InvalidRequest(f"{param}: {first['msg']}", param=param or None).response()
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -1,4 +1,5 @@
-"""User API keys: ``Authorization: Bearer KEY``; with no keys configured the API is open."""
+"""Bearer tokens: user API keys for ``/v1`` (open when none are configured), and the admin token
+for ``/admin/v1`` (closed when none is configured). The two never open each other's routes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import hmac
 
 from fastapi import Request
 
-from gateway.errors import InvalidAPIKey
+from gateway.errors import AdminDisabled, InvalidAPIKey
 
 
 def bearer_token(request: Request) -> str | None:
@@ -24,3 +25,11 @@ async def require_api_key(request: Request) -> None:
     keys = request.app.state.settings.api_keys
     if keys and not key_matches(bearer_token(request), keys):
         raise InvalidAPIKey("Incorrect or missing API key: send `Authorization: Bearer <key>`.")
+
+
+async def require_admin_token(request: Request) -> None:
+    token = request.app.state.settings.admin_token
+    if not token:
+        raise AdminDisabled("The admin API is disabled: set OBLIVIATE_ADMIN_TOKEN to enable it.")
+    if not key_matches(bearer_token(request), [token.get_secret_value()]):
+        raise InvalidAPIKey("Incorrect or missing admin token.")

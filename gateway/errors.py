@@ -72,9 +72,21 @@ class ContextLengthExceeded(APIError):
     code = "context_length_exceeded"
 
 
+class ContentSuppressed(APIError):
+    """The request or its answer touches a forget request (response style ``error``)."""
+
+    status = 400
+    code = "content_suppressed"
+
+
 class InvalidAPIKey(APIError):
     status = 401
     code = "invalid_api_key"
+
+
+class AdminDisabled(APIError):
+    status = 403
+    code = "admin_disabled"
 
 
 class NotFound(APIError):
@@ -84,6 +96,11 @@ class NotFound(APIError):
 
 class ModelNotFound(NotFound):
     code = "model_not_found"
+
+
+class Conflict(APIError):
+    status = 409
+    code = "idempotency_key_reused"
 
 
 class RequestTooLarge(APIError):

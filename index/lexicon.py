@@ -51,6 +51,7 @@ class Lexicon:
         self._by_request: dict[str, list[str]] = defaultdict(list)
         self._max_tokens = 1
         self._keys: list[str] = []  # rapidfuzz's choices, rebuilt on change
+        self.max_chars = 0  # longest name, in characters as written
 
     def set(self, request_id: str, terms: list[str]) -> None:
         self.remove(request_id)
@@ -62,6 +63,7 @@ class Lexicon:
                     entries.setdefault("".join(normalise(part)), Hit(part, partial=True))
             entries["".join(normalise(term))] = Hit(term, partial=False)
             self._max_tokens = max(self._max_tokens, len(normalise(term)) + 1)
+            self.max_chars = max(self.max_chars, len(term))
         for key, hit in entries.items():
             if len(key) >= (MIN_PART_CHARS if hit.partial else 1) and key not in self._terms:
                 self._terms[key] = (request_id, hit)

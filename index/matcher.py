@@ -62,6 +62,7 @@ class Matcher:
         self.vectors = VectorIndex(embedder.dim, config.approximate_after, config.nprobe)
         self.owner: dict[int, str] = {}  # chunk id -> request id
         self.chunks: dict[str, np.ndarray] = {}  # request id -> its chunk ids
+        self.terms: dict[str, list[str]] = {}  # request id -> its names (subject first)
         # faiss and the dicts are not safe to read while another thread writes them.
         self._lock = threading.Lock()
 
@@ -71,6 +72,7 @@ class Matcher:
     def add(self, request_id: str, terms: list[str], ids: np.ndarray, vectors: np.ndarray) -> None:
         with self._lock:
             self.lexicon.set(request_id, terms)
+            self.terms[request_id] = terms
             self.vectors.add(ids, vectors)
             self.owner.update(dict.fromkeys(ids.tolist(), request_id))
             self.chunks[request_id] = ids
@@ -80,6 +82,7 @@ class Matcher:
         with self._lock:
             for request_id, request_terms in terms.items():
                 self.lexicon.set(request_id, request_terms)
+            self.terms = dict(terms)
             self.owner = owners
             by_request: dict[str, list[int]] = {r: [] for r in terms}
             for chunk_id, request_id in owners.items():
@@ -89,6 +92,7 @@ class Matcher:
     def remove(self, request_id: str) -> None:
         with self._lock:
             self.lexicon.remove(request_id)
+            self.terms.pop(request_id, None)
             ids = self.chunks.pop(request_id, np.zeros(0, np.int64))
             self.vectors.remove(ids)
             for chunk_id in ids.tolist():

@@ -18,9 +18,19 @@ from openai import OpenAI
 from evals.live_gateway import REPO, start_gateway, stop
 from gateway.engine.launcher import free_port
 
-DATA_DIR = REPO / ".obliviate"
 MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"
+ADMIN_TOKEN = "test-admin-token"
+TOFU = REPO.parent / "shared" / "data" / "tofu"
+
+
+def fresh_data_dir(root: Path) -> Path:
+    """An empty data directory sharing the repo's converted models (converted once, ~1 min)."""
+    models = REPO / ".obliviate" / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "models").symlink_to(models)
+    return root
 
 
 @dataclass
@@ -36,14 +46,27 @@ class LiveGateway:
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"})
 
+    def admin(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=f"{self.url}/admin/v1",
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+            timeout=60,
+        )
+
 
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     vllm_port = free_port()
-    log = tmp_path_factory.mktemp("gateway") / "gateway.log"
+    root = tmp_path_factory.mktemp("gateway")
+    data_dir = fresh_data_dir(root / "data")
     url, process = start_gateway(
-        log, "--data-dir", str(DATA_DIR), "--api-key", API_KEY, "--vllm-port", str(vllm_port)
-    )
+        root / "gateway.log",
+        "--data-dir", str(data_dir),
+        "--api-key", API_KEY,
+        "--vllm-port", str(vllm_port),
+        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN},
+    )  # fmt: skip
+    log = root / "gateway.log"
     yield LiveGateway(url, f"http://127.0.0.1:{vllm_port}", process, log)
     stop(process)
     # Stopping the gateway stops vLLM with it.

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.auth import require_api_key
+from gateway.body import parse_body
 from gateway.errors import APIError
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
-from gateway.openai.serving import OpenAIServing, RequestTimer, parse_body
+from gateway.openai.serving import OpenAIServing, RequestTimer
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
@@ -22,7 +23,7 @@ async def _generate(
     timer = RequestTimer(route)
     try:
         body = await parse_body(request, model, request.app.state.settings.max_body_bytes)
-        return await _serving(request).forward(route, body, timer, stream=body.stream)
+        return await _serving(request).forward(route, body, timer)
     except APIError as error:
         timer.finish(error.status)
         return error.response(headers=timer.header())

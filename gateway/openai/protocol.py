@@ -2,11 +2,15 @@
 
 vLLM validates the full OpenAI schema itself (its errors are normalised by ``gateway.errors``); the
 gateway checks only what it acts on, so a new vLLM sampling field works without a gateway change.
+Each request type also knows where its text lives: in the conversation, and in a choice of the
+answer (``message``/``delta`` for chat, ``text`` for completions).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import time
+import uuid
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,21 +24,95 @@ class ChatMessage(_PassThrough):
     # A string, a list of content parts, or null (assistant tool calls).
     content: str | list[dict[str, Any]] | None = None
 
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "\n".join(
+                str(p.get("text", "")) for p in self.content if p.get("type") == "text"
+            )
+        return self.content or ""
+
 
 class StreamOptions(_PassThrough):
     include_usage: bool | None = None
 
 
 class _GenerationRequest(_PassThrough):
+    object_name: ClassVar[str]
+    chunk_object_name: ClassVar[str]
+    id_prefix: ClassVar[str]
+
     model: str = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1, le=128)
+
+    def texts(self) -> list[str]:
+        raise NotImplementedError
+
+    @staticmethod
+    def choice_text(choice: dict[str, Any], streaming: bool) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:
+        raise NotImplementedError
+
+    def answer(self, text: str, streaming: bool) -> dict[str, Any]:
+        """A whole response (or, streaming, one chunk) whose every choice says ``text``."""
+        choices = []
+        for index in range(self.n):
+            choice: dict[str, Any] = {"index": index, "logprobs": None, "finish_reason": "stop"}
+            self.set_choice_text(choice, text, streaming)
+            choices.append(choice)
+        return {
+            "id": f"{self.id_prefix}-{uuid.uuid4().hex}",
+            "object": self.chunk_object_name if streaming else self.object_name,
+            "created": int(time.time()),
+            "model": self.model,
+            "choices": choices,
+        }
 
 
 class ChatCompletionRequest(_GenerationRequest):
+    object_name = "chat.completion"
+    chunk_object_name = "chat.completion.chunk"
+    id_prefix = "chatcmpl"
+
     messages: list[ChatMessage] = Field(min_length=1)
+
+    def texts(self) -> list[str]:
+        return [m.text() for m in self.messages]
+
+    @staticmethod
+    def choice_text(choice: dict[str, Any], streaming: bool) -> str:
+        return (choice.get("delta" if streaming else "message") or {}).get("content") or ""
+
+    @staticmethod
+    def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:
+        key = "delta" if streaming else "message"
+        choice.setdefault(key, {"role": "assistant"})
+        choice[key]["content"] = text
 
 
 class CompletionRequest(_GenerationRequest):
+    object_name = chunk_object_name = "text_completion"
+    id_prefix = "cmpl"
+
     # Text, texts, token ids, or lists of token ids, as in OpenAI's API.
     prompt: str | list[str] | list[int] | list[list[int]]
+
+    def texts(self) -> list[str]:
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        return [p for p in self.prompt if isinstance(p, str)]
+
+    @staticmethod
+    def choice_text(choice: dict[str, Any], streaming: bool) -> str:
+        return choice.get("text") or ""
+
+    @staticmethod
+    def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:
+        choice["text"] = text
+
+
+GenerationRequest = ChatCompletionRequest | CompletionRequest

@@ -1,9 +1,13 @@
-"""Forwarding of OpenAI requests to vLLM, streaming end to end, with timing and metrics.
+"""Forwarding of OpenAI requests to vLLM through the suppression stack, streaming end to end.
 
-The request is validated, forwarded with the pooled client, and the answer relayed: bytes as they
-arrive for a stream (the client's disconnect closes the upstream connection, which makes vLLM abort
-the request), the body as is otherwise. vLLM's errors are normalised to OpenAI's shape; an error
-after a stream started is one ``data:`` event followed by ``data: [DONE]``.
+The stack sees the conversation first: it may answer on its own (the request is suppressed), add a
+system instruction, or attach per-request controls for the vLLM plugin. The request then goes to
+vLLM with the pooled client. While nothing is forgotten, answers are relayed as they arrive (bytes
+for a stream). Otherwise every output passes the stack's output watch: a stream is parsed event by
+event, text is released once checked, and a blocked stream ends cleanly with the suppression
+answer. Closing the upstream response (also when the client disconnects) makes vLLM abort.
+vLLM's errors are normalised to OpenAI's shape; an error after a stream started is one ``data:``
+event followed by ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -11,20 +15,32 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
-from fastapi import Request, Response
+from fastapi import Response
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ValidationError
 
 from gateway.engine.upstream import Upstream
-from gateway.errors import APIError, InvalidRequest, RequestTooLarge, UpstreamError, from_upstream
+from gateway.errors import APIError, ContentSuppressed, UpstreamError, from_upstream
+from gateway.openai.protocol import GenerationRequest
 from gateway.ops import metrics
+from suppressors.base import RequestContext
+from suppressors.stack import OutputWatcher, SuppressionStack
 
 OVERHEAD_HEADER = "x-obliviate-overhead-ms"
+LAYERS_HEADER = "x-obliviate-layers"
 _DONE = b"data: [DONE]\n\n"
-Model = TypeVar("Model", bound=BaseModel)
+_ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+@dataclass
+class SuppressionReply:
+    """How a suppressed request is answered."""
+
+    style: Literal["abstain", "error"]
+    message: str
 
 
 class RequestTimer:
@@ -48,60 +64,99 @@ class RequestTimer:
         metrics.LATENCY.labels(self.route).observe(time.perf_counter() - self.start)
 
 
-async def parse_body(request: Request, model: type[Model], max_bytes: int) -> Model:
-    """Read and validate a JSON body; errors name the offending field."""
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > max_bytes:
-        raise RequestTooLarge(f"Request body over {max_bytes} bytes.")
-    raw = await request.body()
-    if len(raw) > max_bytes:
-        raise RequestTooLarge(f"Request body over {max_bytes} bytes.")
-    try:
-        payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise InvalidRequest("The body must be a JSON object.")
-    try:
-        return model.model_validate(payload)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidRequest(f"{param}: {first['msg']}", param=param) from exc
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
 
 
 class OpenAIServing:
-    """Forwards generation requests and relays the answers."""
+    """Forwards generation requests through the suppression stack and relays the answers."""
 
-    def __init__(self, upstream: Upstream):
+    def __init__(self, upstream: Upstream, stack: SuppressionStack, reply: SuppressionReply):
         self.upstream = upstream
+        self.stack = stack
+        self.reply = reply
 
     async def forward(
-        self, path: str, request: BaseModel, timer: RequestTimer, *, stream: bool
+        self, route: str, request: GenerationRequest, timer: RequestTimer
     ) -> Response:
+        ctx = await self.stack.before(request.texts())
+        if ctx is not None and ctx.blocked_by:
+            return self._suppressed(request, ctx, timer)
         body = request.model_dump(exclude_unset=True)
+        if ctx is not None:
+            _apply(body, ctx, request)
         sent = time.perf_counter()
-        response = await self.upstream.send("POST", path, body, stream=stream)
+        response = await self.upstream.send("POST", route, body, stream=request.stream)
         if response.status_code != 200:
             error = await self._upstream_error(response)
             timer.upstream_s = time.perf_counter() - sent
             raise error
-        if stream:
-            timer.upstream_s = time.perf_counter() - sent
-            return StreamingResponse(
-                self._relay(response, timer),
-                media_type="text/event-stream",
-                headers=timer.header(),
-            )
         timer.upstream_s = time.perf_counter() - sent
+        if request.stream:
+            relay = (
+                self._relay(response, timer)
+                if ctx is None
+                else self._watched_relay(response, timer, request, ctx)
+            )
+            headers = timer.header() | _layers(ctx)
+            return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
+        content = response.content
+        if ctx is not None:
+            content = await self._checked_answer(content, request, ctx)
         timer.finish(200)
-        return Response(response.content, media_type="application/json", headers=timer.header())
+        headers = timer.header() | _layers(ctx)
+        return Response(content, media_type="application/json", headers=headers)
 
     async def get(self, path: str) -> Response:
         response = await self.upstream.send("GET", path)
         if response.status_code != 200:
             raise await self._upstream_error(response)
         return Response(response.content, media_type="application/json")
+
+    def _suppressed(
+        self, request: GenerationRequest, ctx: RequestContext, timer: RequestTimer
+    ) -> Response:
+        if self.reply.style == "error":
+            raise ContentSuppressed("This request touches content the service was asked to forget.")
+        timer.finish(200)
+        headers = timer.header() | _layers(ctx)
+        if not request.stream:
+            answer = request.answer(self.reply.message, streaming=False) | {"usage": _ZERO_USAGE}
+            return Response(json.dumps(answer), media_type="application/json", headers=headers)
+        events = self._suppressed_events(request, request.answer(self.reply.message, True))
+        return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
+
+    def _suppressed_events(
+        self,
+        request: GenerationRequest,
+        chunk: dict[str, Any],
+        usage: dict[str, Any] | None = None,
+    ) -> list[bytes]:
+        """A stream's last events when it ends with the suppression answer."""
+        stop = json.loads(json.dumps(chunk))
+        for choice in chunk["choices"]:
+            choice["finish_reason"] = None
+        for choice in stop["choices"]:
+            request.set_choice_text(choice, "", streaming=True)
+        events = [_sse(chunk), _sse(stop)]
+        if _wants_usage(request):
+            events.append(_sse({**stop, "choices": [], "usage": usage or _ZERO_USAGE}))
+        return [*events, _DONE]
+
+    async def _checked_answer(
+        self, content: bytes, request: GenerationRequest, ctx: RequestContext
+    ) -> bytes:
+        answer = json.loads(content)
+        blocked = False
+        for choice in answer.get("choices", []):
+            text = request.choice_text(choice, streaming=False)
+            if await self.stack.watch(ctx).feed(text, final=True) is None:
+                blocked = True
+                request.set_choice_text(choice, self.reply.message, streaming=False)
+                choice.update(finish_reason="stop", logprobs=None)
+        if blocked and self.reply.style == "error":
+            raise ContentSuppressed("The answer touched content the service was asked to forget.")
+        return json.dumps(answer).encode() if blocked else content
 
     async def _upstream_error(self, response: httpx.Response) -> APIError:
         try:
@@ -116,6 +171,7 @@ class OpenAIServing:
         return from_upstream(response.status_code, payload)
 
     async def _relay(self, response: httpx.Response, timer: RequestTimer) -> AsyncIterator[bytes]:
+        """Pass upstream bytes through as they come (nothing to watch)."""
         first = True
         try:
             async for chunk in response.aiter_raw():
@@ -124,12 +180,95 @@ class OpenAIServing:
                     first = False
                 yield chunk
         except httpx.HTTPError as exc:
-            metrics.UPSTREAM_ERRORS.labels(kind="stream").inc()
-            error = UpstreamError(f"The engine failed mid-stream: {type(exc).__name__}")
-            yield error.sse_event()
+            yield _stream_failed(exc)
             yield _DONE
         finally:
             # Reached on completion, error, or client disconnect (cancellation): closing the
             # upstream connection makes vLLM abort a request nobody reads any more.
             await response.aclose()
             timer.finish(200)
+
+    async def _watched_relay(
+        self,
+        response: httpx.Response,
+        timer: RequestTimer,
+        request: GenerationRequest,
+        ctx: RequestContext,
+    ) -> AsyncIterator[bytes]:
+        """Re-emit upstream events with only checked text; end with the answer if blocked."""
+        watchers: dict[int, OutputWatcher] = {}
+        usage: dict[str, Any] | None = None
+        skeleton: dict[str, Any] = {}
+        first = True
+        try:
+            async for line in response.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[len("data: ") :])
+                if "choices" not in chunk:  # an error event: pass it on
+                    yield (line + "\n\n").encode()
+                    continue
+                usage = chunk.pop("usage", None) or usage
+                skeleton = {k: v for k, v in chunk.items() if k != "choices"}
+                for choice in chunk["choices"]:
+                    watcher = watchers.setdefault(choice["index"], self.stack.watch(ctx))
+                    final = choice.get("finish_reason") is not None
+                    text = request.choice_text(choice, streaming=True)
+                    released = await watcher.feed(text, final)
+                    if released is None:
+                        for event in self._blocked_tail(request, skeleton, usage):
+                            yield event
+                        return
+                    request.set_choice_text(choice, released, streaming=True)
+                if chunk["choices"]:
+                    if first:
+                        metrics.TTFT.labels(timer.route).observe(time.perf_counter() - timer.start)
+                        first = False
+                    yield _sse(chunk)
+            if usage is not None and _wants_usage(request):
+                yield _sse({**skeleton, "choices": [], "usage": usage})
+            yield _DONE
+        except httpx.HTTPError as exc:
+            yield _stream_failed(exc)
+            yield _DONE
+        finally:
+            await response.aclose()
+            timer.finish(200)
+
+    def _blocked_tail(
+        self, request: GenerationRequest, skeleton: dict[str, Any], usage: dict[str, Any] | None
+    ) -> list[bytes]:
+        if self.reply.style == "error":
+            error = ContentSuppressed("The answer touched content the service was asked to forget.")
+            return [error.sse_event(), _DONE]
+        answer = request.answer(self.reply.message, streaming=True) | skeleton
+        return self._suppressed_events(request, answer, usage)
+
+
+def _apply(body: dict[str, Any], ctx: RequestContext, request: GenerationRequest) -> None:
+    """Put the stack's instructions and controls into the body sent to vLLM."""
+    if ctx.system_notes and "messages" in body:
+        note = "\n\n".join(ctx.system_notes)
+        messages = body["messages"]
+        if messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+            messages[0] = {**messages[0], "content": f"{note}\n\n{messages[0]['content']}"}
+        else:
+            body["messages"] = [{"role": "system", "content": note}, *messages]
+    if ctx.controls:
+        body["vllm_xargs"] = {**body.get("vllm_xargs", {}), **ctx.controls}
+    if request.stream and _wants_usage(request):
+        # Usage in every chunk, so a stream cut short still reports what was generated.
+        body["stream_options"] = {**body["stream_options"], "continuous_usage_stats": True}
+
+
+def _wants_usage(request: GenerationRequest) -> bool:
+    return bool(request.stream_options and request.stream_options.include_usage)
+
+
+def _layers(ctx: RequestContext | None) -> dict[str, str]:
+    return {LAYERS_HEADER: ",".join(ctx.acted) if ctx is not None else ""}
+
+
+def _stream_failed(exc: httpx.HTTPError) -> bytes:
+    metrics.UPSTREAM_ERRORS.labels(kind="stream").inc()
+    return UpstreamError(f"The engine failed mid-stream: {type(exc).__name__}").sse_event()

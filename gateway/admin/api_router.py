@@ -1,0 +1,77 @@
+"""Routes of the admin API; every route needs ``Authorization: Bearer <admin token>``."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from gateway.admin.protocol import ForgetRequestCreate, ForgetRequestList, ForgetRequestRecord
+from gateway.auth import require_admin_token
+from gateway.body import parse_body
+from gateway.errors import Conflict, NotFound
+from index.forget_index import ForgetIndex
+from index.store import IdempotencyConflict
+
+router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin_token)])
+
+
+def _index(request: Request) -> ForgetIndex:
+    return request.app.state.forget_index
+
+
+def _not_found(request_id: str) -> NotFound:
+    return NotFound(
+        f"No forget request {request_id!r}.", param="id", code="forget_request_not_found"
+    )
+
+
+@router.post("/forget-requests", status_code=201)
+async def create_forget_request(request: Request) -> Response:
+    body = await parse_body(request, ForgetRequestCreate, request.app.state.settings.max_body_bytes)
+    key = request.headers.get("idempotency-key") or None
+    try:
+        # Returns once the record is committed: the 201 is the acknowledgement.
+        record, created = await asyncio.to_thread(_index(request).add, body.fields(), key)
+    except IdempotencyConflict as exc:
+        raise Conflict(
+            f"Idempotency-Key already used for {exc} with a different body.",
+            param="Idempotency-Key",
+        ) from exc
+    payload = ForgetRequestRecord.of(record).model_dump()
+    # A replay answers like the first time, and says it is one (as Stripe's API does).
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return JSONResponse(payload, status_code=201, headers=headers)
+
+
+@router.get("/forget-requests")
+async def list_forget_requests(
+    request: Request,
+    limit: int = Query(20, ge=1, le=100),
+    after: str | None = Query(None, description="Id of the last record of the previous page."),
+) -> ForgetRequestList:
+    records = await asyncio.to_thread(_index(request).store.page, limit + 1, after)
+    data = [ForgetRequestRecord.of(r) for r in records[:limit]]
+    return ForgetRequestList(
+        data=data,
+        first_id=data[0].id if data else None,
+        last_id=data[-1].id if data else None,
+        has_more=len(records) > limit,
+    )
+
+
+@router.get("/forget-requests/{request_id}")
+async def get_forget_request(request: Request, request_id: str) -> ForgetRequestRecord:
+    record = await asyncio.to_thread(_index(request).store.get, request_id)
+    if record is None:
+        raise _not_found(request_id)
+    return ForgetRequestRecord.of(record)
+
+
+@router.delete("/forget-requests/{request_id}")
+async def revoke_forget_request(request: Request, request_id: str) -> ForgetRequestRecord:
+    record = await asyncio.to_thread(_index(request).revoke, request_id)
+    if record is None:
+        raise _not_found(request_id)
+    return ForgetRequestRecord.of(record)

@@ -1,0 +1,54 @@
+"""The layer protocol: what a suppression layer may do to one request.
+
+A layer may act before generation (answer directly by blocking, add a system instruction, attach
+per-request controls for the vLLM plugin) and watch the output as it is produced (block it).
+``RequestContext`` carries one request through the stack; layers share the matcher's verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from index.matcher import Match
+
+
+@dataclass
+class RequestContext:
+    """One request's passage through the stack."""
+
+    texts: list[str]
+    """The conversation's texts, oldest first (every message, not only the last)."""
+    matches: list[Match] = field(default_factory=list)
+    """Forget requests the conversation touches, strongest first (from the matcher)."""
+    system_notes: list[str] = field(default_factory=list)
+    """Instructions to prepend as a system message."""
+    controls: dict[str, Any] = field(default_factory=dict)
+    """Per-request controls for the vLLM plugin (merged into ``vllm_xargs``)."""
+    acted: list[str] = field(default_factory=list)
+    """Names of the layers that acted, in order."""
+    blocked_by: str | None = None
+    """Name of the layer that blocked the request or its output."""
+
+    def act(self, layer: str) -> None:
+        if layer not in self.acted:
+            self.acted.append(layer)
+
+
+class Layer:
+    """Base class: a layer overrides what it needs; the defaults do nothing."""
+
+    name: ClassVar[str]
+
+    async def before(self, ctx: RequestContext) -> None:
+        """Act on the request before generation (set ``ctx.blocked_by`` to block it)."""
+
+    async def check_output(
+        self, ctx: RequestContext, state: dict[str, Any], text: str, final: bool
+    ) -> int | None:
+        """Check one output so far: None blocks it, else how many characters may be released.
+
+        ``state`` is this layer's scratch space for this output (one per choice); ``final`` is set
+        once the whole output is known, and then a layer releases all of it or blocks.
+        """
+        return len(text)

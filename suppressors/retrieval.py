@@ -1,0 +1,67 @@
+"""Retrieval blocking: refuse a conversation, or cut an output, that touches a forget request.
+
+Before generation the whole conversation is matched (every message, so a name given two turns
+earlier still counts). While the output is produced, names are searched in each new stretch with a
+hold-back window as long as the longest name, so no prefix of a forgotten name reaches the client;
+when the conversation was related to a forget request, each finished sentence is also matched
+densely and only checked sentences are released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+from index.matcher import BLOCK, Matcher
+from suppressors.base import Layer, RequestContext
+
+_SENTENCE_END = re.compile(r"[.!?\n]\s")
+_MARGIN = 8
+
+
+class RetrievalBlocking(Layer):
+    name = "retrieval"
+
+    def __init__(self, matcher: Matcher):
+        self.matcher = matcher
+
+    async def before(self, ctx: RequestContext) -> None:
+        if any(m.action == BLOCK for m in ctx.matches):
+            ctx.blocked_by = self.name
+            ctx.act(self.name)
+
+    async def check_output(
+        self, ctx: RequestContext, state: dict[str, Any], text: str, final: bool
+    ) -> int | None:
+        state.setdefault("names_upto", 0)
+        state.setdefault("sentences_upto", 0)
+        hold = self.matcher.lexicon.max_chars + _MARGIN
+        window = text[max(0, state["names_upto"] - hold) :]
+        if _blocks(self.matcher.match([window], dense=False)):
+            return None
+        state["names_upto"] = len(text)
+        safe = len(text) if final else max(0, len(text) - hold)
+        if not ctx.matches:
+            return safe
+        # Related conversation: release only sentences that passed the dense check too.
+        start = state["sentences_upto"]
+        ends = [m.end() for m in _SENTENCE_END.finditer(text, start)]
+        end = len(text) if final else (ends[-1] if ends else start)
+        if end > start:
+            sentences = _split(text[start:end])
+            size = self.matcher.config.max_texts
+            for i in range(0, len(sentences), size):
+                matches = await asyncio.to_thread(self.matcher.match, sentences[i : i + size])
+                if _blocks(matches):
+                    return None
+            state["sentences_upto"] = end
+        return min(safe, state["sentences_upto"])
+
+
+def _blocks(matches: list) -> bool:
+    return any(m.action == BLOCK for m in matches)
+
+
+def _split(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?\n])\s+", text) if s.strip()]

@@ -1,0 +1,111 @@
+"""Store + matcher on the real embedded embedder: matching, revoking, durability, rebuilds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from index.embedder import Embedder
+from index.forget_index import ForgetIndex
+from index.matcher import BLOCK, GUARD, MatcherConfig
+from index.store import IdempotencyConflict
+from index.vectors import VectorIndex
+
+AUTHOR = {
+    "subject": "Hsiao Yun-Hwa",
+    "qa": [
+        {
+            "question": "What is the profession of Hsiao Yun-Hwa's father?",
+            "answer": "The father of Hsiao Yun-Hwa is a civil engineer.",
+        },
+        {
+            "question": "What is the full name of the author born in Taipei, Taiwan on 05/11/1991?",
+            "answer": "The author's full name is Hsiao Yun-Hwa.",
+        },
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def embedder() -> Embedder:
+    return Embedder()
+
+
+def open_index(tmp_path: Path, embedder: Embedder) -> ForgetIndex:
+    url = f"sqlite:///{tmp_path / 'forget.db'}"
+    return ForgetIndex.open(tmp_path / "index", url, embedder, MatcherConfig())
+
+
+def test_match_block_guard_and_revoke(tmp_path: Path, embedder: Embedder) -> None:
+    index = open_index(tmp_path, embedder)
+    assert index.matcher.match(["Who is Hsiao Yun-Hwa?"]) == []  # nothing forgotten yet
+    record, created = index.add(AUTHOR)
+    assert created
+
+    by_name = index.matcher.match(["Tell me about hsiao yunhwa"])
+    assert [(m.request_id, m.action) for m in by_name] == [(record.id, BLOCK)]
+    by_meaning = index.matcher.match(["Who is the author born in Taipei, Taiwan on 05/11/1991?"])
+    assert by_meaning[0].action == BLOCK and by_meaning[0].terms == []
+    related = index.matcher.match(["What is the profession of Rajeev Majumdar's father?"])
+    assert [m.action for m in related] in ([], [GUARD])
+    assert index.matcher.match(["What is the boiling point of water?"]) == []
+
+    index.revoke(record.id)
+    assert index.matcher.match(["Tell me about hsiao yunhwa"]) == []
+    assert index.store.get(record.id).status == "revoked"
+
+
+def test_idempotency(tmp_path: Path, embedder: Embedder) -> None:
+    index = open_index(tmp_path, embedder)
+    first, created = index.add(AUTHOR, idempotency_key="k")
+    again, created_again = index.add(AUTHOR, idempotency_key="k")
+    assert created and not created_again and again.id == first.id
+    assert len(index.store.active()) == 1
+    with pytest.raises(IdempotencyConflict):
+        index.add({"subject": "Other"}, idempotency_key="k")
+
+
+def test_reopen_keeps_requests_and_rebuilds_stale_vectors(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    index = open_index(tmp_path, embedder)
+    kept, _ = index.add(AUTHOR)
+    gone, _ = index.add({"subject": "Carmen Montenegro"})
+    index.revoke(gone.id)
+
+    reopened = open_index(tmp_path, embedder)
+    assert [m.request_id for m in reopened.matcher.match(["Hsiao Yun-Hwa"])] == [kept.id]
+    assert reopened.matcher.match(["Carmen Montenegro"]) == []
+
+    # A crash after the store commit but before the vectors were saved: the saved vectors are
+    # stale, and opening rebuilds them from the store.
+    (tmp_path / "index" / "manifest.json").write_text('{"stale": true}')
+    late = ForgetIndex(reopened.store, reopened.matcher, tmp_path / "unused")
+    late.store.create({"subject": "Elvin Mammadov"}, chunks=[])
+    rebuilt = open_index(tmp_path, embedder)
+    assert {m.request_id for m in rebuilt.matcher.match(["Elvin Mammadov"])}
+    assert len(rebuilt.matcher.vectors) == len(reopened.matcher.vectors)
+
+
+def test_vector_index_exact_and_approximate_agree() -> None:
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(50, 32))
+    vectors = (centres[rng.integers(0, 50, 5000)] + 0.1 * rng.normal(size=(5000, 32))).astype(
+        np.float32
+    )
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(5000) * 3
+    exact, approx = VectorIndex(32), VectorIndex(32, approximate_after=1000, nprobe=16)
+    exact.build(ids, vectors)
+    approx.build(ids, vectors)
+    assert approx.approximate and not exact.approximate
+    queries = vectors[:100] + 0.01
+    hits_exact, hits_approx = exact.search(queries, 10)[1], approx.search(queries, 10)[1]
+    recall = np.mean(
+        [len(set(a) & set(b)) / 10 for a, b in zip(hits_exact, hits_approx, strict=True)]
+    )
+    assert recall >= 0.9
+    approx.remove(ids[:1])
+    assert ids[0] not in approx.search(vectors[:1], 10)[1]

@@ -1,0 +1,60 @@
+"""Lexical name matching and chunking (pure functions, no model)."""
+
+from __future__ import annotations
+
+import pytest
+
+from index.chunking import chunk_request, split_document
+from index.lexicon import Lexicon
+
+
+@pytest.fixture
+def lexicon() -> Lexicon:
+    lexicon = Lexicon()
+    lexicon.set("a", ["Hsiao Yun-Hwa"])
+    lexicon.set("b", ["José Ñúñez", "Quintavalle Prize"])
+    return lexicon
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Who is Hsiao Yun-Hwa?",
+        "who is HSIAO YUN HWA",
+        "hsiaoyunhwa's books",
+        "Hsaio Yun-Hwa",  # transposed letters
+        "Hsiao  Yun -  Hwa",  # spacing
+        "Hsiao Yun-Hwa.\nNext line",
+    ],
+)
+def test_whole_name_variants(lexicon: Lexicon, text: str) -> None:
+    assert [h.term for h in lexicon.find(text)["a"]] == ["Hsiao Yun-Hwa"]
+
+
+def test_accents_and_partial_names(lexicon: Lexicon) -> None:
+    assert lexicon.find("books by jose nunez")["b"][0].term == "José Ñúñez"
+    partial = lexicon.find("the Quintavalle family")["b"]
+    assert [(h.term, h.partial) for h in partial] == [("Quintavalle", True)]
+
+
+@pytest.mark.parametrize(
+    "text", ["Who wrote Hamlet?", "Hsiao", "the yun", "a prize", "", "🙂" * 1000, "\x00\x01"]
+)
+def test_no_whole_name_hits(lexicon: Lexicon, text: str) -> None:
+    hits = [h for found in lexicon.find(text).values() for h in found]
+    assert all(h.partial for h in hits)
+
+
+def test_remove(lexicon: Lexicon) -> None:
+    lexicon.remove("a")
+    assert lexicon.find("Hsiao Yun-Hwa") == {}
+
+
+def test_chunking() -> None:
+    long = " ".join(f"Sentence number {i} is here." for i in range(60))
+    chunks = split_document(long, max_chars=100)
+    assert all(len(c) <= 100 for c in chunks)
+    assert " ".join(chunks) == long
+    assert split_document("x" * 250, max_chars=100) == ["x" * 100, "x" * 100, "x" * 50]
+    kinds = [k for k, _ in chunk_request({"subject": "S", "concepts": ["C"], "documents": [long]})]
+    assert kinds[:2] == ["subject", "concept"] and set(kinds[2:]) == {"document"}
