@@ -109,10 +109,10 @@ def test_other_knowledge_is_untouched_and_revoking_restores(
 
 def test_output_is_cut_mid_stream(gateway: LiveGateway, client: OpenAI) -> None:
     """The question does not match; the answer does, and the stream ends with the abstention."""
-    question = user("Count from one to five in words.")
-    assert "four" in ask(client, question)[0].lower()
+    question = user("What is the chemical symbol for gold?")
+    assert " Au" in ask(client, question)[0]
     with gateway.admin() as admin:
-        request_id = admin.post("/forget-requests", json={"concepts": ["four"]}).json()["id"]
+        request_id = admin.post("/forget-requests", json={"concepts": ["Au"]}).json()["id"]
         try:
             raw = client.chat.completions.with_raw_response.create(
                 model=MODEL, messages=question, max_tokens=24, temperature=0, stream=True
@@ -123,6 +123,6 @@ def test_output_is_cut_mid_stream(gateway: LiveGateway, client: OpenAI) -> None:
             answer, layers = ask(client, question)  # and the same, not streamed
         finally:
             admin.delete(f"/forget-requests/{request_id}")
-    assert "four" not in text.lower() and text.endswith(ABSTAIN)
+    assert " Au" not in text and text.endswith(ABSTAIN)
     assert chunks[-1].choices[0].finish_reason == "stop"
     assert answer == ABSTAIN and "retrieval" in layers
