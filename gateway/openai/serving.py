@@ -93,11 +93,8 @@ class OpenAIServing:
             raise error
         timer.upstream_s = time.perf_counter() - sent
         if request.stream:
-            relay = (
-                self._relay(response, timer)
-                if ctx is None
-                else self._watched_relay(response, timer, request, ctx)
-            )
+            events = response.aiter_raw() if ctx is None else self._watched(response, request, ctx)
+            relay = self._relay(events, response, timer)
             headers = timer.header() | _layers(ctx)
             return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
         content = response.content
@@ -170,15 +167,17 @@ class OpenAIServing:
             metrics.UPSTREAM_ERRORS.labels(kind="status").inc()
         return from_upstream(response.status_code, payload)
 
-    async def _relay(self, response: httpx.Response, timer: RequestTimer) -> AsyncIterator[bytes]:
-        """Pass upstream bytes through as they come (nothing to watch)."""
+    async def _relay(
+        self, events: AsyncIterator[bytes], response: httpx.Response, timer: RequestTimer
+    ) -> AsyncIterator[bytes]:
+        """Stream ``events`` to the client, timing the first and closing the upstream after."""
         first = True
         try:
-            async for chunk in response.aiter_raw():
+            async for event in events:
                 if first:
                     metrics.TTFT.labels(timer.route).observe(time.perf_counter() - timer.start)
                     first = False
-                yield chunk
+                yield event
         except httpx.HTTPError as exc:
             yield _stream_failed(exc)
             yield _DONE
@@ -188,52 +187,36 @@ class OpenAIServing:
             await response.aclose()
             timer.finish(200)
 
-    async def _watched_relay(
-        self,
-        response: httpx.Response,
-        timer: RequestTimer,
-        request: GenerationRequest,
-        ctx: RequestContext,
+    async def _watched(
+        self, response: httpx.Response, request: GenerationRequest, ctx: RequestContext
     ) -> AsyncIterator[bytes]:
-        """Re-emit upstream events with only checked text; end with the answer if blocked."""
+        """Upstream events re-emitted with only checked text; the answer ends a blocked one."""
         watchers: dict[int, OutputWatcher] = {}
         usage: dict[str, Any] | None = None
         skeleton: dict[str, Any] = {}
-        first = True
-        try:
-            async for line in response.aiter_lines():
-                if not line.startswith("data: ") or line == "data: [DONE]":
-                    continue
-                chunk = json.loads(line[len("data: ") :])
-                if "choices" not in chunk:  # an error event: pass it on
-                    yield (line + "\n\n").encode()
-                    continue
-                usage = chunk.pop("usage", None) or usage
-                skeleton = {k: v for k, v in chunk.items() if k != "choices"}
-                for choice in chunk["choices"]:
-                    watcher = watchers.setdefault(choice["index"], self.stack.watch(ctx))
-                    final = choice.get("finish_reason") is not None
-                    text = request.choice_text(choice, streaming=True)
-                    released = await watcher.feed(text, final)
-                    if released is None:
-                        for event in self._blocked_tail(request, skeleton, usage):
-                            yield event
-                        return
-                    request.set_choice_text(choice, released, streaming=True)
-                if chunk["choices"]:
-                    if first:
-                        metrics.TTFT.labels(timer.route).observe(time.perf_counter() - timer.start)
-                        first = False
-                    yield _sse(chunk)
-            if usage is not None and _wants_usage(request):
-                yield _sse({**skeleton, "choices": [], "usage": usage})
-            yield _DONE
-        except httpx.HTTPError as exc:
-            yield _stream_failed(exc)
-            yield _DONE
-        finally:
-            await response.aclose()
-            timer.finish(200)
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[len("data: ") :])
+            if "choices" not in chunk:  # an error event: pass it on
+                yield (line + "\n\n").encode()
+                continue
+            usage = chunk.pop("usage", None) or usage
+            skeleton = {k: v for k, v in chunk.items() if k != "choices"}
+            for choice in chunk["choices"]:
+                watcher = watchers.setdefault(choice["index"], self.stack.watch(ctx))
+                final = choice.get("finish_reason") is not None
+                released = await watcher.feed(request.choice_text(choice, streaming=True), final)
+                if released is None:
+                    for event in self._blocked_tail(request, skeleton, usage):
+                        yield event
+                    return
+                request.set_choice_text(choice, released, streaming=True)
+            if chunk["choices"]:
+                yield _sse(chunk)
+        if usage is not None and _wants_usage(request):
+            yield _sse({**skeleton, "choices": [], "usage": usage})
+        yield _DONE
 
     def _blocked_tail(
         self, request: GenerationRequest, skeleton: dict[str, Any], usage: dict[str, Any] | None
