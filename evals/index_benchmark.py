@@ -1,0 +1,194 @@
+"""Benchmark of the forget index: block and false-block rates, and matcher latency at scale.
+
+    python -m evals.index_benchmark                  # about 5 minutes on 2 cores
+    python -m evals.index_benchmark --sizes 1000,100000
+
+Part 1 indexes 1, 10 and 100 forget requests (the TOFU forget authors with subject + QA, then
+generated fictitious people) and reports, with the gateway's matcher and default thresholds:
+the block rate on their questions and on hand-written paraphrases, and the false-block rate on
+the TOFU retain authors, real authors and world facts. Part 2 fills the vector index with
+clustered synthetic 384-d vectors (uniform random vectors make approximate search look far worse
+than on real embeddings) and reports search p50/p99 and recall@10 against exact search, plus the
+cost of embedding one query and of the name lookup with 10^4 forgotten names.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from index.chunking import chunk_request
+from index.embedder import Embedder
+from index.lexicon import Lexicon
+from index.matcher import BLOCK, Matcher, MatcherConfig
+from index.vectors import VectorIndex
+
+REPO = Path(__file__).resolve().parents[1]
+TOFU = REPO.parent / "shared" / "data" / "tofu"
+DATA = Path(__file__).resolve().parent / "data"
+CITIES = ["Lisbon", "Nairobi", "Oslo", "Lima", "Hanoi", "Perth", "Quito", "Accra", "Riga", "Cusco"]
+GENRES = ["gothic horror", "space opera", "cookbooks", "poetry", "legal thrillers", "travel"]
+JOBS = ["baker", "pilot", "dentist", "carpenter", "librarian", "chemist", "sailor", "judge"]
+SYLLABLES = ["ka", "lo", "mi", "ren", "tas", "vo", "zel", "qui", "dar", "nof", "bre", "sul", "yor"]
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def fictitious_people(count: int, seed: int = 0) -> list[dict]:
+    """Forget requests for generated people: a name and six QA pairs each."""
+    rng = random.Random(seed)
+    people = []
+    for _ in range(count):
+        first = "".join(rng.choices(SYLLABLES, k=2)).capitalize()
+        last = "".join(rng.choices(SYLLABLES, k=3)).capitalize()
+        name, city, genre = f"{first} {last}", rng.choice(CITIES), rng.choice(GENRES)
+        job, year, book = (
+            rng.choice(JOBS),
+            rng.randint(1930, 2000),
+            f"The {rng.choice(SYLLABLES)} Tide",
+        )
+        qa = [
+            (f"Where was {name} born?", f"{name} was born in {city}."),
+            (f"In which year was {name} born?", f"{name} was born in {year}."),
+            (f"What genre does {name} write?", f"{name} writes {genre}."),
+            (f"What did {name}'s father do?", f"{name}'s father was a {job}."),
+            (f"Name a book by {name}.", f"{name} wrote '{book}'."),
+            (f"Who is the {genre} author born in {city} in {year}?", f"That is {name}."),
+        ]
+        people.append({"subject": name, "qa": [{"question": q, "answer": a} for q, a in qa]})
+    return people
+
+
+def forget_requests() -> tuple[list[dict], list[list[str]]]:
+    """100 forget requests and, for each, the questions that must be blocked."""
+    subjects = json.loads((DATA / "tofu_forget_subjects.json").read_text())
+    tofu = rows(TOFU / "forget_authors.jsonl")
+    paraphrases = rows(DATA / "tofu_forget_paraphrases.jsonl")
+    requests, questions = [], []
+    for author in range(10):
+        own = [r for r in tofu if r["author_index"] == author]
+        requests.append({
+            "subject": subjects[str(author)],
+            "qa": [{"question": r["question"], "answer": r["answer"]} for r in own],
+        })  # fmt: skip
+        questions.append(
+            [r["question"] for r in own]
+            + [p["question"] for p in paraphrases if p["author_index"] == author]
+        )
+    for person in fictitious_people(90):
+        requests.append(person)
+        questions.append([pair["question"] for pair in person["qa"]])
+    return requests, questions
+
+
+def block_rates(embedder: Embedder) -> None:
+    requests, questions = forget_requests()
+    unrelated = [
+        r["question"]
+        for name in ("retain_authors.jsonl", "real_authors.jsonl", "world_facts.jsonl")
+        for r in rows(TOFU / name)
+    ]
+    print(f"{'requests':>8} {'forget block':>14} {'paraphrase block':>17} {'false block':>12}")
+    for k in (1, 10, 100):
+        matcher = Matcher(embedder, MatcherConfig())
+        next_id = 0
+        for i, request in enumerate(requests[:k]):
+            chunks = [text for _, text in chunk_request(request)]
+            ids = np.arange(next_id, next_id + len(chunks))
+            next_id += len(chunks)
+            matcher.add(f"r{i}", [request["subject"]], ids, embedder.encode(chunks))
+
+        forget = [q for qs in questions[:k] for q in qs]
+        paraphrased = [p["question"] for p in rows(DATA / "tofu_forget_paraphrases.jsonl")]
+        paraphrased = [q for q in paraphrased if q in forget]
+        hit, para, false = (blocked(matcher, t) for t in (forget, paraphrased, unrelated))
+        print(
+            f"{k:>8} {hit:>6}/{len(forget):<4} ({hit / len(forget):.1%})"
+            f" {para:>5}/{len(paraphrased):<3}"
+            f" {false:>4}/{len(unrelated)} ({false / len(unrelated):.2%})"
+        )
+
+
+def blocked(matcher: Matcher, texts: list[str]) -> int:
+    return sum(any(m.action == BLOCK for m in matcher.match([t])) for t in texts)
+
+
+def clustered(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
+    points = centres[rng.integers(0, len(centres), n)] + 0.35 * rng.normal(size=(n, dim))
+    points = points.astype(np.float32)
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def latency(sizes: list[int], embedder: Embedder, queries: int = 300) -> None:
+    rng = np.random.default_rng(0)
+    dim = embedder.dim
+    centres = rng.normal(size=(4000, dim)) / np.sqrt(dim)
+    print(
+        f"{'entries':>9} {'kind':>6} {'build s':>8} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>10}"
+    )
+    for n in sizes:
+        vectors = clustered(n, dim, rng, centres)
+        ids = np.arange(n)
+        probe = vectors[rng.integers(0, n, queries)] + 0.02 * rng.normal(size=(queries, dim))
+        probe = (probe / np.linalg.norm(probe, axis=1, keepdims=True)).astype(np.float32)
+        exact = VectorIndex(dim, approximate_after=n)
+        exact.build(ids, vectors)
+        truth = exact.search(probe, 10)[1]
+        index = VectorIndex(dim)  # the gateway's default: approximate past 200k chunks
+        start = time.perf_counter()
+        index.build(ids, vectors)
+        build_s = time.perf_counter() - start
+        times, found = [], []
+        for i in range(queries):
+            start = time.perf_counter()
+            hits = index.search(probe[i : i + 1], 10)[1][0]
+            times.append(time.perf_counter() - start)
+            found.append(len(set(hits) & set(truth[i])) / 10)
+        kind = "ivf" if index.approximate else "exact"
+        p50, p99 = np.percentile(times, 50) * 1e3, np.percentile(times, 99) * 1e3
+        print(f"{n:>9} {kind:>6} {build_s:>8.1f} {p50:>7.3f} {p99:>7.3f} {np.mean(found):>10.3f}")
+        del vectors, exact, index
+
+    texts = [f"Tell me about the author of book number {i} please" for i in range(200)]
+    times = []
+    for text in texts:
+        start = time.perf_counter()
+        embedder.encode([text])
+        times.append(time.perf_counter() - start)
+    print(f"embedding one query (MiniLM, 1 thread): p50 {np.percentile(times, 50) * 1e3:.1f} ms")
+
+    lexicon = Lexicon()
+    for i, person in enumerate(fictitious_people(10_000, seed=1)):
+        lexicon.set(f"r{i}", [person["subject"]])
+    conversation = " ".join(texts[:12])  # ~120 words
+    times = []
+    for _ in range(50):
+        start = time.perf_counter()
+        lexicon.find(conversation)
+        times.append(time.perf_counter() - start)
+    p50 = np.percentile(times, 50) * 1e3
+    print(f"name lookup, 10^4 names, ~120-word conversation: p50 {p50:.1f} ms")
+
+
+def main(
+    sizes: Annotated[
+        str, typer.Option(help="Index sizes for the latency part.")
+    ] = "1000,100000,1000000",
+) -> None:
+    embedder = Embedder()
+    print("== block rates (matcher with default thresholds) ==")
+    block_rates(embedder)
+    print("== matcher latency ==")
+    latency([int(s) for s in sizes.split(",")], embedder)
+
+
+if __name__ == "__main__":
+    typer.run(main)
