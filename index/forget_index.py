@@ -64,6 +64,14 @@ class ForgetIndex:
         digest = hashlib.sha256(np.array(sorted(chunk_ids), np.int64).tobytes()).hexdigest()
         return {"embedder": self.matcher.embedder.name, "chunks": len(chunk_ids), "digest": digest}
 
+    def _rebuild_vectors(self) -> None:
+        """Rebuild the vector index from the stored embeddings (exact or IVF by size)."""
+        batches = list(self.store.active_chunks())
+        dim = self.matcher.embedder.dim
+        ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
+        vectors = np.concatenate([b[1] for b in batches]) if batches else np.zeros((0, dim))
+        self.matcher.vectors.build(ids, vectors.astype(np.float32))
+
     def _load(self) -> None:
         active = self.store.active()
         owners = self.store.active_chunk_owners()
@@ -75,11 +83,7 @@ class ForgetIndex:
             self.matcher.vectors.load(self._vectors_path)
         else:
             log.warning("forget index differs from the store: rebuilding %d chunks", len(owners))
-            batches = list(self.store.active_chunks())
-            ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
-            dim = self.matcher.embedder.dim
-            vectors = np.concatenate([b[1] for b in batches]) if batches else np.zeros((0, dim))
-            self.matcher.vectors.build(ids, vectors.astype(np.float32))
+            self._rebuild_vectors()
             self._persist(expected)
         self.matcher.load({r.id: terms_of(r) for r in active}, owners)
         log.info("forget index: %d requests, %d chunks", len(active), len(owners))
@@ -104,6 +108,11 @@ class ForgetIndex:
             with self._write_lock:
                 self.matcher.add(record.id, terms_of(record), self.store.chunk_ids(record.id),
                                  vectors)  # fmt: skip
+                index = self.matcher.vectors
+                if not index.approximate and len(index) > index.approximate_after:
+                    log.info("forget index passed %d chunks: switching to IVF", len(index))
+                    with self.matcher.locked():
+                        self._rebuild_vectors()
                 self._persist()
         return record, created
 

@@ -43,19 +43,28 @@ def normalise(text: str) -> list[str]:
     return [t for t in _NON_ALNUM.split(ascii_text) if t]
 
 
+def _deletions(key: str) -> set[str]:
+    return {key[:i] + key[i + 1 :] for i in range(len(key))}
+
+
 class Lexicon:
-    """Names per forget request, searchable in text."""
+    """Names per forget request, searchable in text.
+
+    Typos are found through one-deletion neighbourhoods (as SymSpell does): a key and a text
+    window within one edit share a deletion, so each window costs a few dict look-ups however
+    many names there are; candidates are then confirmed with rapidfuzz's ratio.
+    """
 
     def __init__(self) -> None:
-        self._terms: dict[str, tuple[str, Hit]] = {}  # key (letters only) -> (request id, hit)
+        self._terms: dict[str, dict[str, Hit]] = defaultdict(dict)  # key -> request id -> hit
         self._by_request: dict[str, list[str]] = defaultdict(list)
+        self._deletions: dict[str, set[str]] = defaultdict(set)  # deletion -> keys
         self._max_tokens = 1
-        self._keys: list[str] = []  # rapidfuzz's choices, rebuilt on change
         self.max_chars = 0  # longest name, in characters as written
 
     def set(self, request_id: str, terms: list[str]) -> None:
         self.remove(request_id)
-        entries = {}
+        entries: dict[str, Hit] = {}
         for term in terms:
             parts = term.split()
             if len(parts) > 1:
@@ -65,18 +74,42 @@ class Lexicon:
             self._max_tokens = max(self._max_tokens, len(normalise(term)) + 1)
             self.max_chars = max(self.max_chars, len(term))
         for key, hit in entries.items():
-            if len(key) >= (MIN_PART_CHARS if hit.partial else 1) and key not in self._terms:
-                self._terms[key] = (request_id, hit)
-                self._by_request[request_id].append(key)
-        self._keys = list(self._terms)
+            if len(key) < (MIN_PART_CHARS if hit.partial else 1):
+                continue
+            self._terms[key][request_id] = hit
+            self._by_request[request_id].append(key)
+            if len(key) >= MIN_FUZZY_CHARS:
+                for deletion in _deletions(key):
+                    self._deletions[deletion].add(key)
 
     def remove(self, request_id: str) -> None:
         for key in self._by_request.pop(request_id, []):
-            self._terms.pop(key, None)
-        self._keys = list(self._terms)
+            owners = self._terms[key]
+            owners.pop(request_id, None)
+            if owners:
+                continue
+            del self._terms[key]
+            for deletion in _deletions(key) if len(key) >= MIN_FUZZY_CHARS else ():
+                self._deletions[deletion].discard(key)
+                if not self._deletions[deletion]:
+                    del self._deletions[deletion]
 
     def __len__(self) -> int:
         return len(self._terms)
+
+    def _closest(self, window: str) -> str | None:
+        """The key equal to ``window``, else the closest within one edit, else None."""
+        if window in self._terms:
+            return window
+        if len(window) < MIN_FUZZY_CHARS - 1:
+            return None
+        candidates = set(self._deletions.get(window, ()))
+        for deletion in _deletions(window):
+            candidates |= self._deletions.get(deletion, set())
+            if deletion in self._terms and len(deletion) >= MIN_FUZZY_CHARS:
+                candidates.add(deletion)
+        best = process.extractOne(window, candidates, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
+        return best[0] if best else None
 
     def find(self, text: str) -> dict[str, list[Hit]]:
         """Request id -> the terms of that request found in ``text``."""
@@ -90,20 +123,10 @@ class Lexicon:
         }
         found: dict[str, list[Hit]] = defaultdict(list)
         for window in windows:
-            if window in self._terms:
-                hit = window
-            elif len(window) >= MIN_FUZZY_CHARS:
-                best = process.extractOne(
-                    window, self._keys, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE
-                )
-                if best is None or len(best[0]) < MIN_FUZZY_CHARS:
-                    continue
-                hit = best[0]
-            else:
-                continue
-            request_id, term = self._terms[hit]
-            if term not in found[request_id]:
-                found[request_id].append(term)
+            key = self._closest(window)
+            for request_id, hit in self._terms.get(key, {}).items() if key else ():
+                if hit not in found[request_id]:
+                    found[request_id].append(hit)
         # A whole name says all its parts say.
         return {
             request_id: [h for h in hits if not h.partial] or hits

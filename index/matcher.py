@@ -38,9 +38,9 @@ class MatcherConfig:
     """Chunks retrieved per query text."""
     max_texts: int = 8
     """Most recent conversation texts embedded per check (names are searched in all of them)."""
-    approximate_after: int = 200_000
+    approximate_after: int = 20_000
     """Chunks past which the vector index becomes approximate (IVF)."""
-    nprobe: int = 32
+    nprobe: int = 64
     """IVF lists searched per query."""
 
 
@@ -68,6 +68,10 @@ class Matcher:
 
     def __len__(self) -> int:
         return len(self.chunks)
+
+    def locked(self) -> threading.Lock:
+        """Hold while replacing ``self.vectors`` wholesale."""
+        return self._lock
 
     def add(self, request_id: str, terms: list[str], ids: np.ndarray, vectors: np.ndarray) -> None:
         with self._lock:

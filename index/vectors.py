@@ -19,7 +19,7 @@ import numpy as np
 
 
 class VectorIndex:
-    def __init__(self, dim: int, approximate_after: int = 200_000, nprobe: int = 32):
+    def __init__(self, dim: int, approximate_after: int = 20_000, nprobe: int = 64):
         self.dim = dim
         self.approximate_after = approximate_after
         self.nprobe = nprobe
