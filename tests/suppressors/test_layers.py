@@ -51,9 +51,10 @@ async def test_stack_blocks_and_passes(matcher: Matcher) -> None:
 
 async def test_output_watch_never_releases_part_of_a_name(matcher: Matcher) -> None:
     stack = SuppressionStack.build(matcher, ["retrieval"])
-    watcher = stack.watch(await stack.before(["Tell me a story."]))
+    watcher = stack.watch(RequestContext(["Tell me a story."]))  # an unrelated conversation
     released = ""
-    for delta in ["Once upon a time, a writer called ", "Hsi", "ao Yu", "n-Hwa", " wrote books."]:
+    preamble = "Once upon a time, " * 8  # longer than the hold-back (the longest name)
+    for delta in [preamble, "a writer called ", "Hsi", "ao Yu", "n-Hwa", " wrote books."]:
         out = await watcher.feed(delta)
         if out is None:
             break
@@ -62,9 +63,20 @@ async def test_output_watch_never_releases_part_of_a_name(matcher: Matcher) -> N
     assert "Hsi" not in released and released.startswith("Once upon")
 
 
+async def test_related_output_is_released_by_checked_sentences(matcher: Matcher) -> None:
+    stack = SuppressionStack.build(matcher, ["retrieval"])
+    related = RequestContext(["Who wrote it?"], matches=[Match("a", GUARD, 0.6)])
+    watcher = stack.watch(related)
+    first = "Once upon a time there was a lighthouse on a rocky island far out in the sea. "
+    second = "And then it rained hard all through the long night over the island and the sea" * 2
+    assert await watcher.feed(first[:-2]) == ""  # no finished sentence yet
+    assert await watcher.feed(first[-2:] + second) == first  # the checked sentence only
+    assert await watcher.feed(".", final=True) == second + "."
+
+
 async def test_output_watch_releases_everything_at_the_end(matcher: Matcher) -> None:
     stack = SuppressionStack.build(matcher, ["retrieval"])
-    watcher = stack.watch(await stack.before(["Tell me a story."]))
+    watcher = stack.watch(RequestContext(["Tell me a story."]))
     parts = ["Once upon a time ", "there was a lighthouse.", " The end."]
     released = [await watcher.feed(p) for p in parts] + [await watcher.feed("", final=True)]
     assert "".join(released) == "".join(parts)
