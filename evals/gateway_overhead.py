@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
+import numpy as np
 import typer
 
 from evals.live_gateway import start_gateway, stop
@@ -113,9 +114,31 @@ def report(name: str, direct: Samples, gateway: Samples, streaming: bool) -> Non
         print(f"  gateway's own time p50 {pct(gateway.overhead_ms, 0.5):.3f} ms (its header)")
 
 
+async def paired_added_latency(url: str, direct_url: str, pairs: int) -> None:
+    """Direct and gateway 1-token requests back to back; the median of their differences is the
+    added latency, with drift between rounds cancelled out pair by pair."""
+    diffs = []
+    async with (
+        httpx.AsyncClient(base_url=url, timeout=None) as via,
+        httpx.AsyncClient(base_url=direct_url, timeout=None) as direct,
+    ):
+        for i in range(pairs):
+            first, second = (direct, via) if i % 2 else (via, direct)  # alternate the order
+            times = {}
+            for client in (first, second):
+                samples = Samples()
+                await short_request(client, samples)
+                times[client] = samples.latency_s[0]
+            diffs.append(times[via] - times[direct])
+    q1, median, q3 = np.percentile(diffs, [25, 50, 75]) * 1e3
+    print(f"paired 1-token requests ({pairs} pairs): added latency median {median:+.2f} ms "
+          f"(IQR {q1:+.2f} .. {q3:+.2f} ms)")  # fmt: skip
+
+
 def main(
     rounds: Annotated[int, typer.Option(help="Alternating rounds per target and concurrency.")] = 4,
     max_tokens: Annotated[int, typer.Option(help="Output tokens per streamed request.")] = 64,
+    pairs: Annotated[int, typer.Option(help="Paired requests for the added latency.")] = 60,
 ) -> None:
     vllm_port = free_port()
     log = Path(tempfile.mkdtemp()) / "gateway.log"
@@ -125,6 +148,7 @@ def main(
     try:
         asyncio.run(run_round(url, Samples(), 1, 8))  # warm-up of both paths
         asyncio.run(run_round(direct_url, Samples(), 1, 8))
+        asyncio.run(paired_added_latency(url, direct_url, pairs))
         scenarios = [
             (0, "short requests (1 token, sequential)"),
             (1, f"streams, concurrency 1, {max_tokens} tokens"),

@@ -1,0 +1,113 @@
+"""Benchmark data: QA rows grouped by subject, forget/retain splits and perturbed answers.
+
+Any JSONL data set of rows ``{"question", "answer"}`` with a grouping key (``author_index`` or
+``subject``) works; the TOFU subset shipped in ``shared/data/tofu`` is the default.
+
+    >>> rows = [{"subject": "A", "question": "q1", "answer": "a1"},
+    ...         {"subject": "B", "question": "q2", "answer": "a2"}]
+    >>> [s.key for s in group(rows)]
+    ['A', 'B']
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TOFU = Path(__file__).resolve().parents[2] / "shared" / "data" / "tofu"
+GROUP_KEYS = ("author_index", "subject")
+_NAME = re.compile(r"\b[A-Z][\w-]+(?:\s+[A-Z][\w-]+)+")
+_WORD = re.compile(r"\w+")
+
+
+@dataclass
+class QA:
+    question: str
+    answer: str
+    perturbed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Subject:
+    key: str
+    name: str
+    qa: list[QA]
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def group(rows: list[dict]) -> list[Subject]:
+    """Rows grouped by ``author_index`` or ``subject``, in first-seen order."""
+    key_name = next((k for k in GROUP_KEYS if k in rows[0]), None) if rows else None
+    if key_name is None:
+        raise ValueError(f"rows need a grouping key, one of {GROUP_KEYS}")
+    groups: dict[str, list[QA]] = {}
+    for row in rows:
+        groups.setdefault(str(row[key_name]), []).append(QA(row["question"], row["answer"]))
+    return [
+        Subject(k, k if key_name == "subject" else infer_name(qa), qa) for k, qa in groups.items()
+    ]
+
+
+def infer_name(qa: list[QA]) -> str:
+    """The subject's name: the capitalised multi-word sequence its QA mention most often."""
+    counts = Counter(
+        m.group(0) for pair in qa for m in _NAME.finditer(f"{pair.question} {pair.answer}")
+    )
+    return counts.most_common(1)[0][0] if counts else ""
+
+
+def split(
+    subjects: list[Subject], forget: int, seed: int = 0
+) -> tuple[list[Subject], list[Subject]]:
+    """(forget, retain): ``forget`` subjects chosen by seed, the rest retained."""
+    if not 0 < forget < len(subjects):
+        raise ValueError(f"forget must be between 1 and {len(subjects) - 1}")
+    chosen = set(random.Random(seed).sample(range(len(subjects)), forget))
+    return (
+        [s for i, s in enumerate(subjects) if i in chosen],
+        [s for i, s in enumerate(subjects) if i not in chosen],
+    )
+
+
+def add_perturbations(subjects: list[Subject], per_question: int = 3) -> None:
+    """Perturbed (wrong) answers by swapping facts between subjects: the answers other subjects
+    give to the most similar questions, with their names replaced by this subject's name."""
+
+    def words(text: str, name: str) -> set[str]:
+        return set(_WORD.findall(text.lower())) - set(_WORD.findall(name.lower()))
+
+    for subject in subjects:
+        for pair in subject.qa:
+            mine = words(pair.question, subject.name)
+            candidates = []
+            for other in subjects:
+                if other is subject:
+                    continue
+                for theirs in other.qa:
+                    overlap = len(mine & words(theirs.question, other.name))
+                    answer = (
+                        theirs.answer.replace(other.name, subject.name)
+                        if other.name
+                        else theirs.answer
+                    )
+                    candidates.append((overlap, answer))
+            candidates.sort(key=lambda c: -c[0])
+            pair.perturbed = [a for _, a in candidates[:per_question] if a != pair.answer]
+
+
+def general_sets(root: Path = TOFU) -> dict[str, list[QA]]:
+    """TOFU's real-author and world-fact questions, with their shipped perturbed answers."""
+    return {
+        name: [
+            QA(r["question"], r["answer"], list(r.get("perturbed_answer", [])))
+            for r in read_jsonl(root / f"{name}.jsonl")
+        ]
+        for name in ("real_authors", "world_facts")
+    }
