@@ -106,6 +106,12 @@ class CompletionRequest(_GenerationRequest):
             return [self.prompt]
         return [p for p in self.prompt if isinstance(p, str)]
 
+    def token_prompts(self) -> list[list[int]]:
+        """Prompts given as token ids (their text needs vLLM's detokenizer)."""
+        if self.prompt and all(isinstance(t, int) for t in self.prompt):
+            return [self.prompt]  # type: ignore[list-item]
+        return [p for p in self.prompt if isinstance(p, list)]  # type: ignore[misc]
+
     @staticmethod
     def choice_text(choice: dict[str, Any], streaming: bool) -> str:
         return choice.get("text") or ""

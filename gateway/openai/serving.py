@@ -24,7 +24,7 @@ from fastapi.responses import StreamingResponse
 
 from gateway.engine.upstream import Upstream
 from gateway.errors import APIError, ContentSuppressed, UpstreamError, from_upstream
-from gateway.openai.protocol import GenerationRequest
+from gateway.openai.protocol import CompletionRequest, GenerationRequest
 from gateway.ops import metrics
 from suppressors.base import RequestContext
 from suppressors.stack import OutputWatcher, SuppressionStack
@@ -79,7 +79,7 @@ class OpenAIServing:
     async def forward(
         self, route: str, request: GenerationRequest, timer: RequestTimer
     ) -> Response:
-        ctx = await self.stack.before(request.texts())
+        ctx = await self.stack.before(await self._texts(request))
         if ctx is not None and ctx.blocked_by:
             return self._suppressed(request, ctx, timer)
         body = request.model_dump(exclude_unset=True)
@@ -103,6 +103,18 @@ class OpenAIServing:
         timer.finish(200)
         headers = timer.header() | _layers(ctx)
         return Response(content, media_type="application/json", headers=headers)
+
+    async def _texts(self, request: GenerationRequest) -> list[str]:
+        """The conversation's texts; token-id prompts are detokenized by vLLM when it matters."""
+        texts = request.texts()
+        if isinstance(request, CompletionRequest) and len(self.stack.matcher):
+            for tokens in request.token_prompts():
+                body = {"model": request.model, "tokens": tokens}
+                response = await self.upstream.send("POST", "/detokenize", body)
+                if response.status_code != 200:
+                    raise await self._upstream_error(response)
+                texts.append(response.json()["prompt"])
+        return texts
 
     async def get(self, path: str) -> Response:
         response = await self.upstream.send("GET", path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 from openai import OpenAI
 
@@ -105,6 +106,19 @@ def test_other_knowledge_is_untouched_and_revoking_restores(
         if not layers:  # no layer acted: the very same answer
             assert answer == before[question][0], question
     assert after == before
+
+
+def test_token_id_prompts_are_checked(gateway: LiveGateway, client: OpenAI) -> None:
+    text = "Hsiao Yun-Hwa's father worked as"
+    tokens = httpx.post(f"{gateway.vllm_url}/tokenize", json={"model": MODEL, "prompt": text})
+    prompt = tokens.json()["tokens"]
+    with gateway.admin() as admin:
+        request_id = admin.post("/forget-requests", json={"subject": "Hsiao Yun-Hwa"}).json()["id"]
+        try:
+            reply = client.completions.create(model=MODEL, prompt=prompt, max_tokens=8)
+        finally:
+            admin.delete(f"/forget-requests/{request_id}")
+    assert reply.choices[0].text == ABSTAIN
 
 
 def test_output_is_cut_mid_stream(gateway: LiveGateway, client: OpenAI) -> None:
