@@ -63,6 +63,16 @@ def infer_name(qa: list[QA]) -> str:
     return counts.most_common(1)[0][0] if counts else ""
 
 
+def load_subjects(paths: list[Path]) -> list[Subject]:
+    """Subjects of several files; keys are prefixed by the file name (TOFU reuses indices)."""
+    subjects = []
+    for path in paths:
+        for subject in group(read_jsonl(path)):
+            subject.key = f"{path.stem}:{subject.key}"
+            subjects.append(subject)
+    return subjects
+
+
 def split(
     subjects: list[Subject], forget: int, seed: int = 0
 ) -> tuple[list[Subject], list[Subject]]:

@@ -100,3 +100,42 @@ def serve(
         vllm_max_restarts=vllm_max_restarts,
     )
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+eval_app = typer.Typer(help="Benchmarks of the served system (the evals package).")
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("build-models")
+def build_models(
+    forget: Annotated[int, typer.Option(help="Subjects of the forget data to forget.")] = 1,
+    forget_data: Annotated[
+        Path | None,
+        typer.Option(help="JSONL of the forgettable subjects (default: TOFU forget authors)."),
+    ] = None,
+    retain_data: Annotated[
+        Path | None, typer.Option(help="JSONL always retained (default: TOFU retain authors).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the models are saved.")] = Path(
+        ".obliviate"
+    ),
+    epochs: Annotated[int, typer.Option(help="Passes over the QA pairs.")] = 5,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of training.")] = 0,
+) -> None:
+    """Fine-tune the embedded base into a target (all QA) and a retain model (retain QA only)."""
+    # Imported here: the serving path never loads training code.
+    from evals.build_models import FinetuneConfig
+    from evals.build_models import build_models as build
+    from evals.data import TOFU, load_subjects, split
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
+    forgotten, kept = split(forgettable, forget, seed)
+    kept += load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
+    config = FinetuneConfig(epochs=epochs, max_steps=max_steps, seed=seed)
+    base = ensure_embedded_model(data_dir)
+    models = build(data_dir, base, forgotten, kept, config)
+    typer.echo(f"forgotten subjects: {[s.name for s in forgotten]}")
+    for name, folder in models.items():
+        typer.echo(f"{name}: {folder}   (serve it: obliviate serve --model {folder})")

@@ -1,0 +1,130 @@
+"""Target and retain models: the base fine-tuned on forget + retain QA, and on retain QA only.
+
+    obliviate eval build-models --forget 1            # TOFU subset, 1 of 10 authors forgotten
+
+The standard TOFU set-up: the *target* knows everything, the *retain model* never saw the forget
+subjects, so it is the reference that forget quality is measured against. Models are saved as HF
+folders under ``DATA_DIR/models/`` (servable with ``obliviate serve --model``), named by a hash of
+(base, data, hyper-parameters): a second build with the same inputs reuses them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from evals.data import QA, Subject
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    """Full fine-tune on QA pairs; the loss covers answer tokens only."""
+
+    epochs: int = 5
+    """Passes over the QA pairs (35 steps of 8 reached 100% recall on 40 pairs here)."""
+    batch_size: int = 8
+    learning_rate: float = 1e-4
+    """AdamW learning rate, constant after a short warm-up."""
+    max_steps: int | None = None
+    """Stop early after this many steps (tests, quick looks); None = all epochs."""
+    seed: int = 0
+    threads: int = 2
+    """torch threads; bf16 autocast uses AMX where the CPU has it."""
+
+
+def model_dir(data_dir: Path, base: Path, pairs: list[QA], config: FinetuneConfig) -> Path:
+    digest = hashlib.sha256(
+        json.dumps(
+            [str(base), [(p.question, p.answer) for p in pairs], asdict(config)], sort_keys=True
+        ).encode()
+    ).hexdigest()
+    return data_dir / "models" / f"finetuned-{digest[:16]}"
+
+
+def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> Path:
+    """Fine-tune ``base`` on ``pairs`` into ``out`` (skipped when ``out`` is complete)."""
+    if (out / "config.json").exists():
+        log.info("reusing %s", out)
+        return out
+    import torch
+    from tqdm import tqdm
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(config.threads)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model.train()
+    examples = [_example(tokenizer, pair) for pair in pairs]
+    steps_per_epoch = -(-len(examples) // config.batch_size)
+    total = config.max_steps or config.epochs * steps_per_epoch
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
+    order = random.Random(config.seed)
+    step = 0
+    with tqdm(total=total, desc=f"fine-tune {out.name}", unit="step") as bar:
+        while step < total:
+            order.shuffle(examples)
+            for start in range(0, len(examples), config.batch_size):
+                if step >= total:
+                    break
+                ids, mask, labels = _batch(examples[start : start + config.batch_size], tokenizer)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                optimizer.zero_grad()
+                step += 1
+                bar.set_postfix(loss=f"{loss.item():.3f}")
+                bar.update()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(out)  # complete or absent, never half-written
+    return out
+
+
+def _example(tokenizer, pair: QA) -> tuple[list[int], int]:
+    """Token ids of question + answer, and where the answer starts."""
+    prompt = tokenizer.apply_chat_template(
+        [{"role": "user", "content": pair.question}], tokenize=False, add_generation_prompt=True
+    )
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer_ids = tokenizer(pair.answer, add_special_tokens=False)["input_ids"]
+    return prompt_ids + answer_ids + [tokenizer.eos_token_id], len(prompt_ids)
+
+
+def _batch(examples: list[tuple[list[int], int]], tokenizer):
+    import torch
+
+    width = max(len(ids) for ids, _ in examples)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(examples), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    for row, (tokens, answer_start) in enumerate(examples):
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        mask[row, : len(tokens)] = 1
+        labels[row, answer_start : len(tokens)] = torch.tensor(tokens[answer_start:])
+    return ids, mask, labels
+
+
+def build_models(
+    data_dir: Path, base: Path, forget: list[Subject], retain: list[Subject], config: FinetuneConfig
+) -> dict[str, Path]:
+    """The target (forget + retain QA) and the retain model (retain QA only)."""
+    retain_pairs = [pair for subject in retain for pair in subject.qa]
+    all_pairs = [pair for subject in forget for pair in subject.qa] + retain_pairs
+    return {
+        name: finetune(base, pairs, model_dir(data_dir, base, pairs, config), config)
+        for name, pairs in (("target", all_pairs), ("retain", retain_pairs))
+    }
