@@ -56,16 +56,21 @@ class GatewayScorer:
             if offset >= len(prompt) and lp is not None
         ]
 
-    def ask(self, question: str, max_tokens: int = 64) -> str:
+    def chat(self, messages: list[dict[str, str]], max_tokens: int = 64) -> tuple[str, str]:
+        """(greedy answer, the layers that acted) for a conversation."""
         body = {
             "model": self.model,
-            "messages": [{"role": "user", "content": question}],
+            "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0,
         }
         response = self.http.post("/v1/chat/completions", json=body)
         response.raise_for_status()
-        return response.json()["choices"][0]["message"]["content"] or ""
+        text = response.json()["choices"][0]["message"]["content"] or ""
+        return text, response.headers.get("x-obliviate-layers", "")
+
+    def ask(self, question: str, max_tokens: int = 64) -> str:
+        return self.chat([{"role": "user", "content": question}], max_tokens)[0]
 
     def close(self) -> None:
         self.http.close()

@@ -139,3 +139,60 @@ def build_models(
     typer.echo(f"forgotten subjects: {[s.name for s in forgotten]}")
     for name, folder in models.items():
         typer.echo(f"{name}: {folder}   (serve it: obliviate serve --model {folder})")
+
+
+@eval_app.command("run")
+def eval_run(
+    system: Annotated[
+        list[str], typer.Option(help="NAME=URL of a served system (a gateway). Repeatable.")
+    ],
+    reference: Annotated[str, typer.Option(help="NAME of the system serving the retain model.")],
+    out: Annotated[Path, typer.Option(help="Run folder for report.json and report.md.")],
+    forget: Annotated[int, typer.Option(help="Subjects of the forget data forgotten.")] = 1,
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    retain_data: Annotated[Path | None, typer.Option(help="JSONL of retained subjects.")] = None,
+    max_questions: Annotated[
+        int | None, typer.Option(help="Cap on questions per set (quick runs).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 64,
+    model: Annotated[
+        str, typer.Option(help="Model name the systems serve.")
+    ] = "smollm2-135m-instruct",
+    api_key: Annotated[str | None, typer.Option(help="User API key of the systems.")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
+        ".obliviate"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
+) -> None:
+    """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
+    from evals import harness, report
+    from evals.data import TOFU, add_perturbations, general_sets, load_subjects, split
+    from evals.scoring import GatewayScorer
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    systems = dict(s.split("=", 1) for s in system)
+    if reference not in systems:
+        raise typer.BadParameter(f"--reference must name one of {sorted(systems)}")
+    forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
+    add_perturbations(forgettable)
+    forgotten, _ = split(forgettable, forget, seed)
+    retained = load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
+    add_perturbations(retained)
+    general = general_sets()
+    if max_questions is not None:
+        for subject in forgotten + retained:
+            subject.qa = subject.qa[:max_questions]
+        retained = retained[:1]
+        general = {name: qa[:max_questions] for name, qa in general.items()}
+    tokenizer = ensure_embedded_model(data_dir)
+    reports = []
+    for name, url in systems.items():
+        scorer = GatewayScorer(url, model, tokenizer, api_key)
+        typer.echo(f"evaluating {name} at {url} ...")
+        reports.append(harness.evaluate(scorer, name, forgotten, retained, general, max_tokens))
+        scorer.close()
+    harness.finish(reports, next(r for r in reports if r.name == reference))
+    meta = {"title": f"forget {forget}", "forgotten": [s.name for s in forgotten], "seed": seed,
+            "systems": systems, "reference": reference}  # fmt: skip
+    report.write(out, reports, meta)
+    typer.echo((out / "report.md").read_text())

@@ -1,0 +1,58 @@
+"""Write a run's reports: ``report.json`` (everything) and ``report.md`` (the tables)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from evals.harness import SystemReport
+
+
+def _fmt(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
+
+
+def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"meta": meta, "systems": [asdict(r) for r in reports]}
+    (run_dir / "report.json").write_text(json.dumps(payload, indent=2))
+
+    sets = list(reports[0].sets)
+    families = list(reports[0].leak_rate)
+    lines = [
+        f"# Evaluation: {meta.get('title', 'run')}",
+        "",
+        "| system | forget quality | model utility | false-block rate |",
+        "|---|---|---|---|",
+        *(
+            f"| {r.name} | {_fmt(r.forget_quality)} | {_fmt(r.model_utility)} "
+            f"| {_fmt(r.false_block_rate)} |"
+            for r in reports
+        ),
+        "",
+        "Probability / ROUGE-L recall / truth-ratio statistic per set:",
+        "",
+        "| system | " + " | ".join(sets) + " |",
+        "|---|" + "---|" * len(sets),
+        *(
+            f"| {r.name} | "
+            + " | ".join(
+                f"{_fmt(s.probability)} / {_fmt(s.rouge)} / {_fmt(s.truth_ratio)}"
+                for s in r.sets.values()
+            )
+            + " |"
+            for r in reports
+        ),
+        "",
+        "Leak rate on the forget set per attack family:",
+        "",
+        "| system | " + " | ".join(families) + " |",
+        "|---|" + "---|" * len(families),
+        *(
+            f"| {r.name} | " + " | ".join(_fmt(r.leak_rate[f]) for f in families) + " |"
+            for r in reports
+        ),
+        "",
+    ]
+    (run_dir / "report.md").write_text("\n".join(lines))
