@@ -8,6 +8,8 @@
     {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False)]}
     >>> lexicon.find("books by Yun-Hwa")               # a part of the name: weaker evidence
     {'fr_1': [Hit(term='Yun-Hwa', partial=True)]}
+    >>> lexicon.find("H s i a o  Y u n - H w a, or H5140 YunHw4?")   # spaced out, leet
+    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False)]}
 
 Text and terms are normalised (NFKD, accents stripped, lower case, punctuation to spaces); a term
 matches a window of text tokens whose letters, spaces removed, are within a small edit distance.
@@ -41,6 +43,27 @@ def normalise(text: str) -> list[str]:
     decomposed = unicodedata.normalize("NFKD", text)
     ascii_text = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
     return [t for t in _NON_ALNUM.split(ascii_text) if t]
+
+
+_LEET = str.maketrans("4310572", "aeiostz")
+
+
+def _squash(tokens: list[str]) -> list[str]:
+    """Runs of one-letter tokens joined: spaced-out spelling ("H s i a o") becomes a word."""
+    out: list[str] = []
+    for token, previous in zip(tokens, [None, *tokens], strict=False):
+        if len(token) == 1 and previous is not None and len(previous) == 1 and out:
+            out[-1] += token
+        else:
+            out.append(token)
+    return out
+
+
+def spellings(text: str) -> list[list[str]]:
+    """The text's tokens as written, with spaced letters joined, and with leet digits read."""
+    tokens = normalise(text)
+    squashed = _squash(tokens)
+    return [tokens, squashed, [t.translate(_LEET) for t in squashed]]
 
 
 def _deletions(key: str) -> set[str]:
@@ -115,9 +138,9 @@ class Lexicon:
         """Request id -> the terms of that request found in ``text``."""
         if not self._terms:
             return {}
-        tokens = normalise(text)
         windows = {
             "".join(tokens[i : i + n])
+            for tokens in spellings(text)
             for n in range(1, self._max_tokens + 1)
             for i in range(len(tokens) - n + 1)
         }

@@ -25,6 +25,8 @@ def lexicon() -> Lexicon:
         "Hsaio Yun-Hwa",  # transposed letters
         "Hsiao  Yun -  Hwa",  # spacing
         "Hsiao Yun-Hwa.\nNext line",
+        "H s i a o  Y u n - H w a",  # spaced-out letters
+        "H5140 YunHw4",  # leet digits
     ],
 )
 def test_whole_name_variants(lexicon: Lexicon, text: str) -> None:
