@@ -13,6 +13,14 @@ def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.3g}"
 
 
+def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
 def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "systems": [asdict(r) for r in reports]}
@@ -23,35 +31,35 @@ def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
     lines = [
         f"# Evaluation: {meta.get('title', 'run')}",
         "",
-        "| system | forget quality | model utility | false-block rate |",
-        "|---|---|---|---|",
-        *(
-            f"| {r.name} | {_fmt(r.forget_quality)} | {_fmt(r.model_utility)} "
-            f"| {_fmt(r.false_block_rate)} |"
-            for r in reports
+        *_table(
+            ["system", "forget quality", "model utility", "false-block rate"],
+            [
+                [r.name, _fmt(r.forget_quality), _fmt(r.model_utility), _fmt(r.false_block_rate)]
+                for r in reports
+            ],
         ),
         "",
         "Probability / ROUGE-L recall / truth-ratio statistic per set:",
         "",
-        "| system | " + " | ".join(sets) + " |",
-        "|---|" + "---|" * len(sets),
-        *(
-            f"| {r.name} | "
-            + " | ".join(
-                f"{_fmt(s.probability)} / {_fmt(s.rouge)} / {_fmt(s.truth_ratio)}"
-                for s in r.sets.values()
-            )
-            + " |"
-            for r in reports
+        *_table(
+            ["system", *sets],
+            [
+                [
+                    r.name,
+                    *(
+                        f"{_fmt(s.probability)} / {_fmt(s.rouge)} / {_fmt(s.truth_ratio)}"
+                        for s in r.sets.values()
+                    ),
+                ]
+                for r in reports
+            ],
         ),
         "",
         "Leak rate on the forget set per attack family:",
         "",
-        "| system | " + " | ".join(families) + " |",
-        "|---|" + "---|" * len(families),
-        *(
-            f"| {r.name} | " + " | ".join(_fmt(r.leak_rate[f]) for f in families) + " |"
-            for r in reports
+        *_table(
+            ["system", *families],
+            [[r.name, *(_fmt(r.leak_rate[f]) for f in families)] for r in reports],
         ),
         "",
     ]

@@ -16,6 +16,7 @@ import pytest
 from openai import OpenAI
 
 from evals.live_gateway import REPO, start_gateway, stop
+from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
 
 MODEL = "smollm2-135m-instruct"
@@ -25,11 +26,10 @@ TOFU = REPO.parent / "shared" / "data" / "tofu"
 
 
 def fresh_data_dir(root: Path) -> Path:
-    """An empty data directory sharing the repo's converted models (converted once, ~1 min)."""
-    models = REPO / ".obliviate" / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "models").symlink_to(models)
+    """An empty data directory sharing the repo's converted embedded model (converted once)."""
+    embedded = ensure_embedded_model(REPO / ".obliviate")
+    (root / "models").mkdir(parents=True)
+    (root / "models" / embedded.name).symlink_to(embedded)
     return root
 
 
