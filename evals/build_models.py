@@ -36,7 +36,10 @@ class FinetuneConfig:
     """Stop early after this many steps (tests, quick looks); None = all epochs."""
     seed: int = 0
     threads: int = 2
-    """torch threads; bf16 autocast uses AMX where the CPU has it."""
+    """torch threads."""
+    bf16: bool | None = None
+    """bf16 autocast; None = only where the CPU computes bf16 natively (AMX / AVX512-BF16).
+    Elsewhere it is emulated and several times slower than fp32."""
 
 
 def model_dir(data_dir: Path, base: Path, pairs: list[QA], config: FinetuneConfig) -> Path:
@@ -57,6 +60,7 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    use_bf16 = native_bf16() if config.bf16 is None else config.bf16
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -76,7 +80,7 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
                 if step >= total:
                     break
                 ids, mask, labels = _batch(examples[start : start + config.batch_size], tokenizer)
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                     loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
                 loss.backward()
                 optimizer.step()
@@ -91,6 +95,15 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     tokenizer.save_pretrained(tmp)
     tmp.rename(out)  # complete or absent, never half-written
     return out
+
+
+def native_bf16() -> bool:
+    """Whether the CPU has bf16 matrix instructions (Linux: read from /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def _example(tokenizer, pair: QA) -> tuple[list[int], int]:
