@@ -77,6 +77,8 @@ def serve(
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # One INFO line per upstream call would cost time on every request.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     settings = load_settings(
         config,
         host=host,
