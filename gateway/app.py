@@ -24,7 +24,7 @@ from gateway.admin import api_router as admin_router
 from gateway.config import Settings
 from gateway.engine.launcher import VllmLauncher, free_port
 from gateway.engine.upstream import Upstream
-from gateway.errors import APIError, InvalidRequest, error_body
+from gateway.errors import APIError, error_body, invalid_request
 from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
@@ -106,9 +106,7 @@ def build_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
-        return InvalidRequest(f"{param}: {first['msg']}", param=param or None).response()
+        return invalid_request(exc.errors()[0]).response()
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:

@@ -8,7 +8,7 @@ from typing import TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from gateway.errors import InvalidRequest, RequestTooLarge
+from gateway.errors import InvalidRequest, RequestTooLarge, invalid_request
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -30,8 +30,4 @@ async def parse_body(request: Request, model: type[Model], max_bytes: int) -> Mo
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
-        raise InvalidRequest(
-            f"{param}: {first['msg']}" if param else first["msg"], param=param
-        ) from exc
+        raise invalid_request(exc.errors()[0]) from exc

@@ -128,6 +128,13 @@ def error_body(
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
+def invalid_request(error: dict[str, Any]) -> InvalidRequest:
+    """A pydantic (or FastAPI) validation error as a 400 naming the field, e.g. ``qa.0.answer``."""
+    where = [str(p) for p in error["loc"] if p not in ("body", "query", "path")]
+    param = ".".join(where) or None
+    return InvalidRequest(f"{param}: {error['msg']}" if param else error["msg"], param=param)
+
+
 def from_upstream(status: int, payload: Any) -> APIError:
     """Normalise an error answered by vLLM (``code`` is an int there, ``type`` a class name)."""
     error = payload.get("error", payload) if isinstance(payload, dict) else {}

@@ -12,6 +12,7 @@ event followed by ``data: [DONE]``.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import AsyncIterator
@@ -142,7 +143,7 @@ class OpenAIServing:
         usage: dict[str, Any] | None = None,
     ) -> list[bytes]:
         """A stream's last events when it ends with the suppression answer."""
-        stop = json.loads(json.dumps(chunk))
+        stop = copy.deepcopy(chunk)
         for choice in chunk["choices"]:
             choice["finish_reason"] = None
         for choice in stop["choices"]:
