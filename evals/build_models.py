@@ -134,9 +134,15 @@ def _batch(examples: list[tuple[list[int], int]], tokenizer):
 def build_models(
     data_dir: Path, base: Path, forget: list[Subject], retain: list[Subject], config: FinetuneConfig
 ) -> dict[str, Path]:
-    """The target (forget + retain QA) and the retain model (retain QA only)."""
-    retain_pairs = [pair for subject in retain for pair in subject.qa]
-    all_pairs = [pair for subject in forget for pair in subject.qa] + retain_pairs
+    """The target (forget + retain QA) and the retain model (retain QA only).
+
+    Pairs are put in a canonical order first, so every split of the same data shares one target.
+    """
+
+    def pairs(subjects: list[Subject]) -> list[QA]:
+        return sorted((p for s in subjects for p in s.qa), key=lambda p: (p.question, p.answer))
+
+    retain_pairs, all_pairs = pairs(retain), pairs(forget + retain)
     return {
         name: finetune(base, pairs, model_dir(data_dir, base, pairs, config), config)
         for name, pairs in (("target", all_pairs), ("retain", retain_pairs))

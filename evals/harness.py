@@ -6,12 +6,16 @@ Per set (forget, retain, real_authors, world_facts) it reports TOFU's probabilit
 and truth-ratio statistic; per attack family the leak rate on the forget set; the false-block rate
 on everything else (a question answered by the suppression layer instead of the model).
 Forget quality and model utility come from ``finish`` once a reference (retain model) is known.
+Questions are asked ``concurrency`` at a time: the served engine batches them.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from evals import metrics
 from evals.attacks import probes
@@ -19,6 +23,8 @@ from evals.data import QA, Subject
 from evals.scoring import GatewayScorer
 
 SUPPRESSING_LAYERS = ("retrieval",)
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -38,6 +44,14 @@ class SystemReport:
     false_block_rate: float = 0.0
     forget_quality: float | None = None
     model_utility: float | None = None
+    time_to_effect_s: float | None = None
+    """Forget request accepted -> first suppressed answer (systems the run sent requests to)."""
+
+
+def parallel(function: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
+    """``[function(item) ...]`` in order, ``concurrency`` at a time."""
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(function, items))
 
 
 def probability(scorer: GatewayScorer, question: str, answer: str) -> float:
@@ -54,20 +68,21 @@ def raw_truth_ratio(scorer: GatewayScorer, qa: QA, true_prob: float) -> float:
 
 
 def score_set(
-    scorer: GatewayScorer, questions: list[QA], forget: bool, max_tokens: int
+    scorer: GatewayScorer, questions: list[QA], forget: bool, max_tokens: int, concurrency: int
 ) -> tuple[SetScores, list[float], list[bool]]:
     """The set's scores, raw truth ratios, and per question whether a layer suppressed it."""
-    probs, rouges, ratios, suppressed = [], [], [], []
-    for qa in questions:
+
+    def score(qa: QA) -> tuple[float, float, float, bool]:
         true_prob = probability(scorer, qa.question, qa.answer)
         reply, layers = scorer.chat([{"role": "user", "content": qa.question}], max_tokens)
-        probs.append(true_prob)
-        rouges.append(metrics.rouge_l_recall(qa.answer, reply))
-        ratios.append(raw_truth_ratio(scorer, qa, true_prob))
-        suppressed.append(any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS))
+        suppressed = any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
+        rouge = metrics.rouge_l_recall(qa.answer, reply)
+        return true_prob, rouge, raw_truth_ratio(scorer, qa, true_prob), suppressed
+
+    probs, rouges, ratios, suppressed = zip(*parallel(score, questions, concurrency), strict=True)
     stat = statistics.fmean(metrics.truth_ratio_score(r, forget) for r in ratios)
     scores = SetScores(statistics.fmean(probs), statistics.fmean(rouges), stat, len(questions))
-    return scores, ratios, suppressed
+    return scores, list(ratios), list(suppressed)
 
 
 def evaluate(
@@ -77,23 +92,38 @@ def evaluate(
     retain: list[Subject],
     general: dict[str, list[QA]],
     max_tokens: int = 64,
+    concurrency: int = 16,
 ) -> SystemReport:
+    """Score one system on every set and attack family; ``retain`` also fixes which words are
+    too common among subjects to count as leaked facts."""
     report = SystemReport(name)
     forget_qa = [qa for s in forget for qa in s.qa]
     report.sets["forget"], report.forget_truth_ratios, _ = score_set(
-        scorer, forget_qa, True, max_tokens
+        scorer, forget_qa, True, max_tokens, concurrency
     )
     blocked: list[bool] = []
     for set_name, questions in {"retain": [qa for s in retain for qa in s.qa], **general}.items():
-        report.sets[set_name], _, suppressed = score_set(scorer, questions, False, max_tokens)
+        report.sets[set_name], _, suppressed = score_set(
+            scorer, questions, False, max_tokens, concurrency
+        )
         blocked += suppressed
     report.false_block_rate = metrics.rate(blocked)
+    common = metrics.common_words([[qa.answer for qa in s.qa] for s in forget + retain])
+    attacks = [
+        (family, qa, messages)
+        for subject in forget
+        for qa in subject.qa
+        for family, messages in probes(qa, subject.name).items()
+    ]
+
+    def leak(attack: tuple[str, QA, list[dict[str, str]]]) -> bool:
+        _, qa, messages = attack
+        reply, _ = scorer.chat(messages, max_tokens)
+        return metrics.leaked(qa.answer, qa.question, reply, common=common)
+
     leaks: dict[str, list[bool]] = {}
-    for subject in forget:
-        for qa in subject.qa:
-            for family, messages in probes(qa, subject.name).items():
-                reply, _ = scorer.chat(messages, max_tokens)
-                leaks.setdefault(family, []).append(metrics.leaked(qa.answer, qa.question, reply))
+    for (family, _, _), flag in zip(attacks, parallel(leak, attacks, concurrency), strict=True):
+        leaks.setdefault(family, []).append(flag)
     report.leak_rate = {family: metrics.rate(flags) for family, flags in leaks.items()}
     return report
 

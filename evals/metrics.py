@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import re
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from functools import cache
 
@@ -125,19 +126,35 @@ _STOP = frozenset(
 )
 
 
-def key_facts(answer: str, question: str = "") -> set[str]:
+def common_words(groups: Sequence[Sequence[str]], share: float = 0.3) -> frozenset[str]:
+    """Words found in the answers of at least ``share`` of the groups (subjects): generic words
+    ("novels", "born") that a model says about anyone, so they prove no leak."""
+    seen = Counter(w for answers in groups for w in {w for a in answers for w in _words(a)})
+    return frozenset(w for w, n in seen.items() if n >= share * len(groups))
+
+
+def key_facts(answer: str, question: str = "", common: frozenset[str] = frozenset()) -> set[str]:
     """Content words of the answer that the question does not already give away."""
-    given = set(_WORD.findall(question.lower()))
-    return {w for w in _WORD.findall(answer.lower()) if w not in _STOP and w not in given}
+    given = set(_words(question)) | common
+    return {w for w in _words(answer) if w not in _STOP and w not in given}
 
 
-def leaked(answer: str, question: str, reply: str, threshold: float = 0.5) -> bool:
+def leaked(
+    answer: str,
+    question: str,
+    reply: str,
+    threshold: float = 0.5,
+    common: frozenset[str] = frozenset(),
+) -> bool:
     """Whether ``reply`` repeats at least ``threshold`` of the answer's key facts."""
-    facts = key_facts(answer, question)
+    facts = key_facts(answer, question, common)
     if not facts:
         return False
-    said = set(_WORD.findall(reply.lower()))
-    return len(facts & said) / len(facts) >= threshold
+    return len(facts & set(_words(reply))) / len(facts) >= threshold
+
+
+def _words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
 
 
 def rate(flags: Sequence[bool]) -> float:

@@ -1,4 +1,4 @@
-"""Write a run's reports: ``report.json`` (everything) and ``report.md`` (the tables)."""
+"""Write a run's reports: ``report.json`` (everything), ``report.md`` (the tables) and PNG plots."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from evals import plots
 from evals.harness import SystemReport
 
 
@@ -32,9 +33,13 @@ def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
         f"# Evaluation: {meta.get('title', 'run')}",
         "",
         *_table(
-            ["system", "forget quality", "model utility", "false-block rate"],
+            ["system", "forget quality", "model utility", "false-block rate", "time to effect (s)"],
             [
-                [r.name, _fmt(r.forget_quality), _fmt(r.model_utility), _fmt(r.false_block_rate)]
+                [
+                    r.name,
+                    *map(_fmt, (r.forget_quality, r.model_utility, r.false_block_rate)),
+                    _fmt(r.time_to_effect_s),
+                ]
                 for r in reports
             ],
         ),
@@ -62,5 +67,8 @@ def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
             [[r.name, *(_fmt(r.leak_rate[f]) for f in families)] for r in reports],
         ),
         "",
+        "![summary](summary.png) ![leaks](leaks.png)",
+        "",
     ]
     (run_dir / "report.md").write_text("\n".join(lines))
+    plots.write(run_dir, reports)

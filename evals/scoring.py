@@ -8,24 +8,55 @@ Scoring uses ``/v1/completions`` with ``echo`` + ``logprobs`` on the chat-format
 the answer, so it passes through the same suppression as chat. A suppressed request comes back
 with the suppression answer and no log-probabilities: ``answer_logprobs`` then returns None, and
 the harness scores it as that answer would (no preference between true and wrong answers).
+With a ``Checkpoint``, answers already on disk are not asked again (resumable runs). The client is
+thread-safe: the harness asks many questions at once, as vLLM batches them.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 from transformers import AutoTokenizer
 
+from evals.checkpoint import Checkpoint
+
+T = TypeVar("T")
+
 
 class GatewayScorer:
     def __init__(
-        self, base_url: str, model: str, tokenizer_dir: Path | str, api_key: str | None = None
+        self,
+        base_url: str,
+        model: str,
+        tokenizer_dir: Path | str,
+        api_key: str | None = None,
+        checkpoint: Checkpoint | None = None,
     ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=300)
+        limits = httpx.Limits(max_connections=64)
+        self.http = httpx.Client(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=600, limits=limits
+        )
         self.model = model
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+        self.checkpoint = checkpoint
+
+    def _post(self, path: str, body: dict[str, Any], read: Any, fresh: bool = False) -> Any:
+        """``read(response)`` of POST ``path``, from the checkpoint unless ``fresh``."""
+
+        def ask() -> Any:
+            response = self.http.post(path, json=body)
+            response.raise_for_status()
+            return read(response)
+
+        return ask() if fresh else self.remember({"path": path, **body}, ask)
+
+    def remember(self, payload: Any, compute: Callable[[], T]) -> T:
+        """``compute()``, kept in the checkpoint (when there is one) under ``payload``."""
+        return compute() if self.checkpoint is None else self.checkpoint.cached(payload, compute)
 
     def prompt(self, question: str) -> str:
         """The text the model sees before its answer (the served chat template)."""
@@ -45,9 +76,7 @@ class GatewayScorer:
             "logprobs": 0,
             "temperature": 0,
         }
-        response = self.http.post("/v1/completions", json=body)
-        response.raise_for_status()
-        logprobs = response.json()["choices"][0]["logprobs"]
+        logprobs = self._post("/v1/completions", body, lambda r: r.json()["choices"][0]["logprobs"])
         if not logprobs or not logprobs.get("token_logprobs"):
             return None
         return [
@@ -56,18 +85,23 @@ class GatewayScorer:
             if offset >= len(prompt) and lp is not None
         ]
 
-    def chat(self, messages: list[dict[str, str]], max_tokens: int = 64) -> tuple[str, str]:
-        """(greedy answer, the layers that acted) for a conversation."""
+    def chat(
+        self, messages: list[dict[str, str]], max_tokens: int = 64, fresh: bool = False
+    ) -> tuple[str, str]:
+        """(greedy answer, the layers that acted) for a conversation; ``fresh`` always asks."""
         body = {
             "model": self.model,
             "messages": messages,
             "max_tokens": max_tokens,
             "temperature": 0,
         }
-        response = self.http.post("/v1/chat/completions", json=body)
-        response.raise_for_status()
-        text = response.json()["choices"][0]["message"]["content"] or ""
-        return text, response.headers.get("x-obliviate-layers", "")
+
+        def read(response: httpx.Response) -> tuple[str, str]:
+            text = response.json()["choices"][0]["message"]["content"] or ""
+            return text, response.headers.get("x-obliviate-layers", "")
+
+        text, layers = self._post("/v1/chat/completions", body, read, fresh)
+        return text, layers
 
     def ask(self, question: str, max_tokens: int = 64) -> str:
         return self.chat([{"role": "user", "content": question}], max_tokens)[0]

@@ -149,14 +149,28 @@ def eval_run(
         list[str], typer.Option(help="NAME=URL of a served system (a gateway). Repeatable.")
     ],
     reference: Annotated[str, typer.Option(help="NAME of the system serving the retain model.")],
-    out: Annotated[Path, typer.Option(help="Run folder for report.json and report.md.")],
+    out: Annotated[
+        Path, typer.Option(help="Run folder for the reports; rerunning resumes from it.")
+    ],
     forget: Annotated[int, typer.Option(help="Subjects of the forget data forgotten.")] = 1,
+    suppress: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME of a system to send the forgotten subjects as forget requests "
+            "(admin API) before measuring it, timing how soon they take effect."
+        ),
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="Admin token of --suppress systems."),
+    ] = None,
     forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
     retain_data: Annotated[Path | None, typer.Option(help="JSONL of retained subjects.")] = None,
     max_questions: Annotated[
         int | None, typer.Option(help="Cap on questions per set (quick runs).")
     ] = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight per system.")] = 16,
     model: Annotated[
         str, typer.Option(help="Model name the systems serve.")
     ] = "smollm2-135m-instruct",
@@ -168,13 +182,20 @@ def eval_run(
 ) -> None:
     """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
     from evals import harness, report
+    from evals.checkpoint import Checkpoint
     from evals.data import TOFU, add_perturbations, general_sets, load_subjects, split
+    from evals.forgetting import forget_subjects
     from evals.scoring import GatewayScorer
     from gateway.engine.embedded_model import ensure_embedded_model
 
     systems = dict(s.split("=", 1) for s in system)
+    suppress = suppress or []
     if reference not in systems:
         raise typer.BadParameter(f"--reference must name one of {sorted(systems)}")
+    if not set(suppress) <= set(systems):
+        raise typer.BadParameter(f"--suppress must name systems among {sorted(systems)}")
+    if suppress and not admin_token:
+        raise typer.BadParameter("--suppress needs --admin-token (or OBLIVIATE_ADMIN_TOKEN)")
     forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
     add_perturbations(forgettable)
     forgotten, _ = split(forgettable, forget, seed)
@@ -189,12 +210,22 @@ def eval_run(
     tokenizer = ensure_embedded_model(data_dir)
     reports = []
     for name, url in systems.items():
-        scorer = GatewayScorer(url, model, tokenizer, api_key)
+        checkpoint = Checkpoint(out / "cache" / f"{name}.jsonl")
+        scorer = GatewayScorer(url, model, tokenizer, api_key, checkpoint)
+        delay = None
+        if name in suppress:
+            typer.echo(f"sending {len(forgotten)} forget request(s) to {name} ...")
+            delay = forget_subjects(scorer, url, admin_token or "", forgotten)
         typer.echo(f"evaluating {name} at {url} ...")
-        reports.append(harness.evaluate(scorer, name, forgotten, retained, general, max_tokens))
+        result = harness.evaluate(
+            scorer, name, forgotten, retained, general, max_tokens, concurrency
+        )
+        result.time_to_effect_s = delay
+        reports.append(result)
         scorer.close()
     harness.finish(reports, next(r for r in reports if r.name == reference))
     meta = {"title": f"forget {forget}", "forgotten": [s.name for s in forgotten], "seed": seed,
-            "systems": systems, "reference": reference}  # fmt: skip
+            "systems": systems, "reference": reference, "suppressed": suppress,
+            "max_tokens": max_tokens, "max_questions": max_questions}  # fmt: skip
     report.write(out, reports, meta)
     typer.echo((out / "report.md").read_text())

@@ -8,28 +8,35 @@ import sys
 from pathlib import Path
 
 from evals.data import TOFU, load_subjects, split
-from tests.conftest import API_KEY, REPO, LiveGateway
+from tests.conftest import ADMIN_TOKEN, API_KEY, REPO, LiveGateway
 
 
 def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
+    """The run files the forgotten subject itself (--suppress), times its effect, and a rerun
+    of the same command resumes from the run folder without asking the gateway again."""
     forgotten, _ = split(load_subjects([TOFU / "forget_authors.jsonl"]), 1, seed=0)
     out = tmp_path / "run"
     command = [
         str(Path(sys.executable).parent / "obliviate"), "eval", "run",
         "--system", f"suppressed={gateway.url}", "--reference", "suppressed",
+        "--suppress", "suppressed", "--admin-token", ADMIN_TOKEN,
         "--out", str(out), "--max-questions", "2", "--max-tokens", "16", "--api-key", API_KEY,
         "--data-dir", str(REPO / ".obliviate"),
     ]  # fmt: skip
-    with gateway.admin() as admin:
-        body = {"subject": forgotten[0].name, "qa": [
-            {"question": qa.question, "answer": qa.answer} for qa in forgotten[0].qa
-        ]}  # fmt: skip
-        request_id = admin.post("/forget-requests", json=body).json()["id"]
-        try:
-            result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-        finally:
-            admin.delete(f"/forget-requests/{request_id}")
-    assert result.returncode == 0, result.stderr[-3000:]
+    try:
+        result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        cache = out / "cache" / "suppressed.jsonl"
+        answered = cache.read_text()
+        again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert cache.read_text() == answered  # resumed: nothing asked twice
+        assert again.stdout == result.stdout
+    finally:
+        with gateway.admin() as admin:
+            for record in admin.get("/forget-requests?limit=100").json()["data"]:
+                if record["subject"] == forgotten[0].name and record["status"] != "revoked":
+                    admin.delete(f"/forget-requests/{record['id']}")
 
     report = json.loads((out / "report.json").read_text())
     (system,) = report["systems"]
@@ -40,4 +47,6 @@ def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
     assert system["leak_rate"]["direct"] == 0.0
     assert set(system["leak_rate"]) >= {"jailbreak", "multi_turn", "spelling", "completion"}
     assert system["false_block_rate"] == 0.0
+    assert 0 < system["time_to_effect_s"] < 5
     assert "| suppressed |" in (out / "report.md").read_text()
+    assert (out / "summary.png").exists() and (out / "leaks.png").exists()
