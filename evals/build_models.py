@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from evals.data import QA, Subject
+from removal.examples import collate, encode
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model.train()
-    examples = [_example(tokenizer, pair) for pair in pairs]
+    examples = [encode(tokenizer, pair.question, pair.answer) for pair in pairs]
     steps_per_epoch = -(-len(examples) // config.batch_size)
     total = config.max_steps or config.epochs * steps_per_epoch
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
@@ -79,7 +80,8 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
             for start in range(0, len(examples), config.batch_size):
                 if step >= total:
                     break
-                ids, mask, labels = _batch(examples[start : start + config.batch_size], tokenizer)
+                batch = examples[start : start + config.batch_size]
+                ids, mask, labels = collate(batch, tokenizer.pad_token_id)
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                     loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
                 loss.backward()
@@ -104,31 +106,6 @@ def native_bf16() -> bool:
     except OSError:
         return False
     return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
-def _example(tokenizer, pair: QA) -> tuple[list[int], int]:
-    """Token ids of question + answer, and where the answer starts."""
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": pair.question}], tokenize=False, add_generation_prompt=True
-    )
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    answer_ids = tokenizer(pair.answer, add_special_tokens=False)["input_ids"]
-    return prompt_ids + answer_ids + [tokenizer.eos_token_id], len(prompt_ids)
-
-
-def _batch(examples: list[tuple[list[int], int]], tokenizer):
-    import torch
-
-    width = max(len(ids) for ids, _ in examples)
-    pad = tokenizer.pad_token_id
-    ids = torch.full((len(examples), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    labels = torch.full((len(examples), width), -100, dtype=torch.long)
-    for row, (tokens, answer_start) in enumerate(examples):
-        ids[row, : len(tokens)] = torch.tensor(tokens)
-        mask[row, : len(tokens)] = 1
-        labels[row, answer_start : len(tokens)] = torch.tensor(tokens[answer_start:])
-    return ids, mask, labels
 
 
 def build_models(

@@ -28,8 +28,14 @@ from gateway.errors import APIError, error_body, invalid_request
 from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
+from gateway.removal import api_router as removal_router
+from gateway.removal.serving import RemovalService
+from gateway.routing import api_router as routing_router
+from gateway.routing.protocol import RoutingConfig
+from gateway.routing.serving import Router
 from index.embedder import Embedder
 from index.forget_index import ForgetIndex
+from removal.registry import Registry
 from suppressors.stack import SuppressionStack
 
 log = logging.getLogger(__name__)
@@ -60,9 +66,17 @@ def open_forget_index(settings: Settings) -> ForgetIndex:
     )
 
 
+def default_routing(settings: Settings) -> RoutingConfig:
+    """The routing in the settings, until a PUT /admin/v1/routing replaces it."""
+    return RoutingConfig(
+        default_arm=settings.default_arm, weights=settings.arm_weights, header=settings.arm_header
+    )
+
+
 def build_app(settings: Settings) -> FastAPI:
-    # Fail fast on a misconfigured stack, before anything starts.
+    # Fail fast on a misconfigured stack or routing, before anything starts.
     SuppressionStack.check_names(settings.suppression_layers)
+    routing = default_routing(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,12 +98,17 @@ def build_app(settings: Settings) -> FastAPI:
             task = asyncio.create_task(_run_embedded(launcher, upstream))
         app.state.upstream = upstream
         app.state.openai_serving = OpenAIServing(upstream, stack, reply)
+        app.state.registry = registry = Registry(index.store.engine)
+        app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
+        app.state.router = Router.load(routing, settings.data_dir / "routing.json")
+        tasks = [task, asyncio.create_task(removal.run_forever())]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in tasks:
+                running.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
             if launcher is not None:
                 await launcher.stop()
             await upstream.aclose()
@@ -99,6 +118,8 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router.router)
     app.include_router(admin_router.router)
     app.include_router(ops_router.router)
+    app.include_router(removal_router.router)
+    app.include_router(routing_router.router)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:

@@ -1,5 +1,6 @@
 """Bearer tokens: user API keys for ``/v1`` (open when none are configured), and the admin token
-for ``/admin/v1`` (closed when none is configured). The two never open each other's routes."""
+for ``/admin/v1`` (closed when none is configured). A user key never opens admin routes; the
+admin token also works on ``/v1`` (an auditor may pick any arm there)."""
 
 from __future__ import annotations
 
@@ -22,8 +23,12 @@ def key_matches(token: str | None, keys: list[str]) -> bool:
 
 
 async def require_api_key(request: Request) -> None:
-    keys = request.app.state.settings.api_keys
-    if keys and not key_matches(bearer_token(request), keys):
+    """Sets ``request.state.admin``: whether the caller holds the admin token."""
+    settings = request.app.state.settings
+    token = bearer_token(request)
+    admin = settings.admin_token
+    request.state.admin = admin is not None and key_matches(token, [admin.get_secret_value()])
+    if settings.api_keys and not request.state.admin and not key_matches(token, settings.api_keys):
         raise InvalidAPIKey("Incorrect or missing API key: send `Authorization: Bearer <key>`.")
 
 

@@ -75,6 +75,33 @@ class Settings(BaseSettings):
     vllm_max_restarts: int = Field(
         5, ge=0, description="Restarts of a dead vLLM before the gateway exits."
     )
+    vllm_lora: bool = Field(
+        True, description="Start vLLM with LoRA: removal versions are served as adapters."
+    )
+    vllm_max_lora_rank: int = Field(
+        64, ge=8, description="Largest adapter rank; a version chain adds its ranks up."
+    )
+    vllm_max_loras: int = Field(2, ge=1, description="Adapters one vLLM batch can mix.")
+
+    removal_retain_data: Path | None = Field(
+        None,
+        description="JSONL of {question, answer} kept by removal jobs; default: world facts "
+        "shipped in removal/data.",
+    )
+    removal_threads: int = Field(
+        1, ge=1, description="torch threads of the removal job process (it runs at nice 10)."
+    )
+    default_arm: Literal["suppression", "removal", "hybrid", "baseline"] = Field(
+        "suppression", description="Arm of requests no weight or header routes elsewhere."
+    )
+    arm_weights: dict[str, float] = Field(
+        default_factory=dict,
+        description="Traffic share per arm, sticky per API key or `user` (e.g. suppression=0.9, "
+        "hybrid=0.1); empty = all to the default arm. PUT /admin/v1/routing overrides it.",
+    )
+    arm_header: Literal["admin", "anyone"] = Field(
+        "admin", description="Who may pick an arm with the x-obliviate-arm header."
+    )
 
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the admin API; without one the admin API is closed."

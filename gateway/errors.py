@@ -89,6 +89,11 @@ class AdminDisabled(APIError):
     code = "admin_disabled"
 
 
+class PermissionDenied(APIError):
+    status = 403
+    code = "permission_denied"
+
+
 class NotFound(APIError):
     status = 404
     code = "not_found"

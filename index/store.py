@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -166,6 +167,26 @@ class ForgetStore:
                 record.status = REVOKED
                 record.updated_at = _now()
         return record
+
+    def mark_removed(self, request_ids: list[str], version_id: str) -> None:
+        """Requests removed by a new model version (the first version that removed one keeps it);
+        they stay enforced by suppression too, for the arms that serve the base weights."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(ForgetRequest)
+                .where(ForgetRequest.id.in_(request_ids), ForgetRequest.status == SUPPRESSED)
+                .values(status=REMOVED, removed_in_version=version_id, updated_at=_now())
+            )
+
+    def unmark_removed(self, version_id: str) -> None:
+        """The version is deleted: its requests are suppressed only, again."""
+        with Session(self.engine) as session, session.begin():
+            session.execute(
+                update(ForgetRequest)
+                .where(ForgetRequest.removed_in_version == version_id)
+                .where(ForgetRequest.status == REMOVED)
+                .values(status=SUPPRESSED, removed_in_version=None, updated_at=_now())
+            )
 
     def active(self) -> list[ForgetRequest]:
         """Requests still enforced (suppressed, or removed but still suppressed too)."""

@@ -29,6 +29,12 @@ class RequestContext:
     """Names of the layers that acted, in order."""
     blocked_by: str | None = None
     """Name of the layer that blocked the request or its output."""
+    exempt: frozenset[str] = frozenset()
+    """Forget requests this request's weights have removed already (hybrid arm): not enforced."""
+
+    def relevant(self, matches: list[Match]) -> list[Match]:
+        """``matches`` without the exempt forget requests."""
+        return [m for m in matches if m.request_id not in self.exempt] if self.exempt else matches
 
     def act(self, layer: str) -> None:
         if layer not in self.acted:

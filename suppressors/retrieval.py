@@ -38,7 +38,7 @@ class RetrievalBlocking(Layer):
         state.setdefault("sentences_upto", 0)
         hold = self.matcher.lexicon.max_chars + _MARGIN
         window = text[max(0, state["names_upto"] - hold) :]
-        if _blocks(self.matcher.match([window], dense=False)):
+        if _blocks(ctx.relevant(self.matcher.match([window], dense=False))):
             return None
         state["names_upto"] = len(text)
         safe = len(text) if final else max(0, len(text) - hold)
@@ -53,7 +53,7 @@ class RetrievalBlocking(Layer):
             size = self.matcher.config.max_texts
             for i in range(0, len(sentences), size):
                 matches = await asyncio.to_thread(self.matcher.match, sentences[i : i + size])
-                if _blocks(matches):
+                if _blocks(ctx.relevant(matches)):
                     return None
             state["sentences_upto"] = end
         return min(safe, state["sentences_upto"])

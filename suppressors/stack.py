@@ -47,13 +47,17 @@ class SuppressionStack:
         cls.check_names(names)
         return cls(matcher, [LAYERS[name](matcher) for name in names])
 
-    async def before(self, texts: list[str]) -> RequestContext | None:
-        """Run the layers on a conversation; None when nothing is forgotten (nothing to do)."""
+    async def before(
+        self, texts: list[str], exempt: frozenset[str] = frozenset()
+    ) -> RequestContext | None:
+        """Run the layers on a conversation; None when nothing is forgotten (nothing to do).
+
+        ``exempt`` forget requests are not enforced (the weights serving it removed them)."""
         if not self.layers or not len(self.matcher):
             return None
-        ctx = RequestContext(texts)
+        ctx = RequestContext(texts, exempt=exempt)
         start = time.perf_counter()
-        ctx.matches = await asyncio.to_thread(self.matcher.match, texts)
+        ctx.matches = ctx.relevant(await asyncio.to_thread(self.matcher.match, texts))
         metrics.MATCH_SECONDS.observe(time.perf_counter() - start)
         for layer in self.layers:
             start = time.perf_counter()

@@ -71,8 +71,8 @@ class ForgetRequestRecord(BaseModel):
             documents=record.documents,
             qa=[QAPair(**pair) for pair in record.qa],
             note=record.note,
-            created_at=_unix(record.created_at),
-            updated_at=_unix(record.updated_at),
+            created_at=unix(record.created_at),
+            updated_at=unix(record.updated_at),
         )
 
 
@@ -84,6 +84,6 @@ class ForgetRequestList(BaseModel):
     has_more: bool
 
 
-def _unix(moment: datetime) -> int:
+def unix(moment: datetime) -> int:
     # SQLite hands back naive datetimes; they were written in UTC.
     return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())

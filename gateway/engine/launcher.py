@@ -67,6 +67,8 @@ class VllmLauncher:
             "--dtype", s.vllm_dtype,
             "--max-model-len", str(s.vllm_max_model_len),
             *vllm_plugin_args(),
+            *(["--enable-lora", "--max-lora-rank", str(s.vllm_max_lora_rank),
+               "--max-loras", str(s.vllm_max_loras)] if s.vllm_lora else []),
             *s.vllm_extra_args,
         ]  # fmt: skip
 
@@ -77,6 +79,8 @@ class VllmLauncher:
         env.setdefault("HF_HUB_OFFLINE", "1")
         # Exposes /collective_rpc (worker-extension calls) on the private loopback port only.
         env.setdefault("VLLM_SERVER_DEV_MODE", "1")
+        # Removal versions are LoRA adapters loaded while serving (/v1/load_lora_adapter).
+        env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
         return env
 
     async def model_path(self) -> str:

@@ -4,15 +4,18 @@
     response = await upstream.send("POST", "/v1/chat/completions", body, stream=True)
 
 Connection failures and a not-ready engine become ``EngineUnavailable`` (HTTP 503).
+Model versions are LoRA adapters that vLLM loads at run time (``/v1/load_lora_adapter``):
+``ensure_adapter`` loads one the first time it is needed, again after vLLM restarted.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
 
-from gateway.errors import EngineUnavailable
+from gateway.errors import EngineUnavailable, from_upstream
 from gateway.ops import metrics
 
 # Generation can take minutes on a CPU: no read timeout, but fail fast when vLLM is not there.
@@ -30,10 +33,35 @@ class Upstream:
             base_url=self.base_url, timeout=TIMEOUT, limits=LIMITS, headers=headers
         )
         self.ready = False
+        self.adapters: set[str] = set()
+        self._adapter_lock = asyncio.Lock()
 
     def set_ready(self, ready: bool) -> None:
         self.ready = ready
+        if not ready:
+            self.adapters.clear()  # a restarted vLLM has none loaded
         metrics.ENGINE_READY.set(1 if ready else 0)
+
+    async def ensure_adapter(self, name: str, path: str) -> None:
+        """Load the LoRA adapter ``name`` from ``path`` unless this vLLM already has it."""
+        if name in self.adapters:
+            return
+        async with self._adapter_lock:
+            if name in self.adapters:
+                return
+            body = {"lora_name": name, "lora_path": path}
+            response = await self.send("POST", "/v1/load_lora_adapter", body)
+            # 400 "already loaded": loaded by an earlier gateway run against the same vLLM.
+            if response.status_code != 200 and "already" not in response.text:
+                raise from_upstream(response.status_code, _json_or_text(response))
+            self.adapters.add(name)
+
+    async def unload_adapter(self, name: str) -> None:
+        """Unload ``name`` if this vLLM has it (a deleted version)."""
+        async with self._adapter_lock:
+            if name in self.adapters and self.ready:
+                await self.send("POST", "/v1/unload_lora_adapter", {"lora_name": name})
+            self.adapters.discard(name)
 
     async def healthy(self, timeout: float = 2.0) -> bool:
         try:
@@ -57,3 +85,10 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def _json_or_text(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text[:500]

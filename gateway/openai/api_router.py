@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request, Response
 
-from gateway.auth import require_api_key
+from gateway.auth import bearer_token, require_api_key
 from gateway.body import parse_body
 from gateway.errors import APIError
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.openai.serving import OpenAIServing, RequestTimer
+from gateway.routing.protocol import ARM_HEADER
+from gateway.routing.serving import ArmPlan, Router
 
 router = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)])
 
@@ -23,10 +27,20 @@ async def _generate(
     timer = RequestTimer(route)
     try:
         body = await parse_body(request, model, request.app.state.settings.max_body_bytes)
-        return await _serving(request).forward(route, body, timer)
+        return await _serving(request).forward(route, body, timer, await _plan(request, body))
     except APIError as error:
         timer.finish(error.status)
         return error.response(headers=timer.header())
+
+
+async def _plan(request: Request, body: ChatCompletionRequest | CompletionRequest) -> ArmPlan:
+    """The arm serving this request: header, else sticky weights by API key or ``user``."""
+    routing: Router = request.app.state.router
+    identity = bearer_token(request) or getattr(body, "user", None)
+    arm = routing.select(request.headers.get(ARM_HEADER), request.state.admin, identity)
+    if arm in ("suppression", "baseline"):
+        return routing.plan(arm, request.app.state.registry)
+    return await asyncio.to_thread(routing.plan, arm, request.app.state.registry)
 
 
 @router.post("/chat/completions")

@@ -27,6 +27,8 @@ from gateway.engine.upstream import Upstream
 from gateway.errors import APIError, ContentSuppressed, UpstreamError, from_upstream
 from gateway.openai.protocol import CompletionRequest, GenerationRequest
 from gateway.ops import metrics
+from gateway.routing.protocol import ARM_HEADER, VERSION_HEADER
+from gateway.routing.serving import ArmPlan
 from suppressors.base import RequestContext
 from suppressors.stack import OutputWatcher, SuppressionStack
 
@@ -78,12 +80,20 @@ class OpenAIServing:
         self.reply = reply
 
     async def forward(
-        self, route: str, request: GenerationRequest, timer: RequestTimer
+        self, route: str, request: GenerationRequest, timer: RequestTimer, plan: ArmPlan
     ) -> Response:
-        ctx = await self.stack.before(await self._texts(request))
+        """Serve ``request`` on the arm ``plan`` (its weights, and the stack if it has one)."""
+        metrics.ARM_REQUESTS.labels(plan.arm).inc()
+        ctx = (
+            await self.stack.before(await self._texts(request), plan.exempt) if plan.stack else None
+        )
+        arm = {ARM_HEADER: plan.arm, VERSION_HEADER: plan.version.id if plan.version else ""}
         if ctx is not None and ctx.blocked_by:
-            return self._suppressed(request, ctx, timer)
+            return self._suppressed(request, ctx, timer, arm)
         body = request.model_dump(exclude_unset=True)
+        if plan.version is not None:
+            await self.upstream.ensure_adapter(plan.version.id, plan.version.path)
+            body["model"] = plan.version.id
         if ctx is not None:
             _apply(body, ctx, request)
         sent = time.perf_counter()
@@ -96,13 +106,13 @@ class OpenAIServing:
         if request.stream:
             events = response.aiter_raw() if ctx is None else self._watched(response, request, ctx)
             relay = self._relay(events, response, timer)
-            headers = timer.header() | _layers(ctx)
+            headers = timer.header() | _layers(ctx) | arm
             return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
         content = response.content
         if ctx is not None:
             content = await self._checked_answer(content, request, ctx)
         timer.finish(200)
-        headers = timer.header() | _layers(ctx)
+        headers = timer.header() | _layers(ctx) | arm
         return Response(content, media_type="application/json", headers=headers)
 
     async def _texts(self, request: GenerationRequest) -> list[str]:
@@ -124,12 +134,16 @@ class OpenAIServing:
         return Response(response.content, media_type="application/json")
 
     def _suppressed(
-        self, request: GenerationRequest, ctx: RequestContext, timer: RequestTimer
+        self,
+        request: GenerationRequest,
+        ctx: RequestContext,
+        timer: RequestTimer,
+        arm: dict[str, str],
     ) -> Response:
         if self.reply.style == "error":
             raise ContentSuppressed("This request touches content the service was asked to forget.")
         timer.finish(200)
-        headers = timer.header() | _layers(ctx)
+        headers = timer.header() | _layers(ctx) | arm
         if not request.stream:
             answer = request.answer(self.reply.message, streaming=False) | {"usage": _ZERO_USAGE}
             return Response(json.dumps(answer), media_type="application/json", headers=headers)

@@ -27,6 +27,9 @@ OVERHEAD = Histogram(
     ["route"],
     buckets=_OVERHEAD_BUCKETS,
 )
+ARM_REQUESTS = Counter(
+    "obliviate_arm_requests_total", "Generation requests by the arm that served them.", ["arm"]
+)
 UPSTREAM_ERRORS = Counter(
     "obliviate_upstream_errors_total",
     "Failures talking to vLLM: connect, status (5xx), stream (broke mid-stream).",

@@ -1,0 +1,255 @@
+"""Removal jobs and model versions: validation, the one-at-a-time job runner, the adapter swap.
+
+A job runs in its own process (``python -m removal.worker``: nice 10, one torch thread), so
+serving keeps the CPU it needs. The runner copies the worker's progress into the job record;
+when the worker finishes, the new adapter is loaded into the running vLLM *before* the version
+is recorded, so a version that exists can be served, and a failed job changes nothing that is
+served. Requests already running keep the weights they started on: a version is a new adapter
+name, never an overwrite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+from gateway.config import Settings
+from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.engine.upstream import Upstream
+from gateway.errors import Conflict, InvalidRequest, NotFound
+from gateway.removal.protocol import RemovalJobCreate
+from index.store import REVOKED, ForgetRequest, ForgetStore
+from removal.registry import (
+    CANCELLED,
+    FAILED,
+    FINISHED,
+    RUNNING,
+    SUCCEEDED,
+    ModelVersion,
+    Registry,
+    RemovalJob,
+)
+from removal.trainer import TrainSpec, method_config
+
+log = logging.getLogger(__name__)
+RETAIN_DEFAULT = (
+    Path(__file__).resolve().parents[2] / "removal" / "data" / "retain_world_facts.jsonl"
+)
+POLL_S = 0.5
+
+
+def training_pairs(record: ForgetRequest) -> list[tuple[str, str]]:
+    """What a removal method trains on: the request's QA pairs and documents."""
+    return [(qa["question"], qa["answer"]) for qa in record.qa] + [
+        ("", document) for document in record.documents
+    ]
+
+
+class RemovalService:
+    def __init__(
+        self, settings: Settings, store: ForgetStore, registry: Registry, upstream: Upstream
+    ):
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.upstream = upstream
+        self.wake = asyncio.Event()
+        self.process: asyncio.subprocess.Process | None = None
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.settings.data_dir / "jobs"
+
+    @property
+    def versions_dir(self) -> Path:
+        return self.settings.data_dir / "versions"
+
+    # Jobs
+
+    def create_job(self, body: RemovalJobCreate) -> RemovalJob:
+        try:
+            config = method_config(body.method, body.params)
+        except (TypeError, ValueError) as exc:
+            raise InvalidRequest(f"Bad method or params: {exc}", param="params") from exc
+        parent = self._parent(body.parent)
+        removed = set(parent.forget_request_ids) if parent else set()
+        if body.forget_requests == "pending":
+            records = [r for r in self.store.active() if r.id not in removed]
+        else:
+            records = [self._forget_request(request_id) for request_id in body.forget_requests]
+        if not any(training_pairs(r) for r in records):
+            raise InvalidRequest(
+                "Nothing to train on: removal needs forget requests with qa or documents.",
+                param="forget_requests",
+            )
+        rank = config.lora_rank + self._rank(parent)
+        if rank > self.settings.vllm_max_lora_rank:
+            raise Conflict(
+                f"The new version would have LoRA rank {rank} > vllm_max_lora_rank "
+                f"{self.settings.vllm_max_lora_rank}: raise it, or start from 'base'.",
+                param="parent",
+            )
+        job = self.registry.create_job(
+            body.method, body.params, [r.id for r in records], parent.id if parent else None
+        )
+        self.wake.set()
+        return job
+
+    def _parent(self, name: str) -> ModelVersion | None:
+        if name == "base":
+            return None
+        if name == "latest":
+            return self.registry.latest_version()
+        return self.version(name)
+
+    def _forget_request(self, request_id: str) -> ForgetRequest:
+        record = self.store.get(request_id)
+        if record is None:
+            raise NotFound(f"No forget request {request_id!r}.", param="forget_requests")
+        if record.status == REVOKED:
+            raise Conflict(f"Forget request {request_id!r} is revoked.", param="forget_requests")
+        return record
+
+    @staticmethod
+    def _rank(version: ModelVersion | None) -> int:
+        if version is None:
+            return 0
+        return json.loads((Path(version.path) / "adapter_config.json").read_text())["r"]
+
+    def job(self, job_id: str) -> RemovalJob:
+        job = self.registry.job(job_id)
+        if job is None:
+            raise NotFound(f"No removal job {job_id!r}.", param="id")
+        return job
+
+    def cancel(self, job_id: str) -> RemovalJob:
+        job = self.job(job_id)
+        if job.status in FINISHED:
+            raise Conflict(f"Removal job {job_id!r} already {job.status}.")
+        self.registry.update_job(job_id, status=CANCELLED)
+        if job.status == RUNNING and self.process is not None:
+            _kill_group(self.process.pid)  # the runner sees the exit and keeps 'cancelled'
+        return self.job(job_id)
+
+    # The runner
+
+    async def run_forever(self) -> None:
+        """Run queued jobs one at a time, for the gateway's lifetime."""
+        await asyncio.to_thread(self.registry.fail_unfinished, "the gateway stopped during the job")
+        while True:
+            job = await asyncio.to_thread(self.registry.next_queued)
+            if job is None:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=5)
+                continue
+            try:
+                await self._run(job)
+            except asyncio.CancelledError:
+                if self.process is not None:
+                    _kill_group(self.process.pid)
+                raise
+            except Exception as exc:  # the job fails; the runner and serving go on
+                log.exception("removal job %s failed", job.id)
+                self.registry.update_job(job.id, status=FAILED, error=str(exc)[:2000])
+
+    async def _run(self, job: RemovalJob) -> None:
+        if self.registry.update_job(job.id, status=RUNNING) is None:
+            return  # cancelled while queued
+        job_dir = self.jobs_dir / job.id
+        job_dir.mkdir(parents=True, exist_ok=True)
+        output = self.versions_dir / job.id
+        spec = await asyncio.to_thread(self._spec, job, output)
+        (job_dir / "spec.json").write_text(json.dumps(spec.__dict__))
+        log.info("removal job %s (%s) started", job.id, job.method)
+        with (job_dir / "worker.log").open("wb") as out:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "removal.worker", str(job_dir),
+                stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            )  # fmt: skip
+        code = await self._follow(job.id, job_dir)
+        self.process = None
+        if self.registry.job(job.id).status == CANCELLED:
+            shutil.rmtree(output, ignore_errors=True)
+            return
+        result_path = job_dir / "result.json"
+        if code != 0 or not result_path.exists():
+            tail = (job_dir / "worker.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"the worker exited with {code}: {tail}")
+        metrics = json.loads(result_path.read_text())
+        # Loaded before the version is recorded: a version that exists can be served, and an
+        # adapter vLLM refuses fails the job instead.
+        version_id = self.registry.next_version_id()
+        await self.upstream.ensure_adapter(version_id, str(output))
+        version = self.registry.create_version(version_id, job, str(output), metrics)
+        self.store.mark_removed(job.forget_request_ids, version.id)
+        self.registry.update_job(job.id, status=SUCCEEDED, metrics=metrics, version_id=version.id)
+        log.info("removal job %s produced %s", job.id, version.id)
+
+    def _spec(self, job: RemovalJob, output: Path) -> TrainSpec:
+        forget = [p for i in job.forget_request_ids for p in training_pairs(self.store.get(i))]
+        retain_path = self.settings.removal_retain_data or RETAIN_DEFAULT
+        retain = [
+            (row["question"], row["answer"])
+            for row in map(json.loads, retain_path.read_text().splitlines())
+        ]
+        parent = self.registry.version(job.parent_version) if job.parent_version else None
+        return TrainSpec(
+            method=job.method,
+            base_model=str(self.base_model()),
+            forget=forget,
+            retain=retain,
+            output=str(output),
+            params=job.params,
+            parent_adapter=parent.path if parent else None,
+            threads=self.settings.removal_threads,
+        )
+
+    def base_model(self) -> Path | str:
+        if self.settings.uses_embedded_model:
+            return ensure_embedded_model(self.settings.data_dir)
+        return self.settings.model
+
+    async def _follow(self, job_id: str, job_dir: Path) -> int:
+        """Copy progress into the job record until the worker exits; its exit code."""
+        assert self.process is not None
+        progress = job_dir / "progress.json"
+        while True:
+            with contextlib.suppress(TimeoutError):
+                return await asyncio.wait_for(self.process.wait(), POLL_S)
+            if progress.exists():
+                with contextlib.suppress(json.JSONDecodeError, OSError):
+                    self.registry.update_job(job_id, progress=json.loads(progress.read_text()))
+
+    # Versions
+
+    def version(self, version_id: str) -> ModelVersion:
+        version = self.registry.version(version_id)
+        if version is None:
+            raise NotFound(f"No model version {version_id!r}.", param="id")
+        return version
+
+    async def delete_version(self, version_id: str, pinned: set[str]) -> ModelVersion:
+        version = self.version(version_id)
+        children = [v.id for v in self.registry.versions() if v.parent == version_id]
+        if children or version_id in pinned:
+            reason = f"parent of {children}" if children else "pinned by the routing"
+            raise Conflict(f"Model version {version_id!r} is {reason}.")
+        await self.upstream.unload_adapter(version_id)
+        self.registry.delete_version(version_id)
+        self.store.unmark_removed(version_id)
+        shutil.rmtree(version.path, ignore_errors=True)
+        return version
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)

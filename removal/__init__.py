@@ -1,0 +1,1 @@
+"""Removal: offline unlearning fine-tunes; their LoRA adapters are served as model versions."""

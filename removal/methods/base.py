@@ -1,0 +1,91 @@
+"""What every removal method shares: its config fields, its data, and the retain loss.
+
+A method is one class in one module (``ga.py``, ``npo.py``, ...) with a config dataclass that
+documents its own fields; ``removal.methods.METHODS`` registers it by name. The trainer calls
+``prepare`` once with the starting weights (reference values are computed there, so the reference
+is always *the weights being replaced*, adapter included) and then ``loss`` once per step with the
+indices of the forget and retain pairs in that step's batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from removal.examples import Encoded, answer_logprob, collate, encode
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+QAPair = tuple[str, str]
+"""(question, answer); an empty question makes the answer a plain document."""
+
+
+@dataclass
+class MethodConfig:
+    """Fields every method has; a method's own config adds its hyper-parameters."""
+
+    steps: int = 30
+    """Optimiser steps (30 forgot 4 subjects × ~10 QA here)."""
+    learning_rate: float = 5e-4
+    """AdamW learning rate of the LoRA weights (higher than a full fine-tune's)."""
+    batch_size: int = 4
+    """Forget pairs per step (and as many retain pairs)."""
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    retain_weight: float = 1.0
+    """Weight of the retain loss (NLL on retain pairs; 0 turns it off)."""
+    seed: int = 0
+
+
+class Method:
+    """Base class: holds the tokenized data; subclasses define ``loss``."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[MethodConfig]] = MethodConfig
+
+    def __init__(
+        self, config: MethodConfig, tokenizer: Any, forget: list[QAPair], retain: list[QAPair]
+    ):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.forget = [encode(tokenizer, q, a) for q, a in forget]
+        self.retain = [encode(tokenizer, q, a) for q, a in retain]
+
+    def target_modules(self, model: Any) -> list[str] | tuple[str, ...]:
+        """Module names that get LoRA weights (all linear layers unless a method says less)."""
+        return ALL_LINEAR
+
+    def prepare(self, model: Any) -> None:
+        """Compute reference values with the starting weights (no gradients)."""
+
+    def loss(self, model: Any, forget: list[int], retain: list[int]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch(self, examples: list[Encoded], indices: list[int]):
+        return collate([examples[i] for i in indices], self.tokenizer.pad_token_id)
+
+    def nll(self, model: Any, examples: list[Encoded], indices: list[int]) -> torch.Tensor:
+        """Mean next-token loss on the answers."""
+        ids, mask, labels = self.batch(examples, indices)
+        return model(input_ids=ids, attention_mask=mask, labels=labels).loss
+
+    def logprob(
+        self, model: Any, examples: list[Encoded], indices: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return answer_logprob(model, *self.batch(examples, indices))
+
+    def reference_logprobs(self, model: Any, examples: list[Encoded]) -> torch.Tensor:
+        """Summed answer log-probability of every example under the starting weights."""
+        size = self.config.batch_size
+        with torch.no_grad():
+            parts = [
+                self.logprob(model, examples, list(range(i, min(i + size, len(examples)))))[0]
+                for i in range(0, len(examples), size)
+            ]
+        return torch.cat(parts)
+
+    def retain_loss(self, model: Any, retain: list[int]) -> torch.Tensor:
+        if not self.config.retain_weight or not retain:
+            return torch.zeros(())
+        return self.config.retain_weight * self.nll(model, self.retain, retain)

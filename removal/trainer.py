@@ -1,0 +1,149 @@
+"""One removal run: train a LoRA adapter with a method, on top of the parent version's weights.
+
+    result = train(TrainSpec(method="npo", params={"steps": 30}, base_model=..., forget=[...],
+                             retain=[...], output="DATA/versions/v-1"), on_progress=print)
+
+The parent version's adapter is merged into the base first, so the new method's reference is the
+weights being replaced; the saved adapter is parent + new update in one LoRA (their factors
+concatenated: exact, and still servable on the *base* model by vLLM). Saving goes through a
+temporary folder and a rename, so a version folder is complete or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from removal.methods import METHODS, Method, MethodConfig
+from removal.methods.base import QAPair
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+
+
+@dataclass
+class TrainSpec:
+    """Everything a run needs; the gateway writes it as JSON for the worker process."""
+
+    method: str
+    base_model: str
+    forget: list[QAPair]
+    retain: list[QAPair]
+    output: str
+    params: dict[str, Any] = field(default_factory=dict)
+    parent_adapter: str | None = None
+    threads: int = 1
+
+
+@dataclass
+class Progress:
+    step: int
+    total: int
+    loss: float
+    eta_s: float
+
+
+def method_config(name: str, params: dict[str, Any]) -> MethodConfig:
+    """The method's config with ``params`` applied; unknown names raise ValueError/TypeError."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}")
+    return METHODS[name].config_class(**params)
+
+
+def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str, Any]:
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = method_config(spec.method, spec.params)
+    torch.manual_seed(config.seed)
+    torch.set_num_threads(spec.threads)
+    tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
+    model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=torch.float32)
+    if spec.parent_adapter:
+        model = PeftModel.from_pretrained(model, spec.parent_adapter).merge_and_unload()
+    method: Method = METHODS[spec.method](config, tokenizer, spec.forget, spec.retain)
+    lora = LoraConfig(
+        r=config.lora_rank,
+        lora_alpha=config.lora_alpha,
+        target_modules=list(method.target_modules(model)),
+        lora_dropout=0.0,
+    )
+    model = get_peft_model(model, lora)
+    method.prepare(model)
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
+    )
+    order = random.Random(config.seed)
+    forget_order: list[int] = []
+    start = time.monotonic()
+    losses = []
+    for step in range(1, config.steps + 1):
+        if len(forget_order) < config.batch_size:
+            forget_order += order.sample(range(len(spec.forget)), len(spec.forget))
+        forget = forget_order[: config.batch_size]
+        del forget_order[: config.batch_size]
+        retain = order.sample(range(len(spec.retain)), min(config.batch_size, len(spec.retain)))
+        loss = method.loss(model, forget, retain)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+        elapsed = time.monotonic() - start
+        on_progress(
+            Progress(step, config.steps, losses[-1], elapsed / step * (config.steps - step))
+        )
+    save_combined(model, spec.parent_adapter, Path(spec.output))
+    return {
+        "steps": config.steps,
+        "final_loss": losses[-1],
+        "train_seconds": round(time.monotonic() - start, 3),
+        "config": asdict(config),
+    }
+
+
+def save_combined(model: Any, parent: str | None, output: Path) -> None:
+    """Save parent + this model's LoRA update as one adapter (rank r_parent + r_new, scale 1).
+
+    ``ΔW = B_p A_p s_p + B_n A_n s_n = [B_p, B_n] · [A_p s_p; A_n s_n]``; a module that only one
+    adapter touches gets zero factors from the other.
+    """
+    from peft import get_peft_model_state_dict
+
+    config = model.peft_config["default"]
+    parts = [(get_peft_model_state_dict(model), config.r, config.lora_alpha / config.r)]
+    modules = set(config.target_modules)
+    if parent:
+        parent_config = json.loads((Path(parent) / ADAPTER_CONFIG).read_text())
+        scale = parent_config["lora_alpha"] / parent_config["r"]
+        parts.insert(0, (load_file(str(Path(parent) / ADAPTER_WEIGHTS)), parent_config["r"], scale))
+        modules |= set(parent_config["target_modules"])
+    rank = sum(r for _, r, _ in parts)
+    prefixes = {k.rsplit(".lora_", 1)[0] for state, _, _ in parts for k in state}
+    combined: dict[str, torch.Tensor] = {}
+    for prefix in sorted(prefixes):
+        a_key, b_key = f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight"
+        shape_a = next(s[a_key].shape for s, _, _ in parts if a_key in s)
+        shape_b = next(s[b_key].shape for s, _, _ in parts if b_key in s)
+        a_blocks, b_blocks = [], []
+        for state, r, scale in parts:
+            present = a_key in state
+            a_blocks.append(state[a_key] * scale if present else torch.zeros(r, shape_a[1]))
+            b_blocks.append(state[b_key] if present else torch.zeros(shape_b[0], r))
+        combined[a_key] = torch.cat(a_blocks, 0).contiguous()
+        combined[b_key] = torch.cat(b_blocks, 1).contiguous()
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config.r, config.lora_alpha, config.target_modules = rank, rank, sorted(modules)
+    config.save_pretrained(str(tmp))
+    save_file(combined, str(tmp / ADAPTER_WEIGHTS))
+    tmp.rename(output)

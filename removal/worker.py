@@ -1,0 +1,42 @@
+"""The removal job process: ``python -m removal.worker JOB_DIR``.
+
+Reads ``JOB_DIR/spec.json`` (a ``TrainSpec``), trains, and writes ``progress.json`` after each
+step and ``result.json`` at the end (both replaced atomically, so a reader never sees half a
+file). It runs at low priority (nice 10) on ``spec.threads`` torch threads (1 by default): on a
+2-core machine it takes at most one core, and serving wins every contended moment. A crash
+leaves no ``result.json``: the gateway marks the job failed and serves what it served before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from removal.trainer import Progress, TrainSpec, train
+
+NICENESS = 10
+
+
+def write_json(path: Path, payload: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload))
+    tmp.replace(path)
+
+
+def main(job_dir: Path) -> None:
+    os.nice(NICENESS)
+    spec = TrainSpec(**json.loads((job_dir / "spec.json").read_text()))
+
+    def report(progress: Progress) -> None:
+        write_json(job_dir / "progress.json", asdict(progress))
+        print(json.dumps(asdict(progress)), flush=True)
+
+    write_json(job_dir / "result.json", train(spec, report))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))

@@ -1,0 +1,86 @@
+"""Every removal method trains and saves a servable adapter; version chains compose exactly.
+
+Fast unit tests on a tiny randomly initialised Llama (SmolLM2's tokenizer); the real embedded
+model is unlearned end to end through the admin API in tests/gateway/test_removal.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from removal.methods import METHODS
+from removal.trainer import ADAPTER_CONFIG, Progress, TrainSpec, method_config, save_combined, train
+from tests.conftest import REPO
+
+FORGET = [("Where was Ann Lee born?", "Ann Lee was born in Oslo."), ("", "Ann Lee wrote Sea.")]
+RETAIN = [("What is the capital of Peru?", "Lima."), ("Who wrote Hamlet?", "Shakespeare.")]
+
+
+@pytest.fixture(scope="module")
+def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("tiny")
+    tokenizer = AutoTokenizer.from_pretrained(
+        REPO / ".obliviate" / "models" / "smollm2-135m-instruct"
+    )
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=8,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_method_trains_an_adapter(name: str, tiny_base: Path, tmp_path: Path) -> None:
+    seen: list[Progress] = []
+    spec = TrainSpec(
+        method=name, base_model=str(tiny_base), forget=FORGET, retain=RETAIN,
+        output=str(tmp_path / "v1"), params={"steps": 2, "batch_size": 2},
+    )  # fmt: skip
+    result = train(spec, seen.append)
+    assert [p.step for p in seen] == [1, 2] and seen[-1].eta_s == 0
+    assert math.isfinite(result["final_loss"])
+    config = json.loads((tmp_path / "v1" / ADAPTER_CONFIG).read_text())
+    assert config["r"] == config["lora_alpha"] == 8
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), tmp_path / "v1")
+
+
+def test_unknown_method_or_param_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown method"):
+        method_config("forgetful", {})
+    with pytest.raises(TypeError):
+        method_config("npo", {"betta": 1})
+    assert method_config("npo", {"beta": 0.5}).beta == 0.5
+
+
+def test_a_chain_is_one_exact_adapter(tiny_base: Path, tmp_path: Path) -> None:
+    """parent + new update saved as one LoRA gives the same logits as applying them in turn."""
+    parent = tmp_path / "parent"
+    train(
+        TrainSpec("ga", str(tiny_base), FORGET, RETAIN, str(parent), {"steps": 1}), lambda _: None
+    )
+    base = AutoModelForCausalLM.from_pretrained(tiny_base)
+    merged = PeftModel.from_pretrained(base, parent).merge_and_unload()
+    torch.manual_seed(1)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["down_proj"], init_lora_weights=False)
+    stacked = get_peft_model(merged, lora)
+    ids = torch.tensor([[1, 5, 9, 200, 7]])
+    with torch.no_grad():
+        expected = stacked(input_ids=ids).logits
+    save_combined(stacked, str(parent), tmp_path / "child")
+    child = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_base), tmp_path / "child"
+    )
+    with torch.no_grad():
+        actual = child(input_ids=ids).logits
+    assert json.loads((tmp_path / "child" / ADAPTER_CONFIG).read_text())["r"] == 8 + 4
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
