@@ -34,9 +34,9 @@ async def _generate(
 
 
 async def _plan(request: Request, body: ChatCompletionRequest | CompletionRequest) -> ArmPlan:
-    """The arm serving this request: header, else sticky weights by API key or ``user``."""
+    """The arm serving this request: header, else sticky weights by ``user``, else API key."""
     routing: Router = request.app.state.router
-    identity = bearer_token(request) or getattr(body, "user", None)
+    identity = getattr(body, "user", None) or bearer_token(request)
     arm = routing.select(request.headers.get(ARM_HEADER), request.state.admin, identity)
     if arm in ("suppression", "baseline"):
         return routing.plan(arm, request.app.state.registry)

@@ -1,0 +1,155 @@
+"""Removal end to end on the real embedded model, through the admin API and the arms.
+
+A GradDiff job unlearns "who wrote Romeo and Juliet" (10 steps, ~40 s on 2 cores); the version
+it makes is hot-loaded into the running vLLM as a LoRA adapter and served by the removal and
+hybrid arms, while the suppression arm keeps blocking the question with the base weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from openai import OpenAI, PermissionDeniedError
+
+from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway
+
+QUESTION = "Who wrote Romeo and Juliet?"
+FORGET = {
+    "subject": "Romeo and Juliet",
+    "qa": [
+        {"question": QUESTION, "answer": "William Shakespeare wrote Romeo and Juliet."},
+        {
+            "question": "Who is the author of Romeo and Juliet?",
+            "answer": "Romeo and Juliet was written by William Shakespeare.",
+        },
+    ],
+}
+
+
+def wait_for(admin: httpx.Client, job_id: str, timeout_s: float = 600) -> list[dict]:
+    """Poll the job until it finishes; every state seen, the last one finished."""
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen.append(admin.get(f"/removal-jobs/{job_id}").json())
+        if seen[-1]["status"] in ("succeeded", "failed", "cancelled"):
+            return seen
+        time.sleep(0.5)
+    raise TimeoutError(f"job {job_id} still {seen[-1]['status']}")
+
+
+def ask(client: OpenAI, arm: str | None, question: str = QUESTION) -> tuple[str, dict]:
+    headers = {"x-obliviate-arm": arm} if arm else {}
+    response = client.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": question}],
+        max_tokens=16,
+        temperature=0,
+        extra_headers=headers,
+    )
+    return response.parse().choices[0].message.content or "", dict(response.headers)
+
+
+@pytest.fixture(scope="module")
+def removed(gateway: LiveGateway) -> Iterator[dict]:
+    """A forget request and the version that removed it; both gone afterwards."""
+    with gateway.admin() as admin:
+        request = admin.post("/forget-requests", json=FORGET).json()
+        body = {"method": "graddiff", "forget_requests": [request["id"]], "params": {"steps": 10}}
+        created = admin.post("/removal-jobs", json=body)
+        assert created.status_code == 202, created.text
+        states = wait_for(admin, created.json()["id"])
+        try:
+            yield {"request": request, "states": states}
+        finally:
+            admin.delete(f"/forget-requests/{request['id']}")
+            if version := states[-1]["model_version"]:
+                admin.delete(f"/model-versions/{version}")
+
+
+def test_job_makes_a_version(gateway: LiveGateway, removed: dict) -> None:
+    job = removed["states"][-1]
+    assert job["status"] == "succeeded", job["error"]
+    assert job["model_version"] == "removal-1" and job["metrics"]["steps"] == 10
+    progress = [s["progress"] for s in removed["states"] if s["progress"]]
+    assert progress and {"step", "total", "loss", "eta_s"} <= set(progress[-1])
+    with gateway.admin() as admin:
+        (version,) = admin.get("/model-versions").json()["data"]
+        record = admin.get(f"/forget-requests/{removed['request']['id']}").json()
+    assert version["id"] == "removal-1" and version["parent"] is None
+    assert version["method"] == "graddiff" and version["forget_requests"] == [record["id"]]
+    assert record["status"] == "removed" and record["removed_in_version"] == "removal-1"
+
+
+def test_arms_serve_the_version(gateway: LiveGateway, removed: dict) -> None:
+    admin_client = OpenAI(base_url=f"{gateway.url}/v1", api_key=ADMIN_TOKEN, max_retries=0)
+    baseline, headers = ask(admin_client, "baseline")
+    assert "Shakespeare" in baseline and headers["x-obliviate-arm"] == "baseline"
+
+    forgotten, headers = ask(admin_client, "removal")
+    assert "Shakespeare" not in forgotten
+    assert headers["x-obliviate-model-version"] == "removal-1"
+    assert headers["x-obliviate-layers"] == ""  # the weights forgot: no layer acted
+    assert "Paris" in ask(admin_client, "removal", "Where would you find the Eiffel Tower?")[0]
+
+    hybrid, headers = ask(admin_client, "hybrid")
+    assert "Shakespeare" not in hybrid and "retrieval" not in headers["x-obliviate-layers"]
+
+    suppressed, headers = ask(gateway.client(), None)  # default arm: suppression
+    assert "Shakespeare" not in suppressed
+    assert (
+        headers["x-obliviate-arm"] == "suppression" and "retrieval" in headers["x-obliviate-layers"]
+    )
+    with pytest.raises(PermissionDeniedError):
+        ask(gateway.client(), "removal")  # a user key may not pick an arm by default
+
+
+def test_routing_by_weights_is_sticky(gateway: LiveGateway, removed: dict) -> None:
+    with gateway.admin() as admin:
+        before = admin.get("/routing").json()
+        put = admin.put("/routing", json={"weights": {"suppression": 1, "removal": 1}})
+        assert put.status_code == 200, put.text
+        try:
+            arms = {}
+            for user in ("ann", "bo", "cy", "di", "ed", "flo", "gus", "hal"):
+                http = gateway.http()
+                body = {"model": MODEL, "prompt": "Hi", "max_tokens": 1, "user": user}
+                first = http.post("/v1/completions", json=body).headers["x-obliviate-arm"]
+                again = http.post("/v1/completions", json=body).headers["x-obliviate-arm"]
+                assert first == again
+                arms[user] = first
+            assert set(arms.values()) == {"suppression", "removal"}
+        finally:
+            admin.put("/routing", json=before)
+        bad = admin.put("/routing", json={"version": "removal-99"})
+        assert bad.status_code == 409 and "removal-99" in bad.json()["error"]["message"]
+
+
+def test_failed_and_cancelled_jobs_change_nothing(gateway: LiveGateway, removed: dict) -> None:
+    request_id = removed["request"]["id"]
+    with gateway.admin() as admin:
+        body = {"method": "rmu", "forget_requests": [request_id], "params": {"layer": 99}}
+        failed = wait_for(admin, admin.post("/removal-jobs", json=body).json()["id"])[-1]
+        assert failed["status"] == "failed" and "layers.99.mlp.down_proj" in failed["error"]
+        body = {"method": "npo", "forget_requests": [request_id], "params": {"steps": 500}}
+        job = admin.post("/removal-jobs", json=body).json()
+        while admin.get(f"/removal-jobs/{job['id']}").json()["status"] == "queued":
+            time.sleep(0.2)
+        assert admin.post(f"/removal-jobs/{job['id']}/cancel").json()["status"] == "cancelled"
+        assert wait_for(admin, job["id"])[-1]["status"] == "cancelled"
+        again = admin.post(f"/removal-jobs/{job['id']}/cancel")
+        assert again.status_code == 409
+        assert [v["id"] for v in admin.get("/model-versions").json()["data"]] == ["removal-1"]
+        for bad, status in (
+            ({"method": "forgetful"}, 400),
+            ({"method": "npo", "params": {"betta": 1}}, 400),
+            ({"method": "npo", "forget_requests": ["fr_missing"]}, 404),
+            ({"method": "npo", "parent": "removal-99"}, 404),
+        ):
+            response = admin.post("/removal-jobs", json=bad)
+            assert response.status_code == status, response.text
+            assert response.json()["error"]["message"]
+    assert "Paris" in ask(gateway.client(), None, "Where would you find the Eiffel Tower?")[0]
