@@ -2,6 +2,7 @@
 
 obliviate serve                                  # embedded vLLM + SmolLM2 on 127.0.0.1:8000
 obliviate serve --upstream http://gpu-node:8000  # front a running vLLM server
+obliviate unlearn --method npo --param steps=30  # a removal job on the pending forget requests
 """
 
 from __future__ import annotations
@@ -102,6 +103,61 @@ def serve(
         vllm_max_restarts=vllm_max_restarts,
     )
     uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+
+
+@app.command()
+def unlearn(
+    method: Annotated[str, typer.Option(help="ga, graddiff, npo, simnpo, rmu or idkdpo.")],
+    forget_request: Annotated[
+        list[str] | None,
+        typer.Option(help="Forget request id to remove (repeatable); default: every pending one."),
+    ] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE of the method's config (repeatable).")
+    ] = None,
+    parent: Annotated[str, typer.Option(help="'latest', 'base' or a version id.")] = "latest",
+    url: Annotated[str, typer.Option(help="The gateway.")] = "http://127.0.0.1:8000",
+    admin_token: Annotated[
+        str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="The gateway's admin token.")
+    ] = "",
+) -> None:
+    """Run a removal job on a gateway and follow it with a progress bar (Ctrl-C cancels it)."""
+    import json
+    import time
+
+    import httpx
+    from tqdm import tqdm
+
+    params = {}
+    for item in param or []:
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    body = {"method": method, "params": params, "parent": parent,
+            "forget_requests": forget_request or "pending"}  # fmt: skip
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=f"{url.rstrip('/')}/admin/v1", headers=headers) as admin:
+        created = admin.post("/removal-jobs", json=body)
+        if created.status_code != 202:
+            raise typer.BadParameter(created.json()["error"]["message"])
+        job = created.json()
+        bar = tqdm(total=params.get("steps"), desc=f"{method} {job['id']}", unit="step")
+        try:
+            while job["status"] in ("queued", "running"):
+                time.sleep(1)
+                job = admin.get(f"/removal-jobs/{job['id']}").json()
+                if progress := job["progress"]:
+                    bar.total = progress["total"]
+                    bar.update(progress["step"] - bar.n)
+                    bar.set_postfix(loss=f"{progress['loss']:.3f}", eta=f"{progress['eta_s']:.0f}s")
+        except KeyboardInterrupt:
+            job = admin.post(f"/removal-jobs/{job['id']}/cancel").json()
+        bar.close()
+    typer.echo(f"{job['status']}: {job['model_version'] or job['error'] or ''}")
+    if job["status"] != "succeeded":
+        raise typer.Exit(1)
 
 
 eval_app = typer.Typer(help="Benchmarks of the served system (the evals package).")

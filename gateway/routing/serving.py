@@ -5,8 +5,8 @@
 
 Order: the ``x-obliviate-arm`` header (admin callers, or anyone if the config allows; baseline
 only for admins), else a weighted choice fixed by a hash of the caller's identity (the body's
-``user``, else the API key), else the default arm. The config is kept in ``routing.json`` in the data
-directory, so a PUT survives restarts.
+``user``, else the API key), else the default arm. The config is kept in ``routing.json`` in the
+data directory, so a PUT survives restarts.
 """
 
 from __future__ import annotations

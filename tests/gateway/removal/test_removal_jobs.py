@@ -7,8 +7,12 @@ hybrid arms, while the suppression arm keeps blocking the question with the base
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -153,3 +157,20 @@ def test_failed_and_cancelled_jobs_change_nothing(gateway: LiveGateway, removed:
             assert response.status_code == status, response.text
             assert response.json()["error"]["message"]
     assert "Paris" in ask(gateway.client(), None, "Where would you find the Eiffel Tower?")[0]
+
+
+def test_cli_follows_a_job(gateway: LiveGateway, removed: dict) -> None:
+    command = [
+        str(Path(sys.executable).parent / "obliviate"), "unlearn", "--method", "ga",
+        "--param", "steps=2", "--parent", "base", "--url", gateway.url,
+        "--forget-request", removed["request"]["id"],
+    ]  # fmt: skip
+    env = {**os.environ, "OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("succeeded: removal-2")
+    assert "2/2" in result.stderr  # the progress bar reached the last step
+    with gateway.admin() as admin:
+        assert admin.get("/model-versions/removal-2").json()["parent"] is None
+        assert admin.delete("/model-versions/removal-2").status_code == 200
+        assert admin.get("/model-versions/removal-2").status_code == 404
