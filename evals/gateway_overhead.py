@@ -54,9 +54,11 @@ async def short_request(client: httpx.AsyncClient, samples: Samples) -> None:
         samples.overhead_ms.append(float(response.headers[OVERHEAD_HEADER]))
 
 
-async def stream_request(client: httpx.AsyncClient, samples: Samples, max_tokens: int) -> None:
+async def stream_request(
+    client: httpx.AsyncClient, samples: Samples, max_tokens: int, model: str = EMBEDDED_MODEL_NAME
+) -> None:
     body = {
-        "model": EMBEDDED_MODEL_NAME,
+        "model": model,
         "messages": PROMPT,
         "max_tokens": max_tokens,
         "min_tokens": max_tokens,  # every request yields the same number of tokens
@@ -76,7 +78,9 @@ async def stream_request(client: httpx.AsyncClient, samples: Samples, max_tokens
     samples.tokens += max_tokens
 
 
-async def run_round(url: str, samples: Samples, concurrency: int, max_tokens: int) -> None:
+async def run_round(
+    url: str, samples: Samples, concurrency: int, max_tokens: int, model: str = EMBEDDED_MODEL_NAME
+) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=None) as client:
         start = time.perf_counter()
         if concurrency == 0:
@@ -84,7 +88,7 @@ async def run_round(url: str, samples: Samples, concurrency: int, max_tokens: in
                 await short_request(client, samples)
         else:
             await asyncio.gather(
-                *(stream_request(client, samples, max_tokens) for _ in range(concurrency))
+                *(stream_request(client, samples, max_tokens, model) for _ in range(concurrency))
             )
         samples.wall_s += time.perf_counter() - start
 

@@ -34,8 +34,11 @@ class GatewayScorer:
         tokenizer_dir: Path | str,
         api_key: str | None = None,
         checkpoint: Checkpoint | None = None,
+        arm: str | None = None,
     ):
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        if arm:
+            headers["x-obliviate-arm"] = arm  # the gateway's arm to measure (admin key needed)
         limits = httpx.Limits(max_connections=64)
         self.http = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=600, limits=limits

@@ -202,7 +202,11 @@ def build_models(
 @eval_app.command("run")
 def eval_run(
     system: Annotated[
-        list[str], typer.Option(help="NAME=URL of a served system (a gateway). Repeatable.")
+        list[str],
+        typer.Option(
+            help="NAME=URL of a served system (a gateway); NAME=URL#ARM measures one arm of it "
+            "(--api-key must then be the admin token). Repeatable."
+        ),
     ],
     reference: Annotated[str, typer.Option(help="NAME of the system serving the retain model.")],
     out: Annotated[
@@ -265,9 +269,10 @@ def eval_run(
         general = {name: qa[:max_questions] for name, qa in general.items()}
     tokenizer = ensure_embedded_model(data_dir)
     reports = []
-    for name, url in systems.items():
+    for name, target in systems.items():
+        url, _, arm = target.partition("#")
         checkpoint = Checkpoint(out / "cache" / f"{name}.jsonl")
-        scorer = GatewayScorer(url, model, tokenizer, api_key, checkpoint)
+        scorer = GatewayScorer(url, model, tokenizer, api_key, checkpoint, arm or None)
         delay = None
         if name in suppress:
             typer.echo(f"sending {len(forgotten)} forget request(s) to {name} ...")
