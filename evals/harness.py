@@ -54,14 +54,15 @@ def parallel(function: Callable[[T], R], items: Iterable[T], concurrency: int) -
         return list(pool.map(function, items))
 
 
-def probability(scorer: GatewayScorer, question: str, answer: str) -> float:
-    """Length-normalised probability; 0 when the system suppressed the question."""
-    logprobs = scorer.answer_logprobs(question, answer)
-    return metrics.normalised_probability(logprobs) if logprobs else 0.0
+def probabilities(scorer: GatewayScorer, question: str, answers: list[str]) -> list[float]:
+    """Length-normalised probability of each answer; 0 when the system suppressed the question."""
+    return [
+        metrics.normalised_probability(logprobs) if logprobs else 0.0
+        for logprobs in scorer.answers_logprobs(question, answers)
+    ]
 
 
-def raw_truth_ratio(scorer: GatewayScorer, qa: QA, true_prob: float) -> float:
-    wrong = [probability(scorer, qa.question, p) for p in qa.perturbed]
+def raw_truth_ratio(wrong: list[float], true_prob: float) -> float:
     if not wrong or (true_prob == 0 and not any(wrong)):
         return 1.0  # suppressed (or nothing to compare): no preference for the truth
     return metrics.truth_ratio(wrong, true_prob)
@@ -73,11 +74,11 @@ def score_set(
     """The set's scores, raw truth ratios, and per question whether a layer suppressed it."""
 
     def score(qa: QA) -> tuple[float, float, float, bool]:
-        true_prob = probability(scorer, qa.question, qa.answer)
+        true_prob, *wrong = probabilities(scorer, qa.question, [qa.answer, *qa.perturbed])
         reply, layers = scorer.chat([{"role": "user", "content": qa.question}], max_tokens)
         suppressed = any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
         rouge = metrics.rouge_l_recall(qa.answer, reply)
-        return true_prob, rouge, raw_truth_ratio(scorer, qa, true_prob), suppressed
+        return true_prob, rouge, raw_truth_ratio(wrong, true_prob), suppressed
 
     probs, rouges, ratios, suppressed = zip(*parallel(score, questions, concurrency), strict=True)
     stat = statistics.fmean(metrics.truth_ratio_score(r, forget) for r in ratios)

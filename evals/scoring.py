@@ -70,23 +70,26 @@ class GatewayScorer:
 
     def answer_logprobs(self, question: str, answer: str) -> list[float] | None:
         """Log-probabilities of the answer's tokens given the question; None if suppressed."""
+        return self.answers_logprobs(question, [answer])[0]
+
+    def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
+        """``answer_logprobs`` of several answers to one question, in one request (vLLM scores
+        the prompts in one batch)."""
         prompt = self.prompt(question)
         body = {
             "model": self.model,
-            "prompt": prompt + answer,
+            "prompt": [prompt + answer for answer in answers],
             "max_tokens": 0,
             "echo": True,
             "logprobs": 0,
             "temperature": 0,
         }
-        logprobs = self._post("/v1/completions", body, lambda r: r.json()["choices"][0]["logprobs"])
-        if not logprobs or not logprobs.get("token_logprobs"):
-            return None
-        return [
-            lp
-            for offset, lp in zip(logprobs["text_offset"], logprobs["token_logprobs"], strict=True)
-            if offset >= len(prompt) and lp is not None
-        ]
+
+        def read(response: httpx.Response) -> list[Any]:
+            choices = sorted(response.json()["choices"], key=lambda c: c["index"])
+            return [choice["logprobs"] for choice in choices]
+
+        return [_answer_part(lp, len(prompt)) for lp in self._post("/v1/completions", body, read)]
 
     def chat(
         self, messages: list[dict[str, str]], max_tokens: int = 64, fresh: bool = False
@@ -111,3 +114,11 @@ class GatewayScorer:
 
     def close(self) -> None:
         self.http.close()
+
+
+def _answer_part(logprobs: dict[str, Any] | None, prompt_chars: int) -> list[float] | None:
+    """The answer's token log-probabilities from an echoed prompt's; None when suppressed."""
+    if not logprobs or not logprobs.get("token_logprobs"):
+        return None
+    pairs = zip(logprobs["text_offset"], logprobs["token_logprobs"], strict=True)
+    return [lp for offset, lp in pairs if offset >= prompt_chars and lp is not None]

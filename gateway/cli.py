@@ -229,6 +229,13 @@ def eval_run(
     max_questions: Annotated[
         int | None, typer.Option(help="Cap on questions per set (quick runs).")
     ] = None,
+    max_per_set: Annotated[
+        int | None,
+        typer.Option(
+            help="Seeded sample of at most this many retain / real-author / world-fact "
+            "questions per set (the forget set is always whole)."
+        ),
+    ] = None,
     max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 64,
     concurrency: Annotated[int, typer.Option(help="Questions in flight per system.")] = 16,
     model: Annotated[
@@ -241,6 +248,8 @@ def eval_run(
     seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
 ) -> None:
     """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
+    import random
+
     from evals import harness, report
     from evals.checkpoint import Checkpoint
     from evals.data import TOFU, add_perturbations, general_sets, load_subjects, split
@@ -267,6 +276,13 @@ def eval_run(
             subject.qa = subject.qa[:max_questions]
         retained = retained[:1]
         general = {name: qa[:max_questions] for name, qa in general.items()}
+    if max_per_set is not None:
+        sample = random.Random(seed)
+        for subject in retained:
+            subject.qa = sample.sample(
+                subject.qa, min(len(subject.qa), max_per_set // len(retained))
+            )
+        general = {n: sample.sample(qa, min(len(qa), max_per_set)) for n, qa in general.items()}
     tokenizer = ensure_embedded_model(data_dir)
     reports = []
     for name, target in systems.items():
@@ -287,6 +303,7 @@ def eval_run(
     harness.finish(reports, next(r for r in reports if r.name == reference))
     meta = {"title": f"forget {forget}", "forgotten": [s.name for s in forgotten], "seed": seed,
             "systems": systems, "reference": reference, "suppressed": suppress,
-            "max_tokens": max_tokens, "max_questions": max_questions}  # fmt: skip
+            "max_tokens": max_tokens, "max_questions": max_questions,
+            "max_per_set": max_per_set}  # fmt: skip
     report.write(out, reports, meta)
     typer.echo((out / "report.md").read_text())

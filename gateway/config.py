@@ -76,7 +76,10 @@ class Settings(BaseSettings):
         5, ge=0, description="Restarts of a dead vLLM before the gateway exits."
     )
     vllm_lora: bool = Field(
-        True, description="Start vLLM with LoRA: removal versions are served as adapters."
+        False,
+        description="Start vLLM with LoRA, to serve removal versions as adapters. On vLLM's CPU "
+        "build, LoRA breaks prompt log-probabilities of batched requests (the engine dies), so "
+        "they are refused while it is on.",
     )
     vllm_max_lora_rank: int = Field(
         64, ge=8, description="Largest adapter rank; a version chain adds its ranks up."

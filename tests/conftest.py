@@ -6,6 +6,7 @@ the engine shares this process. Tests must leave it healthy.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,24 +55,29 @@ class LiveGateway:
         )
 
 
-@pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+@contextlib.contextmanager
+def live_gateway(root: Path, env: dict[str, str] | None = None) -> Iterator[LiveGateway]:
+    """A gateway + vLLM on a fresh data directory under ``root``; stopped on exit."""
     vllm_port = free_port()
-    root = tmp_path_factory.mktemp("gateway")
     data_dir = fresh_data_dir(root / "data")
     url, process = start_gateway(
         root / "gateway.log",
         "--data-dir", str(data_dir),
         "--api-key", API_KEY,
         "--vllm-port", str(vllm_port),
-        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN},
+        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
     )  # fmt: skip
-    log = root / "gateway.log"
-    yield LiveGateway(url, f"http://127.0.0.1:{vllm_port}", process, log)
+    yield LiveGateway(url, f"http://127.0.0.1:{vllm_port}", process, root / "gateway.log")
     stop(process)
     # Stopping the gateway stops vLLM with it.
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{vllm_port}/health", timeout=2)
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    with live_gateway(tmp_path_factory.mktemp("gateway")) as live:
+        yield live
 
 
 @pytest.fixture

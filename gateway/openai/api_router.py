@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from gateway.auth import bearer_token, require_api_key
 from gateway.body import parse_body
-from gateway.errors import APIError
+from gateway.errors import APIError, InvalidRequest
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
 from gateway.openai.serving import OpenAIServing, RequestTimer
 from gateway.routing.protocol import ARM_HEADER
@@ -26,7 +26,15 @@ async def _generate(
 ) -> Response:
     timer = RequestTimer(route)
     try:
-        body = await parse_body(request, model, request.app.state.settings.max_body_bytes)
+        settings = request.app.state.settings
+        body = await parse_body(request, model, settings.max_body_bytes)
+        if settings.vllm_lora and not settings.upstream and body.wants_prompt_logprobs():
+            # vLLM's CPU build kills its engine scoring prompts of a batch with LoRA enabled.
+            raise InvalidRequest(
+                "Prompt log-probabilities (echo with logprobs, prompt_logprobs) are off while "
+                "this gateway serves LoRA model versions (vllm_lora).",
+                param="logprobs",
+            )
         return await _serving(request).forward(route, body, timer, await _plan(request, body))
     except APIError as error:
         timer.finish(error.status)

@@ -57,10 +57,20 @@ class _GenerationRequest(_PassThrough):
     def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:
         raise NotImplementedError
 
+    def prompt_count(self) -> int:
+        """Prompts in the request; a response has ``n`` choices per prompt."""
+        return 1
+
+    def wants_prompt_logprobs(self) -> bool:
+        """Whether vLLM must score the prompt's tokens (``prompt_logprobs``, or echo+logprobs)."""
+        extra = self.model_extra or {}
+        echoed = extra.get("echo") and extra.get("logprobs") is not None
+        return extra.get("prompt_logprobs") is not None or bool(echoed)
+
     def answer(self, text: str, streaming: bool) -> dict[str, Any]:
         """A whole response (or, streaming, one chunk) whose every choice says ``text``."""
         choices = []
-        for index in range(self.n):
+        for index in range(self.n * self.prompt_count()):
             choice: dict[str, Any] = {"index": index, "logprobs": None, "finish_reason": "stop"}
             self.set_choice_text(choice, text, streaming)
             choices.append(choice)
@@ -105,6 +115,9 @@ class CompletionRequest(_GenerationRequest):
         if isinstance(self.prompt, str):
             return [self.prompt]
         return [p for p in self.prompt if isinstance(p, str)]
+
+    def prompt_count(self) -> int:
+        return len(self.texts()) + len(self.token_prompts())
 
     def token_prompts(self) -> list[list[int]]:
         """Prompts given as token ids (their text needs vLLM's detokenizer)."""

@@ -74,6 +74,11 @@ class RemovalService:
     # Jobs
 
     def create_job(self, body: RemovalJobCreate) -> RemovalJob:
+        if not (self.settings.vllm_lora or self.settings.upstream):
+            raise Conflict(
+                "Removal versions are served as LoRA adapters: start the gateway with "
+                "vllm_lora = true (OBLIVIATE_VLLM_LORA=true)."
+            )
         try:
             config = method_config(body.method, body.params)
         except (TypeError, ValueError) as exc:

@@ -24,8 +24,10 @@ def scorer(gateway: LiveGateway) -> Iterator[GatewayScorer]:
 def test_true_answer_is_more_probable_than_wrong_ones(scorer: GatewayScorer) -> None:
     true = metrics.normalised_probability(scorer.answer_logprobs(QUESTION, "It is in Paris."))
     wrong = [
-        metrics.normalised_probability(scorer.answer_logprobs(QUESTION, f"It is in {city}."))
-        for city in ("Berlin", "Madrid", "Tokyo")
+        metrics.normalised_probability(logprobs)
+        for logprobs in scorer.answers_logprobs(
+            QUESTION, [f"It is in {city}." for city in ("Berlin", "Madrid", "Tokyo")]
+        )
     ]
     assert 0 < max(wrong) < true < 1
     assert metrics.truth_ratio(wrong, true) < 1
@@ -39,6 +41,7 @@ def test_suppressed_questions_have_no_scores(gateway: LiveGateway, scorer: Gatew
         ]
         try:
             assert scorer.answer_logprobs(QUESTION, "It is in Paris.") is None
+            assert scorer.answers_logprobs(QUESTION, ["Paris.", "Rome."]) == [None, None]
             reply = scorer.ask(QUESTION)
         finally:
             admin.delete(f"/forget-requests/{request_id}")

@@ -3,6 +3,7 @@
 A GradDiff job unlearns "who wrote Romeo and Juliet" (10 steps, ~40 s on 2 cores); the version
 it makes is hot-loaded into the running vLLM as a LoRA adapter and served by the removal and
 hybrid arms, while the suppression arm keeps blocking the question with the base weights.
+These tests have their own gateway, started with LoRA on (``vllm_lora``).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
-from openai import OpenAI, PermissionDeniedError
+from openai import BadRequestError, OpenAI, PermissionDeniedError
 
-from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway
+from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway, live_gateway
 
 QUESTION = "Who wrote Romeo and Juliet?"
 FORGET = {
@@ -55,6 +57,12 @@ def ask(client: OpenAI, arm: str | None, question: str = QUESTION) -> tuple[str,
         extra_headers=headers,
     )
     return response.parse().choices[0].message.content or "", dict(response.headers)
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -111,25 +119,37 @@ def test_arms_serve_the_version(gateway: LiveGateway, removed: dict) -> None:
         ask(gateway.client(), "removal")  # a user key may not pick an arm by default
 
 
+def test_prompt_logprobs_are_refused_with_lora(gateway: LiveGateway) -> None:
+    """vLLM's CPU build kills its engine on batched prompt log-probs with LoRA: refused, 400."""
+    with pytest.raises(BadRequestError, match="Prompt log-probabilities"):
+        gateway.client().completions.create(
+            model=MODEL, prompt=["Hi", "Hello there"], max_tokens=0, echo=True, logprobs=0
+        )
+
+
 def test_routing_by_weights_is_sticky(gateway: LiveGateway, removed: dict) -> None:
+    """200 users, each twice, under 1:1 weights: about half each, and every user keeps an arm."""
     with gateway.admin() as admin:
         before = admin.get("/routing").json()
         put = admin.put("/routing", json={"weights": {"suppression": 1, "removal": 1}})
         assert put.status_code == 200, put.text
         try:
-            arms = {}
-            for user in ("ann", "bo", "cy", "di", "ed", "flo", "gus", "hal"):
-                http = gateway.http()
-                body = {"model": MODEL, "prompt": "Hi", "max_tokens": 1, "user": user}
-                first = http.post("/v1/completions", json=body).headers["x-obliviate-arm"]
-                again = http.post("/v1/completions", json=body).headers["x-obliviate-arm"]
-                assert first == again
-                arms[user] = first
-            assert set(arms.values()) == {"suppression", "removal"}
+            with gateway.http() as http, ThreadPoolExecutor(16) as pool:
+
+                def arm(user: str) -> str:
+                    body = {"model": MODEL, "prompt": "Hi", "max_tokens": 1, "user": user}
+                    response = http.post("/v1/completions", json=body)
+                    assert response.status_code == 200, response.text
+                    return response.headers["x-obliviate-arm"]
+
+                users = [f"user-{i}" for i in range(200)]
+                first, again = list(pool.map(arm, users)), list(pool.map(arm, users))
         finally:
             admin.put("/routing", json=before)
         bad = admin.put("/routing", json={"version": "removal-99"})
         assert bad.status_code == 409 and "removal-99" in bad.json()["error"]["message"]
+    assert first == again
+    assert 0.35 < first.count("removal") / len(first) < 0.65  # binomial sd 0.035
 
 
 def test_failed_and_cancelled_jobs_change_nothing(gateway: LiveGateway, removed: dict) -> None:
