@@ -199,6 +199,23 @@ def build_models(
         typer.echo(f"{name}: {folder}   (serve it: obliviate serve --model {folder})")
 
 
+@eval_app.command("merge")
+def merge_version(
+    adapter: Annotated[Path, typer.Argument(help="A model version's folder (LoRA adapter).")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    base: Annotated[
+        str | None, typer.Option(help="Base model folder (default: the embedded model).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model.")] = Path(".obliviate"),
+) -> None:
+    """Merge a model version into its base weights, to serve (and score) it without LoRA."""
+    from gateway.engine.embedded_model import ensure_embedded_model
+    from removal.trainer import merge
+
+    folder = merge(base or str(ensure_embedded_model(data_dir)), str(adapter), out)
+    typer.echo(f"{folder}   (serve it: obliviate serve --model {folder})")
+
+
 @eval_app.command("run")
 def eval_run(
     system: Annotated[

@@ -147,3 +147,19 @@ def save_combined(model: Any, parent: str | None, output: Path) -> None:
     config.save_pretrained(str(tmp))
     save_file(combined, str(tmp / ADAPTER_WEIGHTS))
     tmp.rename(output)
+
+
+def merge(base_model: str, adapter: str, output: Path) -> Path:
+    """Base + adapter as one plain HF model folder: a version served without LoRA (vLLM's CPU
+    build cannot score prompts with LoRA on, so evaluations serve the merged weights)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    tmp = output.with_name(output.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    merged.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(base_model).save_pretrained(tmp)
+    tmp.rename(output)
+    return output

@@ -16,7 +16,15 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from removal.methods import METHODS
-from removal.trainer import ADAPTER_CONFIG, Progress, TrainSpec, method_config, save_combined, train
+from removal.trainer import (
+    ADAPTER_CONFIG,
+    Progress,
+    TrainSpec,
+    merge,
+    method_config,
+    save_combined,
+    train,
+)
 from tests.conftest import REPO
 
 FORGET = [("Where was Ann Lee born?", "Ann Lee was born in Oslo."), ("", "Ann Lee wrote Sea.")]
@@ -84,3 +92,16 @@ def test_a_chain_is_one_exact_adapter(tiny_base: Path, tmp_path: Path) -> None:
         actual = child(input_ids=ids).logits
     assert json.loads((tmp_path / "child" / ADAPTER_CONFIG).read_text())["r"] == 8 + 4
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_merged_version_gives_the_adapters_logits(tiny_base: Path, tmp_path: Path) -> None:
+    adapter = tmp_path / "v1"
+    train(TrainSpec("ga", str(tiny_base), FORGET, RETAIN, str(adapter), {"steps": 1}), print)
+    merged = merge(str(tiny_base), str(adapter), tmp_path / "merged")
+    ids = torch.tensor([[1, 5, 9, 200, 7]])
+    served = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), adapter)
+    with torch.no_grad():
+        expected = served(input_ids=ids).logits
+        actual = AutoModelForCausalLM.from_pretrained(merged)(input_ids=ids).logits
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
+    assert (merged / "tokenizer.json").exists()
