@@ -17,7 +17,7 @@ import httpx
 
 from evals.checkpoint import digest
 from evals.data import Subject
-from evals.harness import SUPPRESSING_LAYERS
+from evals.harness import was_suppressed
 from evals.scoring import GatewayScorer
 
 
@@ -54,6 +54,6 @@ def _time_to_effect(
     messages = [{"role": "user", "content": question}]
     while time.monotonic() - accepted < timeout_s:
         _, layers = scorer.chat(messages, max_tokens=1, fresh=True)
-        if any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS):
+        if was_suppressed(layers):
             return time.monotonic() - accepted
     return None

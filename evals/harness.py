@@ -23,6 +23,13 @@ from evals.data import QA, Subject
 from evals.scoring import GatewayScorer
 
 SUPPRESSING_LAYERS = ("retrieval",)
+
+
+def was_suppressed(layers: str) -> bool:
+    """Whether a reply's ``x-obliviate-layers`` header names a layer that answers on its own."""
+    return any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
+
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -76,7 +83,7 @@ def score_set(
     def score(qa: QA) -> tuple[float, float, float, bool]:
         true_prob, *wrong = probabilities(scorer, qa.question, [qa.answer, *qa.perturbed])
         reply, layers = scorer.chat([{"role": "user", "content": qa.question}], max_tokens)
-        suppressed = any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
+        suppressed = was_suppressed(layers)
         rouge = metrics.rouge_l_recall(qa.answer, reply)
         return true_prob, rouge, raw_truth_ratio(wrong, true_prob), suppressed
 

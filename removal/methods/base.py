@@ -75,15 +75,15 @@ class Method:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return answer_logprob(model, *self.batch(examples, indices))
 
+    def chunks(self, examples: list[Encoded]) -> list[list[int]]:
+        """Indices of ``examples`` in batches of ``batch_size`` (for no-grad reference passes)."""
+        size = self.config.batch_size
+        return [list(range(i, min(i + size, len(examples)))) for i in range(0, len(examples), size)]
+
     def reference_logprobs(self, model: Any, examples: list[Encoded]) -> torch.Tensor:
         """Summed answer log-probability of every example under the starting weights."""
-        size = self.config.batch_size
         with torch.no_grad():
-            parts = [
-                self.logprob(model, examples, list(range(i, min(i + size, len(examples)))))[0]
-                for i in range(0, len(examples), size)
-            ]
-        return torch.cat(parts)
+            return torch.cat([self.logprob(model, examples, c)[0] for c in self.chunks(examples)])
 
     def retain_loss(self, model: Any, retain: list[int]) -> torch.Tensor:
         if not self.config.retain_weight or not retain:

@@ -45,14 +45,9 @@ class RMU(Method):
         generator = torch.Generator().manual_seed(self.config.seed)
         width = model.config.hidden_size
         direction = torch.rand(width, generator=generator)
-        size = self.config.batch_size
         with torch.no_grad():
-            forget_norm = torch.cat(
-                [
-                    self.states(model, self.forget, list(range(i, min(i + size, len(self.forget)))))
-                    for i in range(0, len(self.forget), size)
-                ]
-            ).norm(dim=-1)
+            forget_states = [self.states(model, self.forget, c) for c in self.chunks(self.forget)]
+            forget_norm = torch.cat(forget_states).norm(dim=-1)
             self.control = (
                 self.config.steering_scale * forget_norm.mean() * direction / direction.norm()
             )
