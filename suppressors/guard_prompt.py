@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from index.matcher import GUARD, Matcher
+from index.matcher import GUARD
 from suppressors.base import Layer, RequestContext
 
 GUARD_INSTRUCTION = (
@@ -33,9 +33,6 @@ def render_guard_prompt(subjects: list[str]) -> str:
 
 class GuardPrompt(Layer):
     name = "guard_prompt"
-
-    def __init__(self, matcher: Matcher):
-        self.matcher = matcher
 
     async def before(self, ctx: RequestContext) -> None:
         subjects: list[str] = []

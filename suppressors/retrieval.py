@@ -13,7 +13,7 @@ import asyncio
 import re
 from typing import Any
 
-from index.matcher import BLOCK, Matcher
+from index.matcher import BLOCK
 from suppressors.base import Layer, RequestContext
 
 _SENTENCE_END = re.compile(r"[.!?\n]\s")
@@ -22,9 +22,6 @@ _MARGIN = 8
 
 class RetrievalBlocking(Layer):
     name = "retrieval"
-
-    def __init__(self, matcher: Matcher):
-        self.matcher = matcher
 
     async def before(self, ctx: RequestContext) -> None:
         if any(m.action == BLOCK for m in ctx.matches):

@@ -1,34 +1,58 @@
 """The suppression stack: runs the enabled layers in order and watches outputs.
 
-    stack = SuppressionStack.build(matcher, ["retrieval", "guard_prompt"])
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval", "guard_prompt"])
     ctx = await stack.before(["Who is Hsiao Yun-Hwa?"])    # None: nothing is forgotten yet
     if ctx and ctx.blocked_by: ...                           # answer with the suppression reply
     watcher = stack.watch(ctx)
     released = await watcher.feed(delta)                     # None once the output is blocked
 
-Layers are registered by name in ``LAYERS``; the configured order is the order they run in.
+Layers are registered by name in ``LAYERS``; the configured order is the order they run in. A
+layer is named alone or with its parameters: ``{"name": "steering", "layer": 6, "scale": 4.0}``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
-from collections.abc import Callable
+from typing import Any
 
 from index.matcher import Matcher
 from suppressors import metrics
-from suppressors.base import Layer, RequestContext
+from suppressors.base import Layer, LayerConfig, LayerDeps, RequestContext
+from suppressors.embedding_corruption import EmbeddingCorruption
 from suppressors.guard_prompt import GuardPrompt
 from suppressors.retrieval import RetrievalBlocking
+from suppressors.steering import Steering
 
-LAYERS: dict[str, Callable[[Matcher], Layer]] = {
-    RetrievalBlocking.name: RetrievalBlocking,
-    GuardPrompt.name: GuardPrompt,
+LAYERS: dict[str, type[Layer]] = {
+    layer.name: layer for layer in (RetrievalBlocking, GuardPrompt, Steering, EmbeddingCorruption)
 }
+
+LayerSpec = str | dict[str, Any]
 
 
 class UnknownLayer(ValueError):
     pass
+
+
+def parse_specs(specs: list[LayerSpec]) -> list[tuple[type[Layer], LayerConfig]]:
+    """Each layer's class and config; UnknownLayer names what is wrong."""
+    parsed = []
+    for spec in specs:
+        params = {"name": spec} if isinstance(spec, str) else dict(spec)
+        name = params.pop("name", None)
+        if name not in LAYERS:
+            raise UnknownLayer(f"unknown suppression layer {name!r}; known: {sorted(LAYERS)}")
+        layer = LAYERS[name]
+        fields = {f.name for f in dataclasses.fields(layer.config_class)}
+        if unknown := sorted(set(params) - fields):
+            raise UnknownLayer(f"layer {name!r} has no parameters {unknown}; see {sorted(fields)}")
+        try:
+            parsed.append((layer, layer.config_class(**params)))
+        except TypeError as exc:
+            raise UnknownLayer(f"layer {name!r}: {exc}") from exc
+    return parsed
 
 
 class SuppressionStack:
@@ -36,16 +60,18 @@ class SuppressionStack:
         self.matcher = matcher
         self.layers = layers
 
-    @staticmethod
-    def check_names(names: list[str]) -> None:
-        unknown = [n for n in names if n not in LAYERS]
-        if unknown:
-            raise UnknownLayer(f"unknown suppression layers {unknown}; known: {sorted(LAYERS)}")
-
     @classmethod
-    def build(cls, matcher: Matcher, names: list[str]) -> SuppressionStack:
-        cls.check_names(names)
-        return cls(matcher, [LAYERS[name](matcher) for name in names])
+    def build(cls, deps: LayerDeps, specs: list[LayerSpec]) -> SuppressionStack:
+        return cls(deps.matcher, [layer(deps, config) for layer, config in parse_specs(specs)])
+
+    @property
+    def in_model(self) -> bool:
+        """Some layer acts inside vLLM (the engine needs the plugin's hooks)."""
+        return any(layer.in_model for layer in self.layers)
+
+    @property
+    def needs_artifacts(self) -> bool:
+        return any(layer.needs_artifacts for layer in self.layers)
 
     async def before(
         self, texts: list[str], exempt: frozenset[str] = frozenset()

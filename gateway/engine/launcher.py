@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from gateway.config import Settings
-from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.upstream import Upstream
 from gateway.ops import metrics
 from suppressors.vllm_plugin import vllm_plugin_args
@@ -84,10 +83,7 @@ class VllmLauncher:
         return env
 
     async def model_path(self) -> str:
-        if self.settings.uses_embedded_model:
-            folder = await asyncio.to_thread(ensure_embedded_model, self.settings.data_dir)
-            return str(folder.resolve())
-        return self.settings.model
+        return str(await asyncio.to_thread(self.settings.weights))
 
     async def start(self, upstream: Upstream) -> None:
         """Start vLLM and wait until it answers ``/health``."""
@@ -109,7 +105,7 @@ class VllmLauncher:
                 raise EngineStartError(f"vLLM exited ({code}) while starting; see {self.log_path}")
             if await upstream.healthy():
                 log.info("vLLM is ready (pid %d)", self.process.pid)
-                upstream.set_ready(True)
+                await upstream.become_ready()
                 return
             await asyncio.sleep(0.5)
         await self.terminate()

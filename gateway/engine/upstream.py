@@ -6,6 +6,8 @@
 Connection failures and a not-ready engine become ``EngineUnavailable`` (HTTP 503).
 Model versions are LoRA adapters that vLLM loads at run time (``/v1/load_lora_adapter``):
 ``ensure_adapter`` loads one the first time it is needed, again after vLLM restarted.
+When in-model suppression layers are configured, ``become_ready`` first installs the plugin's hooks
+in the (re)started vLLM (``POST /collective_rpc``), so no request runs on an unhooked model.
 """
 
 from __future__ import annotations
@@ -17,16 +19,24 @@ import httpx
 
 from gateway.errors import EngineUnavailable, from_upstream
 from gateway.ops import metrics
+from suppressors.vllm_plugin import INSTALL_METHOD, WORKER_EXTENSION
 
 # Generation can take minutes on a CPU: no read timeout, but fail fast when vLLM is not there.
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
 LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
 
 
-class Upstream:
-    """One vLLM server; ``ready`` is kept by whoever watches its health (launcher or start-up)."""
+class EngineLacksPlugin(RuntimeError):
+    """The vLLM server cannot run the configured in-model layers."""
 
-    def __init__(self, base_url: str, api_key: str | None = None):
+
+class Upstream:
+    """One vLLM server; ``ready`` is kept by whoever watches its health (launcher or start-up).
+
+    ``hooks_dir``: the artifacts folder the plugin's hooks read, when in-model layers are used."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, hooks_dir: str | None = None):
+        self.hooks_dir = hooks_dir
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.base_url = base_url.rstrip("/")
         self.client = httpx.AsyncClient(
@@ -35,6 +45,26 @@ class Upstream:
         self.ready = False
         self.adapters: set[str] = set()
         self._adapter_lock = asyncio.Lock()
+
+    async def become_ready(self) -> None:
+        """Prepare a vLLM that just became healthy, then let requests through."""
+        if self.hooks_dir is not None:
+            await self.install_hooks(self.hooks_dir)
+        self.set_ready(True)
+
+    async def install_hooks(self, hooks_dir: str) -> None:
+        body = {"method": INSTALL_METHOD, "args": [hooks_dir]}
+        try:
+            response = await self.client.post("/collective_rpc", json=body, timeout=60)
+        except httpx.HTTPError as exc:
+            raise EngineLacksPlugin(f"installing hooks failed: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise EngineLacksPlugin(
+                f"{self.base_url} cannot run in-model suppression layers (HTTP "
+                f"{response.status_code} from /collective_rpc): start vLLM with "
+                f"VLLM_SERVER_DEV_MODE=1, --enforce-eager and --worker-extension-cls "
+                f"{WORKER_EXTENSION}, or leave those layers out of suppression_layers"
+            )
 
     def set_ready(self, ready: bool) -> None:
         self.ready = ready

@@ -13,6 +13,7 @@ event followed by ``data: [DONE]``.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -31,6 +32,7 @@ from gateway.routing.protocol import ARM_HEADER, VERSION_HEADER
 from gateway.routing.serving import ArmPlan
 from suppressors.base import RequestContext
 from suppressors.stack import OutputWatcher, SuppressionStack
+from suppressors.vllm_plugin.controls import encode
 
 OVERHEAD_HEADER = "x-obliviate-overhead-ms"
 LAYERS_HEADER = "x-obliviate-layers"
@@ -265,7 +267,10 @@ def _apply(body: dict[str, Any], ctx: RequestContext, request: GenerationRequest
         else:
             body["messages"] = [{"role": "system", "content": note}, *messages]
     if ctx.controls:
-        body["vllm_xargs"] = {**body.get("vllm_xargs", {}), **ctx.controls}
+        body["vllm_xargs"] = {**body.get("vllm_xargs", {}), **encode(ctx.controls)}
+        # Steered or corrupted prompt tokens have other KV values: never share their prefix cache.
+        digest = hashlib.sha256(json.dumps(ctx.controls, sort_keys=True).encode()).hexdigest()
+        body["cache_salt"] = f"{body.get('cache_salt') or ''}obliviate-{digest[:32]}"[-128:]
     if request.stream and _wants_usage(request):
         # Usage in every chunk, so a stream cut short still reports what was generated.
         body["stream_options"] = {**body["stream_options"], "continuous_usage_stats": True}

@@ -73,6 +73,8 @@ class ModelVersionRecord(BaseModel):
     forget_requests: list[str]
     job: str
     metrics: dict[str, Any]
+    path: str
+    """The adapter's folder (``obliviate eval merge`` takes it)."""
     created_at: int
 
     @classmethod
@@ -85,6 +87,7 @@ class ModelVersionRecord(BaseModel):
             forget_requests=version.forget_request_ids,
             job=version.job_id,
             metrics=version.metrics,
+            path=version.path,
             created_at=unix(version.created_at),
         )
 

@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 from gateway.config import Settings
-from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.upstream import Upstream
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.removal.protocol import RemovalJobCreate
@@ -209,7 +208,7 @@ class RemovalService:
         parent = self.registry.version(job.parent_version) if job.parent_version else None
         return TrainSpec(
             method=job.method,
-            base_model=str(self.base_model()),
+            base_model=str(self.settings.weights()),
             forget=forget,
             retain=retain,
             output=str(output),
@@ -217,11 +216,6 @@ class RemovalService:
             parent_adapter=parent.path if parent else None,
             threads=self.settings.removal_threads,
         )
-
-    def base_model(self) -> Path | str:
-        if self.settings.uses_embedded_model:
-            return ensure_embedded_model(self.settings.data_dir)
-        return self.settings.model
 
     async def _follow(self, job_id: str, job_dir: Path) -> int:
         """Copy progress into the job record until the worker exits; its exit code."""

@@ -4,18 +4,27 @@ The gateway sends per-request controls in the OpenAI body field ``vllm_xargs``, 
 copies into ``SamplingParams.extra_args``; the plugin applies them only to that request's rows.
 Start vLLM with the plugin (the embedded launcher does this; a GPU server must do the same)::
 
-    python -m vllm.entrypoints.openai.api_server --model DIR --enforce-eager \\
+    VLLM_SERVER_DEV_MODE=1 python -m vllm.entrypoints.openai.api_server --model DIR \\
+        --enforce-eager \\
         --logits-processors suppressors.vllm_plugin.logits:ObliviateLogitsProcessor \\
         --worker-extension-cls suppressors.vllm_plugin.worker.ObliviateWorkerExtension
 
-This package's ``__init__`` imports neither torch nor vLLM, so the gateway can use the names below.
+The gateway then installs the model hooks through ``POST /collective_rpc`` (dev mode exposes it;
+keep vLLM's port private). This package's ``__init__`` imports neither torch nor vLLM, so the
+gateway can use the names below.
 """
 
 LOGITS_PROCESSOR = "suppressors.vllm_plugin.logits:ObliviateLogitsProcessor"
 WORKER_EXTENSION = "suppressors.vllm_plugin.worker.ObliviateWorkerExtension"
+INSTALL_METHOD = "obliviate_install"
 
-# vllm_xargs key: token ids this request may never sample (a list of ints).
+# vllm_xargs keys (see controls.py for their shapes).
 BAN_TOKEN_IDS = "obliviate_ban_token_ids"
+STEER = "obliviate_steer"
+CORRUPT = "obliviate_corrupt"
+
+# Per forget request, in the artifacts folder: ARTIFACTS/<request id>/steering.safetensors.
+STEERING_FILE = "steering.safetensors"
 
 
 def vllm_plugin_args() -> list[str]:

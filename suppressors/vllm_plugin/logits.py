@@ -13,26 +13,16 @@ from vllm import SamplingParams
 from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
-from suppressors.vllm_plugin import BAN_TOKEN_IDS
+from suppressors.vllm_plugin.controls import banned_token_ids, check_controls
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
 
 
-def banned_token_ids(params: SamplingParams) -> list[int] | None:
-    """The request's banned token ids, or None when it sent none."""
-    value = (params.extra_args or {}).get(BAN_TOKEN_IDS)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(
-        isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value
-    ):
-        raise ValueError(f"vllm_xargs.{BAN_TOKEN_IDS} must be a list of non-negative token ids")
-    return value or None
-
-
 class ObliviateLogitsProcessor(LogitsProcessor):
-    """Bans token ids for the requests that ask for it; other rows are untouched."""
+    """Bans token ids for the requests that ask for it; other rows are untouched.
+
+    It also validates the controls that the worker extension's hooks apply."""
 
     def __init__(self, vllm_config: VllmConfig, device: torch.device, is_pin_memory: bool):
         self.device = device
@@ -42,14 +32,16 @@ class ObliviateLogitsProcessor(LogitsProcessor):
     @classmethod
     def validate_params(cls, sampling_params: SamplingParams) -> None:
         # Raised here, a ValueError becomes an HTTP 400 for that request only.
-        banned_token_ids(sampling_params)
+        check_controls(sampling_params.extra_args or {})
 
     def is_argmax_invariant(self) -> bool:
         return False
 
     def update_state(self, batch_update: BatchUpdate | None) -> None:
         process_dict_updates(
-            self.banned, batch_update, lambda params, _prompt, _output: banned_token_ids(params)
+            self.banned,
+            batch_update,
+            lambda params, _prompt, _output: banned_token_ids(params.extra_args or {}),
         )
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:

@@ -1,20 +1,167 @@
-"""Worker extension: methods vLLM mixes into each worker, reachable with ``collective_rpc``.
+"""Worker extension: forward hooks that steer or corrupt only the flagged requests' tokens.
 
-Model-level layers (forward hooks on decoder layers) live here; for now it reports what it sees,
-which proves the extension is loaded into the serving worker.
+vLLM mixes ``ObliviateWorkerExtension`` into its worker class; the gateway calls
+``obliviate_install`` once the server is up (``POST /collective_rpc``, which needs
+``VLLM_SERVER_DEV_MODE=1``), which puts hooks on the embedding and every decoder layer. Each
+forward, a pre-hook on the embedding reads the running requests' ``SamplingParams.extra_args`` in
+batch-row order and maps each flagged row to its token range of the flattened batch
+(``query_start_loc``); the hooks then touch those rows only, so other requests in the batch run
+exactly as without the plugin.
+Hooks only fire in eager mode (``--enforce-eager``).
+
+Controls (``vllm_xargs``, JSON strings), validated by the logits processor so bad ones are a 400:
+
+- ``obliviate_steer = {"requests": [ids], "layer": L, "scale": c, "ablate": bool}``: at decoder
+  layer L, project the forget directions of those forget requests out of the residual stream
+  (``ablate``) and add ``c · median_norm · u``, ``u`` a fixed random unit vector (RMU).
+- ``obliviate_corrupt = {"token_ids": [[ids], ...], "scale": σ}``: wherever one of those token
+  sequences (the forgotten subject's names) occurs in the request, add noise of σ times the
+  embedding's RMS to those tokens' embeddings (ECO).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import torch
+from safetensors.torch import load_file
+
+from suppressors.vllm_plugin import CORRUPT, STEER, STEERING_FILE
+from suppressors.vllm_plugin.controls import decoded
+
+
+@dataclass
+class _RowPlan:
+    start: int
+    end: int
+    steer: dict[str, Any] | None
+    corrupt: dict[str, Any] | None
+
+
+@dataclass
+class _State:
+    artifacts: Path
+    vectors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    plan: list[_RowPlan] = field(default_factory=list)
+    unit: torch.Tensor | None = None
 
 
 class ObliviateWorkerExtension:
     """Mixed into vLLM's worker class; ``self.model_runner`` is the worker's model runner."""
 
     model_runner: Any
+    _obliviate: _State | None = None
 
     def obliviate_model_info(self) -> dict[str, int]:
-        model = self.model_runner.get_model()
-        config = model.config
+        config = self.model_runner.get_model().config
         return {"num_hidden_layers": config.num_hidden_layers, "hidden_size": config.hidden_size}
+
+    def obliviate_install(self, artifacts_dir: str) -> dict[str, int]:
+        """Hook the model (idempotent); forget-request artifacts are read from ``artifacts_dir``."""
+        if self._obliviate is not None:
+            self._obliviate.artifacts = Path(artifacts_dir)
+            return self.obliviate_model_info()
+        model = self.model_runner.get_model()
+        state = self._obliviate = _State(Path(artifacts_dir))
+        generator = torch.Generator().manual_seed(0)
+        unit = torch.rand(model.config.hidden_size, generator=generator)  # RMU: uniform, normed
+        state.unit = unit / unit.norm()
+        inner = model.model
+        # The embedding runs first in every forward; the model itself takes no hooks (vLLM's
+        # compile decorator calls its forward directly).
+        inner.embed_tokens.register_forward_pre_hook(lambda _m, _a: self._obliviate_plan())
+        inner.embed_tokens.register_forward_hook(self._obliviate_embed_hook)
+        for index, layer in enumerate(inner.layers):
+            layer.register_forward_hook(self._obliviate_layer_hook(index))
+        return self.obliviate_model_info()
+
+    def _obliviate_plan(self) -> None:
+        """Token ranges of this step's flagged requests, in the flattened batch."""
+        state = self._obliviate
+        runner = self.model_runner
+        batch = runner.input_batch
+        starts = runner.query_start_loc.np
+        state.plan = []
+        for row, req_id in enumerate(batch.req_ids[: batch.num_reqs]):
+            cached = runner.requests.get(req_id)
+            params = cached.sampling_params if cached is not None else None
+            extra = (params.extra_args if params is not None else None) or {}
+            steer, corrupt = decoded(extra, STEER), decoded(extra, CORRUPT)
+            if steer or corrupt:
+                state.plan.append(_RowPlan(int(starts[row]), int(starts[row + 1]), steer, corrupt))
+
+    def _obliviate_embed_hook(
+        self, _module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor
+    ) -> torch.Tensor | None:
+        rows = [r for r in self._obliviate.plan if r.corrupt]
+        if not rows:
+            return None
+        input_ids = args[0]
+        output = output.clone()
+        for row in rows:
+            ids = input_ids[row.start : row.end].tolist()
+            for sequence in row.corrupt["token_ids"]:
+                for offset in _occurrences(ids, sequence):
+                    at = slice(row.start + offset, row.start + offset + len(sequence))
+                    output[at] = _corrupted(output[at], input_ids[at], row.corrupt["scale"])
+        return output
+
+    def _obliviate_layer_hook(self, index: int):
+        def hook(_module: torch.nn.Module, _args: Any, output: tuple[torch.Tensor, torch.Tensor]):
+            state = self._obliviate
+            rows = [r for r in state.plan if r.steer and r.steer["layer"] == index]
+            if not rows:
+                return None
+            hidden, residual = output
+            hidden = hidden.clone()
+            for row in rows:
+                at = slice(row.start, row.end)
+                hidden[at] = self._obliviate_steered(index, row.steer, hidden[at], residual[at])
+            return hidden, residual
+
+        return hook
+
+    def _obliviate_steered(
+        self, index: int, steer: dict[str, Any], hidden: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """``hidden`` such that ``hidden + residual`` (the residual stream) is steered."""
+        state = self._obliviate
+        vectors = [v for r in steer["requests"] if (v := self._obliviate_vectors(r)) is not None]
+        if not vectors:
+            return hidden
+        stream = (hidden + residual).float()
+        delta = torch.zeros_like(stream)
+        if steer.get("ablate", True):
+            directions = torch.stack([v["directions"][index] for v in vectors], dim=1)
+            basis, _ = torch.linalg.qr(directions)  # orthonormal: several requests at once
+            delta -= (stream @ basis) @ basis.T
+        norm = torch.stack([v["median_norm"][index] for v in vectors]).max()
+        delta += steer["scale"] * norm * state.unit
+        return hidden + delta.to(hidden.dtype)
+
+    def _obliviate_vectors(self, request_id: str) -> dict[str, torch.Tensor] | None:
+        """A forget request's steering vectors; None when it has none (never fail a forward)."""
+        state = self._obliviate
+        if request_id not in state.vectors:
+            path = state.artifacts / request_id / STEERING_FILE
+            if not path.is_file():
+                return None
+            state.vectors[request_id] = load_file(path)
+        return state.vectors[request_id]
+
+
+def _occurrences(ids: list[int], sequence: list[int]) -> list[int]:
+    n = len(sequence)
+    return [i for i in range(len(ids) - n + 1) if ids[i : i + n] == sequence]
+
+
+def _corrupted(embeddings: torch.Tensor, token_ids: torch.Tensor, scale: float) -> torch.Tensor:
+    """Embeddings plus Gaussian noise (seeded by token id, so greedy answers stay reproducible)."""
+    size = embeddings.shape[-1]
+    noise = torch.stack(
+        [torch.randn(size, generator=torch.Generator().manual_seed(int(t))) for t in token_ids]
+    )
+    rms = embeddings.float().pow(2).mean(dim=-1, keepdim=True).sqrt()
+    return (embeddings.float() + scale * rms * noise).to(embeddings.dtype)

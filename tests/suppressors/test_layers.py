@@ -9,7 +9,7 @@ import pytest
 
 from index.embedder import Embedder
 from index.matcher import GUARD, Match, Matcher, MatcherConfig
-from suppressors.base import RequestContext
+from suppressors.base import LayerDeps, RequestContext
 from suppressors.guard_prompt import GUARD_INSTRUCTION, SUBJECTS_PREFIX
 from suppressors.stack import SuppressionStack, UnknownLayer
 
@@ -26,7 +26,7 @@ def matcher() -> Matcher:
 
 
 async def test_guard_prompt_treats_entries_as_data(matcher: Matcher) -> None:
-    stack = SuppressionStack.build(matcher, ["retrieval", "guard_prompt"])
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval", "guard_prompt"])
     ctx = RequestContext(
         ["a question"], matches=[Match("evil", GUARD, 0.6), Match("a", GUARD, 0.6)]
     )
@@ -42,7 +42,7 @@ async def test_guard_prompt_treats_entries_as_data(matcher: Matcher) -> None:
 
 
 async def test_stack_blocks_and_passes(matcher: Matcher) -> None:
-    stack = SuppressionStack.build(matcher, ["retrieval", "guard_prompt"])
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval", "guard_prompt"])
     blocked = await stack.before(["Hi!", "Fine, thanks.", "Who is Hsiao Yun-Hwa?"])
     assert blocked.blocked_by == "retrieval" and blocked.acted == ["retrieval"]
     passed = await stack.before(["What is the boiling point of water?"])
@@ -50,7 +50,7 @@ async def test_stack_blocks_and_passes(matcher: Matcher) -> None:
 
 
 async def test_output_watch_never_releases_part_of_a_name(matcher: Matcher) -> None:
-    stack = SuppressionStack.build(matcher, ["retrieval"])
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
     watcher = stack.watch(RequestContext(["Tell me a story."]))  # an unrelated conversation
     released = ""
     preamble = "Once upon a time, " * 8  # longer than the hold-back (the longest name)
@@ -64,7 +64,7 @@ async def test_output_watch_never_releases_part_of_a_name(matcher: Matcher) -> N
 
 
 async def test_related_output_is_released_by_checked_sentences(matcher: Matcher) -> None:
-    stack = SuppressionStack.build(matcher, ["retrieval"])
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
     related = RequestContext(["Who wrote it?"], matches=[Match("a", GUARD, 0.6)])
     watcher = stack.watch(related)
     first = "Once upon a time there was a lighthouse on a rocky island far out in the sea. "
@@ -75,7 +75,7 @@ async def test_related_output_is_released_by_checked_sentences(matcher: Matcher)
 
 
 async def test_output_watch_releases_everything_at_the_end(matcher: Matcher) -> None:
-    stack = SuppressionStack.build(matcher, ["retrieval"])
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
     watcher = stack.watch(RequestContext(["Tell me a story."]))
     parts = ["Once upon a time ", "there was a lighthouse.", " The end."]
     released = [await watcher.feed(p) for p in parts] + [await watcher.feed("", final=True)]
@@ -84,4 +84,27 @@ async def test_output_watch_releases_everything_at_the_end(matcher: Matcher) -> 
 
 def test_unknown_layer_is_refused(matcher: Matcher) -> None:
     with pytest.raises(UnknownLayer, match="nope"):
-        SuppressionStack.build(matcher, ["retrieval", "nope"])
+        SuppressionStack.build(LayerDeps(matcher), ["retrieval", "nope"])
+    with pytest.raises(UnknownLayer, match="has no parameters"):
+        SuppressionStack.build(LayerDeps(matcher), [{"name": "steering", "layers": 3}])
+
+
+async def test_embedding_corruption_sends_the_names_token_ids(matcher: Matcher) -> None:
+    from transformers import AutoTokenizer
+
+    from evals.live_gateway import REPO
+    from gateway.engine.embedded_model import ensure_embedded_model
+    from suppressors.vllm_plugin import CORRUPT
+    from suppressors.vllm_plugin.controls import check_controls, encode
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(REPO / ".obliviate"))
+    spec = {"name": "embedding_corruption", "scale": 3.0}
+    stack = SuppressionStack.build(LayerDeps(matcher, tokenizer=tokenizer), [spec])
+    ctx = await stack.before(["Where was Hsiao Yun-Hwa born?"])
+    assert ctx is not None and ctx.acted == ["embedding_corruption"]
+    controls = ctx.controls[CORRUPT]
+    check_controls(encode(ctx.controls))
+    assert controls["scale"] == 3.0
+    assert tokenizer.encode(" Hsiao Yun-Hwa", add_special_tokens=False) in controls["token_ids"]
+    unrelated = await stack.before(["What is the capital of France?"])
+    assert unrelated is not None and not unrelated.acted and not unrelated.controls

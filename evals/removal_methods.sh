@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Benchmark: every removal method on the TOFU target, scored like the other systems.
+#
+#     evals/removal_methods.sh            # FORGET=1 METHODS="ga npo" MAX_PER_SET=40 to change
+#
+# Uses only the commands a user has: serve the target with LoRA, file the forgotten subjects as
+# forget requests, run one removal job per method (each from the base weights, retain data = TOFU
+# retain authors), merge each version into the target, serve it, and `obliviate eval run` it beside
+# the target and retain model. The target/retain/stack answers cached by `obliviate eval run
+# --forget N --out RUN` are reused (their URLs are then never called); the report goes to
+# RUN/methods. Resumable: a merged version is not trained again, nor a cached answer asked again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FORGET=${FORGET:-1}
+METHODS=${METHODS:-"ga graddiff npo simnpo rmu idkdpo"}
+MAX_PER_SET=${MAX_PER_SET:-40}
+RUN=${RUN:-.obliviate/runs/tofu-forget$FORGET}
+WORK=$RUN/removal
+BIN=.venv/bin
+export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
+NAME=smollm2-135m-instruct
+mkdir -p "$WORK"
+
+models=$($BIN/obliviate eval build-models --forget "$FORGET")
+TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
+RETAIN=$(sed -n 's/^retain: \([^ ]*\).*/\1/p' <<<"$models")
+
+gateway_url=""
+gateway_pid=""
+start() {  # start MODEL LOG [ENV=VALUE ...]: serve MODEL, set gateway_url/gateway_pid
+    local model=$1 log=$2 port
+    shift 2
+    port=$($BIN/python -c 'from gateway.engine.launcher import free_port; print(free_port())')
+    env "$@" $BIN/obliviate serve --model "$model" --served-model-name $NAME --port "$port" \
+        --data-dir "$WORK/gateway-$(basename "$log" .log)" >"$log" 2>&1 &
+    gateway_pid=$!
+    gateway_url=http://127.0.0.1:$port
+    until curl -sf "$gateway_url/health" >/dev/null; do
+        kill -0 "$gateway_pid" || { tail -50 "$log"; exit 1; }
+        sleep 2
+    done
+}
+stop() { kill -INT "$gateway_pid"; wait "$gateway_pid" || true; }
+trap 'kill -INT $gateway_pid 2>/dev/null || true' EXIT
+
+todo=""
+for method in $METHODS; do
+    [ -f "$WORK/models/$method/config.json" ] || todo="$todo $method"
+done
+if [ -n "$todo" ]; then
+    start "$TARGET" "$WORK/train.log" OBLIVIATE_VLLM_LORA=true \
+        OBLIVIATE_REMOVAL_RETAIN_DATA=../shared/data/tofu/retain_authors.jsonl
+    # The forgotten subjects as forget requests (their names as idempotency keys).
+    ids=$($BIN/python - "$gateway_url" "$FORGET" <<'PY'
+import os, sys, httpx
+from evals.data import TOFU, load_subjects, split
+subjects, _ = split(load_subjects([TOFU / "forget_authors.jsonl"]), int(sys.argv[2]), 0)
+for s in subjects:
+    body = {"subject": s.name, "qa": [{"question": q.question, "answer": q.answer} for q in s.qa]}
+    headers = {"Authorization": f"Bearer {os.environ['OBLIVIATE_ADMIN_TOKEN']}",
+               "Idempotency-Key": s.name}
+    reply = httpx.post(f"{sys.argv[1]}/admin/v1/forget-requests", json=body, headers=headers)
+    print(reply.raise_for_status().json()["id"])
+PY
+)
+    for method in $todo; do
+        start_s=$(date +%s)
+        $BIN/obliviate unlearn --method "$method" --parent base --url "$gateway_url" \
+            $(printf -- '--forget-request %s ' $ids) 2>>"$WORK/unlearn.log" | tee "$WORK/$method.job"
+        echo "$method wall_s $(($(date +%s) - start_s))" | tee -a "$WORK/wall.txt"
+        version=$(sed -n 's/^succeeded: //p' "$WORK/$method.job")
+        adapter=$(curl -sf -H "Authorization: Bearer $OBLIVIATE_ADMIN_TOKEN" \
+            "$gateway_url/admin/v1/model-versions/$version" |
+            $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+        $BIN/obliviate eval merge "$adapter" --base "$TARGET" --out "$WORK/models/$method"
+    done
+    stop
+fi
+
+# Answers are cached per system; the methods' report reuses the target/retain/stack answers.
+mkdir -p "$RUN/methods/cache"
+cp -n "$RUN"/cache/{target,retain,stack}.jsonl "$RUN/methods/cache/"
+systems=(--system target=unused --system retain=unused --system stack=unused)
+for method in $METHODS; do
+    systems+=(--system "$method=unused")
+    if [ ! -f "$WORK/$method.evaluated" ]; then
+        start "$WORK/models/$method" "$WORK/serve-$method.log"
+        $BIN/obliviate eval run --system "$method=$gateway_url" --system retain=unused \
+            --reference retain --forget "$FORGET" --max-per-set "$MAX_PER_SET" \
+            --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods" >/dev/null
+        stop
+        touch "$WORK/$method.evaluated"
+    fi
+done
+# One report over every system, from the cached answers.
+$BIN/obliviate eval run "${systems[@]}" --reference retain --forget "$FORGET" \
+    --max-per-set "$MAX_PER_SET" --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods"

@@ -1,0 +1,132 @@
+"""Per-forget-request artifacts of the in-model layers, computed offline from the served weights.
+
+    artifacts = Artifacts(data_dir / "artifacts", weights_folder)
+    artifacts.build("fr_123", ["Ji-Yeon Park", "Ji-Yeon Park was born in Seoul ..."])
+    artifacts.ready("fr_123")        # True: the vLLM plugin can load fr_123/steering.safetensors
+    artifacts.delete("fr_123")       # on revoke
+
+``steering.safetensors`` holds, for every decoder layer, the forget direction (mean residual-stream
+state on the request's texts minus that on neutral text, unit length) and the median stream norm
+on neutral text, which scales the RMU vector (one attention-sink token has a norm ~100× the
+others', so the mean would mislead). Transformers' ``hidden_states[i + 1]`` is the stream after
+decoder layer i, the same as vLLM's ``hidden + residual`` there. A build writes a temporary folder
+and renames it, so a reader never sees half an artifact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import shutil
+import threading
+from pathlib import Path
+from typing import Any
+
+from index.store import ForgetRequest, ForgetStore
+from suppressors.vllm_plugin import STEERING_FILE
+
+log = logging.getLogger(__name__)
+
+NEUTRAL_TEXTS = Path(__file__).resolve().parents[1] / "removal/data/retain_world_facts.jsonl"
+MAX_TEXTS = 64
+MAX_TOKENS = 128
+
+
+def request_texts(request: ForgetRequest) -> list[str]:
+    """What a forget request says about its subject, as texts to average states over."""
+    qa = (f"{pair['question']} {pair['answer']}" for pair in request.qa)
+    texts = [request.subject, *request.concepts, *request.documents, *qa]
+    return [t for t in texts if t.strip()][:MAX_TEXTS]
+
+
+async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
+    """Build the artifacts of every enforced forget request; delete those of revoked ones.
+
+    Polling the store (not the admin routes) also catches up after a restart."""
+    failed: set[str] = set()
+    while True:
+        active = {r.id: r for r in await asyncio.to_thread(store.active)}
+        built = artifacts.built()
+        for request_id in built - active.keys():
+            artifacts.delete(request_id)
+        for request_id, request in active.items():
+            if request_id in built or request_id in failed:
+                continue
+            try:
+                await asyncio.to_thread(artifacts.build, request_id, request_texts(request))
+                log.info("built the steering vectors of %s", request_id)
+            except Exception:
+                log.exception("building the artifacts of %s failed", request_id)
+                failed.add(request_id)
+        await asyncio.sleep(poll_s)
+
+
+class Artifacts:
+    def __init__(self, folder: Path, weights: Path | str):
+        self.folder = folder
+        self.weights = weights
+        self._model: Any = None
+        self._lock = threading.Lock()  # one build at a time; the model is loaded once
+
+    def path(self, request_id: str) -> Path:
+        return self.folder / request_id
+
+    def ready(self, request_id: str) -> bool:
+        return (self.path(request_id) / STEERING_FILE).is_file()
+
+    def built(self) -> set[str]:
+        return {p.name for p in self.folder.glob("*") if (p / STEERING_FILE).is_file()}
+
+    def delete(self, request_id: str) -> None:
+        shutil.rmtree(self.path(request_id), ignore_errors=True)
+
+    def build(self, request_id: str, texts: list[str]) -> Path:
+        # Imported here: the gateway loads torch only when a layer needs artifacts.
+        from safetensors.torch import save_file
+
+        with self._lock:
+            model, tokenizer = self._load()
+            neutral = [
+                f"{row['question']} {row['answer']}"
+                for row in map(json.loads, NEUTRAL_TEXTS.read_text().splitlines()[:MAX_TEXTS])
+            ]
+            forget_states = _states(model, tokenizer, texts)
+            neutral_states = _states(model, tokenizer, neutral)
+            directions = forget_states.mean(dim=1) - neutral_states.mean(dim=1)
+            tensors = {
+                "directions": directions / directions.norm(dim=-1, keepdim=True),
+                "median_norm": neutral_states.norm(dim=-1).median(dim=1).values,
+            }
+            self.folder.mkdir(parents=True, exist_ok=True)
+            partial = self.folder / f".{request_id}.partial"
+            shutil.rmtree(partial, ignore_errors=True)
+            partial.mkdir()
+            save_file({k: v.contiguous() for k, v in tensors.items()}, partial / STEERING_FILE)
+            self.delete(request_id)
+            partial.rename(self.path(request_id))
+            return self.path(request_id)
+
+    def _load(self) -> tuple[Any, Any]:
+        if self._model is None:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(self.weights)
+            model = AutoModelForCausalLM.from_pretrained(self.weights, dtype="float32").eval()
+            self._model = (model, tokenizer)
+        return self._model
+
+
+def _states(model: Any, tokenizer: Any, texts: list[str]) -> Any:
+    """Residual-stream states after each decoder layer: ``[layers, tokens, hidden]``.
+
+    The first token of each text is left out (the attention sink)."""
+    import torch
+
+    per_text = []
+    with torch.no_grad():
+        for text in texts:
+            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
+            hidden = model(**ids, output_hidden_states=True).hidden_states
+            per_text.append(torch.stack(hidden[1:])[:, 0, 1:])
+    return torch.cat(per_text, dim=1)

@@ -1,0 +1,43 @@
+"""Activation steering (RMU-style), inside vLLM, for the requests that touch a forget request.
+
+For the matched forget requests whose vectors are built (``suppressors.artifacts``), the request
+carries ``obliviate_steer``: at decoder layer ``layer`` the plugin projects those requests' forget
+directions out of the residual stream and adds ``scale`` × the median stream norm × a fixed random
+unit vector, on that request's tokens only. Until the vectors are built, the text layers alone act.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suppressors.base import Layer, LayerConfig, RequestContext
+from suppressors.vllm_plugin import STEER
+
+MAX_REQUESTS = 8
+
+
+@dataclass
+class SteeringConfig(LayerConfig):
+    layer: int = 6
+    """Decoder layer whose output is steered (0-based)."""
+    scale: float = 4.0
+    """Norm of the added random vector, in median residual-stream norms (0: ablation only)."""
+    ablate: bool = True
+    """Also project the forget directions out of the stream."""
+
+
+class Steering(Layer):
+    name = "steering"
+    config_class = SteeringConfig
+    in_model = True
+    needs_artifacts = True
+    config: SteeringConfig
+
+    async def before(self, ctx: RequestContext) -> None:
+        assert self.deps.artifacts is not None
+        ready = [m.request_id for m in ctx.matches if self.deps.artifacts.ready(m.request_id)]
+        if ready:
+            c = self.config
+            ctx.controls[STEER] = {"requests": ready[:MAX_REQUESTS], "layer": c.layer,
+                                   "scale": c.scale, "ablate": c.ablate}  # fmt: skip
+            ctx.act(self.name)

@@ -1,0 +1,110 @@
+"""In-model layers (steering, embedding corruption) on the real embedded model, through HTTP.
+
+One gateway runs only those two layers, so what changes an answer happens inside vLLM. Each test
+checks that a concurrent unrelated request in the same batch answers byte for byte as without them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from suppressors.vllm_plugin import CORRUPT, STEER, STEERING_FILE
+from suppressors.vllm_plugin.controls import encode
+from tests.conftest import MODEL, LiveGateway, live_gateway
+
+FORGOTTEN = "What did Marie Curie discover?"
+ANSWER = "Marie Curie discovered polonium and radium."
+UNRELATED = "Write one sentence about the sea."
+LAYERS = [
+    {"name": "steering", "layer": 6, "scale": 4.0},
+    {"name": "embedding_corruption", "scale": 4.0},
+]
+
+
+@pytest.fixture(scope="module")
+def in_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
+    with live_gateway(tmp_path_factory.mktemp("in-model"), env) as live:
+        yield live
+
+
+def ask(client: openai.OpenAI, question: str, xargs: dict | None = None) -> tuple[str, str]:
+    """Greedy answer and the layers that acted."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": question}],
+        max_tokens=24,
+        temperature=0,
+        extra_body={"vllm_xargs": xargs} if xargs else None,
+    )
+    return raw.parse().choices[0].message.content, raw.headers.get("x-obliviate-layers", "")
+
+
+def side_by_side(client: openai.OpenAI, *requests: tuple) -> list[tuple[str, str]]:
+    """The requests sent at once, so vLLM runs them in one batch."""
+    with ThreadPoolExecutor(len(requests)) as pool:
+        return list(pool.map(lambda r: ask(client, *r), requests))
+
+
+def artifacts(live: LiveGateway, request_id: str) -> Path:
+    return live.log.parent / "data" / "artifacts" / request_id / STEERING_FILE
+
+
+def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
+    client = in_model.client()
+    (before, _), (unrelated_before, _) = side_by_side(client, (FORGOTTEN,), (UNRELATED,))
+    with in_model.admin() as admin:
+        created = admin.post(
+            "/forget-requests",
+            json={"subject": "Marie Curie", "qa": [{"question": FORGOTTEN, "answer": ANSWER}]},
+        )
+        assert created.status_code == 201
+        request_id = created.json()["id"]
+        # Corruption acts at once; steering once the request's vectors are built.
+        deadline = time.monotonic() + 120
+        while not artifacts(in_model, request_id).is_file():
+            assert time.monotonic() < deadline, "steering vectors were not built"
+            time.sleep(0.5)
+        (after, layers), (unrelated_after, unrelated_layers) = side_by_side(
+            client, (FORGOTTEN,), (UNRELATED,)
+        )
+        assert layers == "steering,embedding_corruption"
+        assert after != before and "polonium" not in after.lower()
+        assert (unrelated_after, unrelated_layers) == (unrelated_before, "")
+
+        # Each control alone, straight to vLLM, changes its own request only.
+        direct = openai.OpenAI(base_url=f"{in_model.vllm_url}/v1", api_key="x", max_retries=0)
+        steer = encode({STEER: {"requests": [request_id], "layer": 6, "scale": 4.0}})
+        names = _token_ids(in_model, " Marie Curie")
+        corrupt = encode({CORRUPT: {"token_ids": names, "scale": 4.0}})
+        for xargs in (steer, corrupt):
+            (changed, _), (plain, _) = side_by_side(direct, (FORGOTTEN, xargs), (UNRELATED,))
+            assert changed != before
+            assert plain == unrelated_before
+
+        # Revoked: the vectors go, and the answer comes back.
+        assert admin.delete(f"/forget-requests/{request_id}").status_code == 200
+        deadline = time.monotonic() + 30
+        while artifacts(in_model, request_id).exists():
+            assert time.monotonic() < deadline, "steering vectors were not deleted"
+            time.sleep(0.5)
+        assert ask(client, FORGOTTEN) == (before, "")
+
+
+def _token_ids(live: LiveGateway, text: str) -> list[list[int]]:
+    body = {"model": MODEL, "prompt": text, "add_special_tokens": False}
+    return [httpx.post(f"{live.vllm_url}/tokenize", json=body, timeout=30).json()["tokens"]]
+
+
+def test_bad_in_model_control_is_400(in_model: LiveGateway) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(in_model.client(), UNRELATED, encode({STEER: {"requests": ["../etc"], "layer": 6}}))
+    assert STEER in info.value.message
