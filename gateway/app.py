@@ -78,7 +78,9 @@ def open_forget_index(settings: Settings) -> ForgetIndex:
 def layer_deps(settings: Settings, index: ForgetIndex) -> LayerDeps:
     """What the configured layers need: the tokenizer and artifacts only when a layer uses them."""
     layers = [layer for layer, _ in parse_specs(settings.suppression_layers)]
-    deps = LayerDeps(index.matcher, Artifacts(settings.data_dir / "artifacts", settings.weights()))
+    files = {name for layer in layers for name in layer.artifact_files}
+    artifacts = Artifacts(settings.data_dir / "artifacts", settings.weights(), files)
+    deps = LayerDeps(index.matcher, artifacts)
     if any(layer.in_model for layer in layers):
         from transformers import AutoTokenizer
 
@@ -124,7 +126,7 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
         app.state.router = Router.load(routing, settings.data_dir / "routing.json")
         tasks = [task, asyncio.create_task(removal.run_forever())]
-        if stack.needs_artifacts:
+        if stack.artifact_files:
             tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
         try:
             yield

@@ -1,16 +1,17 @@
 """Per-forget-request artifacts of the in-model layers, computed offline from the served weights.
 
-    artifacts = Artifacts(data_dir / "artifacts", weights_folder)
-    artifacts.build("fr_123", ["Ji-Yeon Park", "Ji-Yeon Park was born in Seoul ..."])
-    artifacts.ready("fr_123")        # True: the vLLM plugin can load fr_123/steering.safetensors
-    artifacts.delete("fr_123")       # on revoke
+    artifacts = Artifacts(data_dir / "artifacts", weights_folder, {STEERING_FILE, ASSISTANT_FILE})
+    artifacts.build(forget_request)
+    artifacts.ready("fr_123", STEERING_FILE)   # the plugin can load fr_123/steering.safetensors
+    artifacts.delete("fr_123")                 # on revoke
 
 ``steering.safetensors`` holds, for every decoder layer, the forget direction (mean residual-stream
 state on the request's texts minus that on neutral text, unit length) and the median stream norm
 on neutral text, which scales the RMU vector (one attention-sink token has a norm ~100× the
 others', so the mean would mislead). Transformers' ``hidden_states[i + 1]`` is the stream after
-decoder layer i, the same as vLLM's ``hidden + residual`` there. A build writes a temporary folder
-and renames it, so a reader never sees half an artifact.
+decoder layer i, the same as vLLM's ``hidden + residual`` there. ``assistant.safetensors`` is the
+logit-difference head (``suppressors.assistant``). Only the files the layers need are built. A build
+writes a temporary folder and renames it, so a reader never sees half an artifact.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from index.store import ForgetRequest, ForgetStore
-from suppressors.vllm_plugin import STEERING_FILE
+from suppressors.vllm_plugin import ASSISTANT_FILE, STEERING_FILE
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +34,16 @@ MAX_TEXTS = 64
 MAX_TOKENS = 128
 
 
-def request_texts(request: ForgetRequest) -> list[str]:
-    """What a forget request says about its subject, as texts to average states over."""
-    qa = (f"{pair['question']} {pair['answer']}" for pair in request.qa)
-    texts = [request.subject, *request.concepts, *request.documents, *qa]
-    return [t for t in texts if t.strip()][:MAX_TEXTS]
+def request_pairs(request: ForgetRequest) -> list[tuple[str, str]]:
+    """What a forget request says, as (question, answer) pairs; ("", text) for plain texts."""
+    texts = [request.subject, *request.concepts, *request.documents]
+    pairs = [(p["question"], p["answer"]) for p in request.qa]
+    return (pairs + [("", t) for t in texts if t.strip()])[:MAX_TEXTS]
+
+
+def neutral_pairs() -> list[tuple[str, str]]:
+    rows = map(json.loads, NEUTRAL_TEXTS.read_text().splitlines()[:MAX_TEXTS])
+    return [(row["question"], row["answer"]) for row in rows]
 
 
 async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
@@ -54,8 +60,8 @@ async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float =
             if request_id in built or request_id in failed:
                 continue
             try:
-                await asyncio.to_thread(artifacts.build, request_id, request_texts(request))
-                log.info("built the steering vectors of %s", request_id)
+                await asyncio.to_thread(artifacts.build, request)
+                log.info("built the in-model artifacts of %s", request_id)
             except Exception:
                 log.exception("building the artifacts of %s failed", request_id)
                 failed.add(request_id)
@@ -63,46 +69,48 @@ async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float =
 
 
 class Artifacts:
-    def __init__(self, folder: Path, weights: Path | str):
+    def __init__(self, folder: Path, weights: Path | str, files: set[str] | frozenset[str]):
         self.folder = folder
         self.weights = weights
+        self.files = files
         self._model: Any = None
         self._lock = threading.Lock()  # one build at a time; the model is loaded once
 
     def path(self, request_id: str) -> Path:
         return self.folder / request_id
 
-    def ready(self, request_id: str) -> bool:
-        return (self.path(request_id) / STEERING_FILE).is_file()
+    def ready(self, request_id: str, name: str) -> bool:
+        return (self.path(request_id) / name).is_file()
 
     def built(self) -> set[str]:
-        return {p.name for p in self.folder.glob("*") if (p / STEERING_FILE).is_file()}
+        """Requests with every file this configuration needs."""
+        folders = self.folder.glob("*")
+        return {p.name for p in folders if all((p / name).is_file() for name in self.files)}
 
     def delete(self, request_id: str) -> None:
         shutil.rmtree(self.path(request_id), ignore_errors=True)
 
-    def build(self, request_id: str, texts: list[str]) -> Path:
+    def build(self, request: ForgetRequest) -> Path:
         # Imported here: the gateway loads torch only when a layer needs artifacts.
         from safetensors.torch import save_file
 
+        from suppressors.assistant import train_head
+
+        request_id = request.id
+        forget, neutral = request_pairs(request), neutral_pairs()
         with self._lock:
             model, tokenizer = self._load()
-            neutral = [
-                f"{row['question']} {row['answer']}"
-                for row in map(json.loads, NEUTRAL_TEXTS.read_text().splitlines()[:MAX_TEXTS])
-            ]
-            forget_states = _states(model, tokenizer, texts)
-            neutral_states = _states(model, tokenizer, neutral)
-            directions = forget_states.mean(dim=1) - neutral_states.mean(dim=1)
-            tensors = {
-                "directions": directions / directions.norm(dim=-1, keepdim=True),
-                "median_norm": neutral_states.norm(dim=-1).median(dim=1).values,
-            }
+            files = {}
+            if STEERING_FILE in self.files:
+                files[STEERING_FILE] = _steering(model, tokenizer, forget, neutral)
+            if ASSISTANT_FILE in self.files:
+                files[ASSISTANT_FILE] = train_head(model, tokenizer, forget, neutral)
             self.folder.mkdir(parents=True, exist_ok=True)
             partial = self.folder / f".{request_id}.partial"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir()
-            save_file({k: v.contiguous() for k, v in tensors.items()}, partial / STEERING_FILE)
+            for name, tensors in files.items():
+                save_file({k: v.contiguous() for k, v in tensors.items()}, partial / name)
             self.delete(request_id)
             partial.rename(self.path(request_id))
             return self.path(request_id)
@@ -115,6 +123,17 @@ class Artifacts:
             model = AutoModelForCausalLM.from_pretrained(self.weights, dtype="float32").eval()
             self._model = (model, tokenizer)
         return self._model
+
+
+def _steering(model: Any, tokenizer: Any, forget: list[tuple[str, str]],
+              neutral: list[tuple[str, str]]) -> dict[str, Any]:  # fmt: skip
+    forget_states = _states(model, tokenizer, [f"{q} {a}".strip() for q, a in forget])
+    neutral_states = _states(model, tokenizer, [f"{q} {a}" for q, a in neutral])
+    directions = forget_states.mean(dim=1) - neutral_states.mean(dim=1)
+    return {
+        "directions": directions / directions.norm(dim=-1, keepdim=True),
+        "median_norm": neutral_states.norm(dim=-1).median(dim=1).values,
+    }
 
 
 def _states(model: Any, tokenizer: Any, texts: list[str]) -> Any:

@@ -67,7 +67,8 @@ class Layer:
     config_class: ClassVar[type[LayerConfig]] = LayerConfig
     in_model: ClassVar[bool] = False
     """Acts inside vLLM through the plugin's hooks (the engine must have them installed)."""
-    needs_artifacts: ClassVar[bool] = False
+    artifact_files: ClassVar[tuple[str, ...]] = ()
+    """Per-forget-request files the layer needs (``suppressors.artifacts`` builds them)."""
 
     def __init__(self, deps: LayerDeps, config: LayerConfig):
         self.deps = deps

@@ -22,11 +22,13 @@ from suppressors import metrics
 from suppressors.base import Layer, LayerConfig, LayerDeps, RequestContext
 from suppressors.embedding_corruption import EmbeddingCorruption
 from suppressors.guard_prompt import GuardPrompt
+from suppressors.logit_difference import LogitDifference
 from suppressors.retrieval import RetrievalBlocking
 from suppressors.steering import Steering
 
 LAYERS: dict[str, type[Layer]] = {
-    layer.name: layer for layer in (RetrievalBlocking, GuardPrompt, Steering, EmbeddingCorruption)
+    layer.name: layer
+    for layer in (RetrievalBlocking, GuardPrompt, Steering, EmbeddingCorruption, LogitDifference)
 }
 
 LayerSpec = str | dict[str, Any]
@@ -70,8 +72,8 @@ class SuppressionStack:
         return any(layer.in_model for layer in self.layers)
 
     @property
-    def needs_artifacts(self) -> bool:
-        return any(layer.needs_artifacts for layer in self.layers)
+    def artifact_files(self) -> frozenset[str]:
+        return frozenset(name for layer in self.layers for name in layer.artifact_files)
 
     async def before(
         self, texts: list[str], exempt: frozenset[str] = frozenset()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from suppressors.base import Layer, LayerConfig, RequestContext
-from suppressors.vllm_plugin import STEER
+from suppressors.vllm_plugin import STEER, STEERING_FILE
 
 MAX_REQUESTS = 8
 
@@ -30,12 +30,13 @@ class Steering(Layer):
     name = "steering"
     config_class = SteeringConfig
     in_model = True
-    needs_artifacts = True
+    artifact_files = (STEERING_FILE,)
     config: SteeringConfig
 
     async def before(self, ctx: RequestContext) -> None:
-        assert self.deps.artifacts is not None
-        ready = [m.request_id for m in ctx.matches if self.deps.artifacts.ready(m.request_id)]
+        artifacts = self.deps.artifacts
+        assert artifacts is not None
+        ready = [m.request_id for m in ctx.matches if artifacts.ready(m.request_id, STEERING_FILE)]
         if ready:
             c = self.config
             ctx.controls[STEER] = {"requests": ready[:MAX_REQUESTS], "layer": c.layer,

@@ -22,9 +22,11 @@ INSTALL_METHOD = "obliviate_install"
 BAN_TOKEN_IDS = "obliviate_ban_token_ids"
 STEER = "obliviate_steer"
 CORRUPT = "obliviate_corrupt"
+LOGIT_DIFF = "obliviate_logit_diff"
 
-# Per forget request, in the artifacts folder: ARTIFACTS/<request id>/steering.safetensors.
+# Per forget request, in the artifacts folder: ARTIFACTS/<request id>/<file>.
 STEERING_FILE = "steering.safetensors"
+ASSISTANT_FILE = "assistant.safetensors"
 
 
 def vllm_plugin_args() -> list[str]:

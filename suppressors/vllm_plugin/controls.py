@@ -17,7 +17,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from suppressors.vllm_plugin import BAN_TOKEN_IDS, CORRUPT, STEER
+from suppressors.vllm_plugin import BAN_TOKEN_IDS, CORRUPT, LOGIT_DIFF, STEER
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -44,7 +44,8 @@ def banned_token_ids(extra: dict[str, Any]) -> list[int] | None:
 
 def encode(controls: dict[str, Any]) -> dict[str, Any]:
     """``controls`` as ``vllm_xargs`` values (structured ones as JSON strings)."""
-    return {k: json.dumps(v) if k in (STEER, CORRUPT) else v for k, v in controls.items()}
+    structured = (STEER, CORRUPT, LOGIT_DIFF)
+    return {k: json.dumps(v) if k in structured else v for k, v in controls.items()}
 
 
 @lru_cache(maxsize=1024)  # the same control string is read every step of a request
@@ -65,17 +66,21 @@ def decoded(extra: dict[str, Any], key: str) -> Any:
     return _decoded(key, value)
 
 
+def _check_requests(key: str, control: Any) -> None:
+    requests = control.get("requests") if isinstance(control, dict) else None
+    # Ids name folders: nothing but safe characters.
+    if (
+        not isinstance(requests, list)
+        or not requests
+        or not all(isinstance(r, str) and _REQUEST_ID.fullmatch(r) for r in requests)
+    ):
+        raise ValueError(f"vllm_xargs.{key}.requests must be a list of forget request ids")
+
+
 def check_controls(extra: dict[str, Any]) -> None:
     banned_token_ids(extra)
     if (steer := decoded(extra, STEER)) is not None:
-        requests = steer.get("requests") if isinstance(steer, dict) else None
-        # Ids name folders: nothing but safe characters.
-        if (
-            not isinstance(requests, list)
-            or not requests
-            or not all(isinstance(r, str) and _REQUEST_ID.fullmatch(r) for r in requests)
-        ):
-            raise ValueError(f"vllm_xargs.{STEER}.requests must be a list of forget request ids")
+        _check_requests(STEER, steer)
         layer = steer.get("layer")
         if not (isinstance(layer, int) and not isinstance(layer, bool) and layer >= 0):
             raise ValueError(f"vllm_xargs.{STEER}.layer must be a decoder layer index")
@@ -87,3 +92,7 @@ def check_controls(extra: dict[str, Any]) -> None:
             raise ValueError(f"vllm_xargs.{CORRUPT}.token_ids must be non-empty lists of token ids")
         if not _number(corrupt.get("scale")):
             raise ValueError(f"vllm_xargs.{CORRUPT}.scale must be a number")
+    if (logit_diff := decoded(extra, LOGIT_DIFF)) is not None:
+        _check_requests(LOGIT_DIFF, logit_diff)
+        if not _number(logit_diff.get("alpha")):
+            raise ValueError(f"vllm_xargs.{LOGIT_DIFF}.alpha must be a number")

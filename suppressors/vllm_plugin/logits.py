@@ -14,15 +14,28 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
 from suppressors.vllm_plugin.controls import banned_token_ids, check_controls
+from suppressors.vllm_plugin.worker import ASSISTANT_LOGITS
+
+RELATIVE_TOP = 0.1
 
 if TYPE_CHECKING:
     from vllm.config import VllmConfig
 
 
+def logit_difference(base: torch.Tensor, assistant: torch.Tensor, alpha: float) -> torch.Tensor:
+    """ULD: ``base - alpha·assistant``, the assistant counting only on the base's top tokens."""
+    probs = torch.softmax(base.float(), -1)
+    top = probs >= RELATIVE_TOP * probs.max()
+    # Log-probabilities, so an assistant that is uniform shifts every top token alike.
+    assistant = torch.log_softmax(assistant.float(), -1)
+    return (base.float() - alpha * torch.where(top, assistant, 0.0)).to(base.dtype)
+
+
 class ObliviateLogitsProcessor(LogitsProcessor):
     """Bans token ids for the requests that ask for it; other rows are untouched.
 
-    It also validates the controls that the worker extension's hooks apply."""
+    It also validates the controls that the worker extension's hooks apply, and subtracts the
+    assistant logits that the hooks computed for this step (logit difference)."""
 
     def __init__(self, vllm_config: VllmConfig, device: torch.device, is_pin_memory: bool):
         self.device = device
@@ -45,6 +58,9 @@ class ObliviateLogitsProcessor(LogitsProcessor):
         )
 
     def apply(self, logits: torch.Tensor) -> torch.Tensor:
+        for row, (alpha, assistant) in ASSISTANT_LOGITS.items():
+            logits[row] = logit_difference(logits[row], assistant[: logits.shape[-1]], alpha)
+        ASSISTANT_LOGITS.clear()
         if not self.banned:
             return logits
         rows = [row for row, ids in self.banned.items() for i in ids if i < self.vocab_size]

@@ -17,6 +17,9 @@ Controls (``vllm_xargs``, JSON strings), validated by the logits processor so ba
 - ``obliviate_corrupt = {"token_ids": [[ids], ...], "scale": σ}``: wherever one of those token
   sequences (the forgotten subject's names) occurs in the request, add noise of σ times the
   embedding's RMS to those tokens' embeddings (ECO).
+- ``obliviate_logit_diff = {"requests": [ids], "alpha": α}``: at the assistant heads' layer, the
+  hook computes those requests' assistant logits from the row's last token state; the logits
+  processor, later in the same step and process, subtracts them (``ASSISTANT_LOGITS``).
 """
 
 from __future__ import annotations
@@ -28,24 +31,32 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from suppressors.vllm_plugin import CORRUPT, STEER, STEERING_FILE
+from suppressors.assistant import head_logits
+from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, STEER, STEERING_FILE
 from suppressors.vllm_plugin.controls import decoded
+
+ASSISTANT_LOGITS: dict[int, tuple[float, torch.Tensor]] = {}
+"""Batch row -> (alpha, assistant logits of its last token), for this step's logits processor."""
 
 
 @dataclass
 class _RowPlan:
+    row: int
     start: int
     end: int
     steer: dict[str, Any] | None
     corrupt: dict[str, Any] | None
+    logit_diff: dict[str, Any] | None
 
 
 @dataclass
 class _State:
     artifacts: Path
-    vectors: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    files: dict[tuple[str, str], dict[str, torch.Tensor] | None] = field(default_factory=dict)
     plan: list[_RowPlan] = field(default_factory=list)
     unit: torch.Tensor | None = None
+    lm_head: torch.Tensor | None = None
+    """The LM head in float32 (the assistant heads use it), made on first use."""
 
 
 class ObliviateWorkerExtension:
@@ -84,13 +95,14 @@ class ObliviateWorkerExtension:
         batch = runner.input_batch
         starts = runner.query_start_loc.np
         state.plan = []
+        ASSISTANT_LOGITS.clear()
         for row, req_id in enumerate(batch.req_ids[: batch.num_reqs]):
             cached = runner.requests.get(req_id)
             params = cached.sampling_params if cached is not None else None
             extra = (params.extra_args if params is not None else None) or {}
-            steer, corrupt = decoded(extra, STEER), decoded(extra, CORRUPT)
-            if steer or corrupt:
-                state.plan.append(_RowPlan(int(starts[row]), int(starts[row + 1]), steer, corrupt))
+            controls = [decoded(extra, key) for key in (STEER, CORRUPT, LOGIT_DIFF)]
+            if any(controls):
+                state.plan.append(_RowPlan(row, int(starts[row]), int(starts[row + 1]), *controls))
 
     def _obliviate_embed_hook(
         self, _module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor
@@ -111,10 +123,14 @@ class ObliviateWorkerExtension:
     def _obliviate_layer_hook(self, index: int):
         def hook(_module: torch.nn.Module, _args: Any, output: tuple[torch.Tensor, torch.Tensor]):
             state = self._obliviate
+            hidden, residual = output
+            for row in state.plan:
+                if row.logit_diff:
+                    last = row.end - 1  # the token whose logits are sampled
+                    self._obliviate_assistant(index, row, hidden[last] + residual[last])
             rows = [r for r in state.plan if r.steer and r.steer["layer"] == index]
             if not rows:
                 return None
-            hidden, residual = output
             hidden = hidden.clone()
             for row in rows:
                 at = slice(row.start, row.end)
@@ -128,7 +144,8 @@ class ObliviateWorkerExtension:
     ) -> torch.Tensor:
         """``hidden`` such that ``hidden + residual`` (the residual stream) is steered."""
         state = self._obliviate
-        vectors = [v for r in steer["requests"] if (v := self._obliviate_vectors(r)) is not None]
+        files = [self._obliviate_file(r, STEERING_FILE) for r in steer["requests"]]
+        vectors = [v for v in files if v is not None]
         if not vectors:
             return hidden
         stream = (hidden + residual).float()
@@ -141,15 +158,29 @@ class ObliviateWorkerExtension:
         delta += steer["scale"] * norm * state.unit
         return hidden + delta.to(hidden.dtype)
 
-    def _obliviate_vectors(self, request_id: str) -> dict[str, torch.Tensor] | None:
-        """A forget request's steering vectors; None when it has none (never fail a forward)."""
+    def _obliviate_assistant(self, index: int, row: _RowPlan, state: torch.Tensor) -> None:
+        """Sum the row's assistant logits from the heads that read layer ``index``."""
+        model = self.model_runner.get_model()
+        norm = model.model.norm
+        if self._obliviate.lm_head is None:
+            self._obliviate.lm_head = model.lm_head.weight.float()
+        for request_id in row.logit_diff["requests"]:
+            head = self._obliviate_file(request_id, ASSISTANT_FILE)
+            if head is None or int(head["layer"]) != index:
+                continue
+            args = (head, norm.weight, norm.variance_epsilon, self._obliviate.lm_head)
+            logits = head_logits(state[None], *args)[0]
+            alpha, total = ASSISTANT_LOGITS.get(row.row, (row.logit_diff["alpha"], 0))
+            ASSISTANT_LOGITS[row.row] = (alpha, total + logits)
+
+    def _obliviate_file(self, request_id: str, name: str) -> dict[str, torch.Tensor] | None:
+        """A forget request's artifact file; None when it has none (never fail a forward)."""
         state = self._obliviate
-        if request_id not in state.vectors:
-            path = state.artifacts / request_id / STEERING_FILE
-            if not path.is_file():
-                return None
-            state.vectors[request_id] = load_file(path)
-        return state.vectors[request_id]
+        key = (request_id, name)
+        if state.files.get(key) is None:
+            path = state.artifacts / request_id / name
+            state.files[key] = load_file(path) if path.is_file() else None
+        return state.files[key]
 
 
 def _occurrences(ids: list[int], sequence: list[int]) -> list[int]:

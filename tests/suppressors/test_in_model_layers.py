@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from suppressors.vllm_plugin import CORRUPT, STEER, STEERING_FILE
+from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
 from tests.conftest import MODEL, LiveGateway, live_gateway
 
@@ -26,6 +26,7 @@ UNRELATED = "Write one sentence about the sea."
 LAYERS = [
     {"name": "steering", "layer": 6, "scale": 4.0},
     {"name": "embedding_corruption", "scale": 4.0},
+    {"name": "logit_difference", "alpha": 1.0},
 ]
 
 
@@ -55,7 +56,8 @@ def side_by_side(client: openai.OpenAI, *requests: tuple) -> list[tuple[str, str
 
 
 def artifacts(live: LiveGateway, request_id: str) -> Path:
-    return live.log.parent / "data" / "artifacts" / request_id / STEERING_FILE
+    """The request's artifacts folder (its files appear together)."""
+    return live.log.parent / "data" / "artifacts" / request_id
 
 
 def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
@@ -68,15 +70,15 @@ def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
         )
         assert created.status_code == 201
         request_id = created.json()["id"]
-        # Corruption acts at once; steering once the request's vectors are built.
-        deadline = time.monotonic() + 120
-        while not artifacts(in_model, request_id).is_file():
-            assert time.monotonic() < deadline, "steering vectors were not built"
+        # Corruption acts at once; steering and logit difference once their artifacts are built.
+        deadline = time.monotonic() + 300
+        while not (artifacts(in_model, request_id) / ASSISTANT_FILE).is_file():
+            assert time.monotonic() < deadline, "the artifacts were not built"
             time.sleep(0.5)
         (after, layers), (unrelated_after, unrelated_layers) = side_by_side(
             client, (FORGOTTEN,), (UNRELATED,)
         )
-        assert layers == "steering,embedding_corruption"
+        assert layers == "steering,embedding_corruption,logit_difference"
         assert after != before and "polonium" not in after.lower()
         assert (unrelated_after, unrelated_layers) == (unrelated_before, "")
 
@@ -85,7 +87,8 @@ def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
         steer = encode({STEER: {"requests": [request_id], "layer": 6, "scale": 4.0}})
         names = _token_ids(in_model, " Marie Curie")
         corrupt = encode({CORRUPT: {"token_ids": names, "scale": 4.0}})
-        for xargs in (steer, corrupt):
+        logit_diff = encode({LOGIT_DIFF: {"requests": [request_id], "alpha": 1.0}})
+        for xargs in (steer, corrupt, logit_diff):
             (changed, _), (plain, _) = side_by_side(direct, (FORGOTTEN, xargs), (UNRELATED,))
             assert changed != before
             assert plain == unrelated_before
