@@ -75,6 +75,17 @@ class Layer:
         self.matcher = deps.matcher
         self.config = config
 
+    def with_artifacts(self, ctx: RequestContext, limit: int) -> list[str]:
+        """The matched forget requests whose artifact files for this layer are built."""
+        artifacts = self.deps.artifacts
+        assert artifacts is not None
+        ready = [
+            m.request_id
+            for m in ctx.matches
+            if all(artifacts.ready(m.request_id, name) for name in self.artifact_files)
+        ]
+        return ready[:limit]
+
     async def before(self, ctx: RequestContext) -> None:
         """Act on the request before generation (set ``ctx.blocked_by`` to block it)."""
 

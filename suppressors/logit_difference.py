@@ -30,10 +30,6 @@ class LogitDifference(Layer):
     config: LogitDifferenceConfig
 
     async def before(self, ctx: RequestContext) -> None:
-        artifacts = self.deps.artifacts
-        assert artifacts is not None
-        ready = [m.request_id for m in ctx.matches if artifacts.ready(m.request_id, ASSISTANT_FILE)]
-        if ready:
-            ctx.controls[LOGIT_DIFF] = {"requests": ready[:MAX_REQUESTS],
-                                        "alpha": self.config.alpha}  # fmt: skip
+        if ready := self.with_artifacts(ctx, MAX_REQUESTS):
+            ctx.controls[LOGIT_DIFF] = {"requests": ready, "alpha": self.config.alpha}
             ctx.act(self.name)

@@ -34,11 +34,8 @@ class Steering(Layer):
     config: SteeringConfig
 
     async def before(self, ctx: RequestContext) -> None:
-        artifacts = self.deps.artifacts
-        assert artifacts is not None
-        ready = [m.request_id for m in ctx.matches if artifacts.ready(m.request_id, STEERING_FILE)]
-        if ready:
+        if ready := self.with_artifacts(ctx, MAX_REQUESTS):
             c = self.config
-            ctx.controls[STEER] = {"requests": ready[:MAX_REQUESTS], "layer": c.layer,
-                                   "scale": c.scale, "ablate": c.ablate}  # fmt: skip
+            ctx.controls[STEER] = {"requests": ready, "layer": c.layer, "scale": c.scale,
+                                   "ablate": c.ablate}  # fmt: skip
             ctx.act(self.name)

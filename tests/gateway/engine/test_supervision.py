@@ -8,14 +8,19 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from evals.live_gateway import start_gateway, stop
-from tests.conftest import MODEL, LiveGateway
+from evals.live_gateway import REPO, start_gateway, stop
+from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.engine.launcher import free_port
+from tests.conftest import API_KEY, MODEL, LiveGateway
 
 
 def vllm_pid(gateway: LiveGateway) -> int:
@@ -63,3 +68,31 @@ def test_upstream_mode_fronts_a_running_vllm(gateway: LiveGateway, tmp_path) -> 
         assert "Paris" in reply.choices[0].message.content
     finally:
         stop(process)
+
+
+def test_in_model_layers_need_the_plugin_hooks(gateway: LiveGateway, tmp_path) -> None:
+    """In front of an engine without /collective_rpc (here: another gateway), a gateway with
+    in-model layers stays unready (503) and says why; in front of the plugin's vLLM it hooks it."""
+    weights = str(ensure_embedded_model(REPO / ".obliviate"))
+    layers = {"OBLIVIATE_SUPPRESSION_LAYERS": '["retrieval", "steering"]'}
+    args = ("--model", weights, "--served-model-name", MODEL, "--data-dir", str(tmp_path))
+    log = tmp_path / "lacking.log"
+    port = free_port()
+    command = [str(Path(sys.executable).parent / "obliviate"), "serve", "--port", str(port),
+               "--upstream", gateway.url, "--upstream-api-key", API_KEY, *args]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **layers})  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while "cannot run in-model suppression layers" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert httpx.get(f"http://127.0.0.1:{port}/health").status_code == 503
+    finally:
+        stop(process)
+
+    _, process = start_gateway(tmp_path / "hooked.log", "--upstream", gateway.vllm_url, *args,
+                                 timeout_s=120, env=layers)  # fmt: skip
+    stop(process)
+    assert "cannot run" not in (tmp_path / "hooked.log").read_text()

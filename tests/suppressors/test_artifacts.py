@@ -1,0 +1,51 @@
+"""Per-request artifacts on the real embedded weights: built in the background, kept across a
+restart, deleted on revoke."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from evals.live_gateway import REPO
+from gateway.engine.embedded_model import ensure_embedded_model
+from index.store import ForgetStore
+from suppressors.artifacts import Artifacts, keep_in_step
+from suppressors.vllm_plugin import STEERING_FILE
+
+pytestmark = pytest.mark.anyio
+QA = [{"question": "What did Marie Curie discover?", "answer": "Polonium and radium."}]
+
+
+async def until(condition, timeout_s: float = 120) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not condition():
+            await asyncio.sleep(0.2)
+
+
+async def test_artifacts_follow_the_store(tmp_path: Path) -> None:
+    store = ForgetStore(f"sqlite:///{tmp_path / 'forget.db'}")
+    request, _ = store.create({"subject": "Marie Curie", "qa": QA}, [])
+    weights = ensure_embedded_model(REPO / ".obliviate")
+    artifacts = Artifacts(tmp_path / "artifacts", weights, {STEERING_FILE})
+    task = asyncio.create_task(keep_in_step(artifacts, store, poll_s=0.1))
+    await until(lambda: artifacts.ready(request.id, STEERING_FILE))
+    task.cancel()
+    vectors = load_file(artifacts.path(request.id) / STEERING_FILE)
+    assert vectors["directions"].shape == (30, 576)  # one unit direction per decoder layer
+    assert torch.allclose(vectors["directions"].norm(dim=-1), torch.ones(30), atol=1e-4)
+    assert (vectors["median_norm"] > 0).all()
+    built_at = (artifacts.path(request.id) / STEERING_FILE).stat().st_mtime_ns
+
+    # A restarted gateway finds them and does not build them again; a revoke deletes them.
+    restarted = Artifacts(tmp_path / "artifacts", weights, {STEERING_FILE})
+    assert restarted.built() == {request.id}
+    task = asyncio.create_task(keep_in_step(restarted, store, poll_s=0.1))
+    await asyncio.sleep(0.5)
+    assert (restarted.path(request.id) / STEERING_FILE).stat().st_mtime_ns == built_at
+    store.revoke(request.id)
+    await until(lambda: not restarted.path(request.id).exists(), timeout_s=10)
+    task.cancel()
