@@ -38,7 +38,7 @@ from index.forget_index import ForgetIndex
 from removal.registry import Registry
 from suppressors.artifacts import Artifacts, keep_in_step
 from suppressors.base import LayerDeps
-from suppressors.stack import SuppressionStack, parse_specs
+from suppressors.stack import LayerSpec, SuppressionStack, parse_specs
 
 log = logging.getLogger(__name__)
 HEALTH_POLL_S = 2.0
@@ -75,9 +75,9 @@ def open_forget_index(settings: Settings) -> ForgetIndex:
     )
 
 
-def layer_deps(settings: Settings, index: ForgetIndex) -> LayerDeps:
+def layer_deps(settings: Settings, index: ForgetIndex, specs: list[LayerSpec]) -> LayerDeps:
     """What the configured layers need: the tokenizer and artifacts only when a layer uses them."""
-    layers = [layer for layer, _ in parse_specs(settings.suppression_layers)]
+    layers = [layer for layer, _ in parse_specs(specs)]
     files = {name for layer in layers for name in layer.artifact_files}
     artifacts = Artifacts(settings.data_dir / "artifacts", settings.weights(), files)
     deps = LayerDeps(index.matcher, artifacts)
@@ -97,7 +97,11 @@ def default_routing(settings: Settings) -> RoutingConfig:
 
 def build_app(settings: Settings) -> FastAPI:
     # Fail fast on a misconfigured stack or routing, before anything starts.
-    parse_specs(settings.suppression_layers)
+    arm_layers = {"suppression": settings.suppression_layers,
+                  "hybrid": settings.hybrid_layers if settings.hybrid_layers is not None
+                  else settings.suppression_layers}  # fmt: skip
+    specs = [spec for layers in arm_layers.values() for spec in layers]
+    parse_specs(specs)
     routing = default_routing(settings)
 
     @contextlib.asynccontextmanager
@@ -108,10 +112,11 @@ def build_app(settings: Settings) -> FastAPI:
         # Loaded before serving: no request is answered without the forget requests enforced.
         index = await asyncio.to_thread(open_forget_index, settings)
         app.state.forget_index = index
-        deps = await asyncio.to_thread(layer_deps, settings, index)
-        stack = SuppressionStack.build(deps, settings.suppression_layers)
+        deps = await asyncio.to_thread(layer_deps, settings, index, specs)
+        stacks = {arm: SuppressionStack.build(deps, layers) for arm, layers in arm_layers.items()}
         reply = SuppressionReply(settings.response_style, settings.abstain_message)
-        hooks_dir = str(deps.artifacts.folder.resolve()) if stack.in_model else None
+        in_model = any(stack.in_model for stack in stacks.values())
+        hooks_dir = str(deps.artifacts.folder.resolve()) if in_model else None
         launcher = None
         if settings.upstream:
             upstream = Upstream(settings.upstream, settings.upstream_api_key, hooks_dir)
@@ -121,12 +126,12 @@ def build_app(settings: Settings) -> FastAPI:
             upstream = Upstream(f"http://127.0.0.1:{launcher.port}", hooks_dir=hooks_dir)
             task = asyncio.create_task(_run_embedded(launcher, upstream))
         app.state.upstream = upstream
-        app.state.openai_serving = OpenAIServing(upstream, stack, reply)
+        app.state.openai_serving = OpenAIServing(upstream, stacks, reply)
         app.state.registry = registry = Registry(index.store.engine)
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
         app.state.router = Router.load(routing, settings.data_dir / "routing.json")
         tasks = [task, asyncio.create_task(removal.run_forever())]
-        if stack.artifact_files:
+        if deps.artifacts.files:
             tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
         try:
             yield

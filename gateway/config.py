@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         description="Suppression layers, in the order they run: a name, or a table with the "
         'name and the layer\'s parameters ({name = "steering", layer = 6, scale = 4.0}).',
     )
+    hybrid_layers: list[str | dict[str, Any]] | None = Field(
+        None,
+        description="The hybrid arm's layers (for the requests its weights have not removed "
+        "yet); default: suppression_layers.",
+    )
     response_style: Literal["abstain", "error"] = Field(
         "abstain",
         description="Suppressed requests get a normal answer saying so (abstain) or HTTP 400.",

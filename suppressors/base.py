@@ -34,6 +34,8 @@ class RequestContext:
     """Name of the layer that blocked the request or its output."""
     exempt: frozenset[str] = frozenset()
     """Forget requests this request's weights have removed already (hybrid arm): not enforced."""
+    layers: list[Layer] = field(default_factory=list)
+    """The stack's layers (its output watch runs them too)."""
 
     def relevant(self, matches: list[Match]) -> list[Match]:
         """``matches`` without the exempt forget requests."""

@@ -3,7 +3,7 @@
     stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval", "guard_prompt"])
     ctx = await stack.before(["Who is Hsiao Yun-Hwa?"])    # None: nothing is forgotten yet
     if ctx and ctx.blocked_by: ...                           # answer with the suppression reply
-    watcher = stack.watch(ctx)
+    watcher = OutputWatcher(ctx)
     released = await watcher.feed(delta)                     # None once the output is blocked
 
 Layers are registered by name in ``LAYERS``; the configured order is the order they run in. A
@@ -71,10 +71,6 @@ class SuppressionStack:
         """Some layer acts inside vLLM (the engine needs the plugin's hooks)."""
         return any(layer.in_model for layer in self.layers)
 
-    @property
-    def artifact_files(self) -> frozenset[str]:
-        return frozenset(name for layer in self.layers for name in layer.artifact_files)
-
     async def before(
         self, texts: list[str], exempt: frozenset[str] = frozenset()
     ) -> RequestContext | None:
@@ -83,7 +79,7 @@ class SuppressionStack:
         ``exempt`` forget requests are not enforced (the weights serving it removed them)."""
         if not self.layers or not len(self.matcher):
             return None
-        ctx = RequestContext(texts, exempt=exempt)
+        ctx = RequestContext(texts, exempt=exempt, layers=self.layers)
         start = time.perf_counter()
         ctx.matches = ctx.relevant(await asyncio.to_thread(self.matcher.match, texts))
         metrics.MATCH_SECONDS.observe(time.perf_counter() - start)
@@ -96,19 +92,16 @@ class SuppressionStack:
                 break
         return ctx
 
-    def watch(self, ctx: RequestContext) -> OutputWatcher:
-        return OutputWatcher(self.layers, ctx)
-
 
 class OutputWatcher:
-    """Holds back one output until every layer has checked it; one watcher per choice."""
+    """Holds back one output until every layer of its stack has checked it; one per choice."""
 
-    def __init__(self, layers: list[Layer], ctx: RequestContext):
-        self.layers = layers
+    def __init__(self, ctx: RequestContext):
+        self.layers = ctx.layers
         self.ctx = ctx
         self.text = ""
         self.released = 0
-        self.states: dict[str, dict] = {layer.name: {} for layer in layers}
+        self.states: dict[str, dict] = {layer.name: {} for layer in self.layers}
 
     async def feed(self, delta: str, final: bool = False) -> str | None:
         """Add generated text; return the text that may now be released, or None if blocked."""

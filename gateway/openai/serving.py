@@ -76,9 +76,13 @@ def _sse(payload: dict[str, Any]) -> bytes:
 class OpenAIServing:
     """Forwards generation requests through the suppression stack and relays the answers."""
 
-    def __init__(self, upstream: Upstream, stack: SuppressionStack, reply: SuppressionReply):
+    def __init__(
+        self, upstream: Upstream, stacks: dict[str, SuppressionStack], reply: SuppressionReply
+    ):
         self.upstream = upstream
-        self.stack = stack
+        self.stacks = stacks
+        """The stack of each arm that has one (suppression, hybrid); they share one matcher."""
+        self.matcher = next(iter(stacks.values())).matcher
         self.reply = reply
 
     async def forward(
@@ -86,9 +90,9 @@ class OpenAIServing:
     ) -> Response:
         """Serve ``request`` on the arm ``plan`` (its weights, and the stack if it has one)."""
         metrics.ARM_REQUESTS.labels(plan.arm).inc()
-        ctx = (
-            await self.stack.before(await self._texts(request), plan.exempt) if plan.stack else None
-        )
+        ctx = None
+        if plan.stack:
+            ctx = await self.stacks[plan.arm].before(await self._texts(request), plan.exempt)
         arm = {ARM_HEADER: plan.arm, VERSION_HEADER: plan.version.id if plan.version else ""}
         if ctx is not None and ctx.blocked_by:
             return self._suppressed(request, ctx, timer, arm)
@@ -120,7 +124,7 @@ class OpenAIServing:
     async def _texts(self, request: GenerationRequest) -> list[str]:
         """The conversation's texts; token-id prompts are detokenized by vLLM when it matters."""
         texts = request.texts()
-        if isinstance(request, CompletionRequest) and len(self.stack.matcher):
+        if isinstance(request, CompletionRequest) and len(self.matcher):
             for tokens in request.token_prompts():
                 body = {"model": request.model, "tokens": tokens}
                 response = await self.upstream.send("POST", "/detokenize", body)
@@ -176,7 +180,7 @@ class OpenAIServing:
         blocked = False
         for choice in answer.get("choices", []):
             text = request.choice_text(choice, streaming=False)
-            if await self.stack.watch(ctx).feed(text, final=True) is None:
+            if await OutputWatcher(ctx).feed(text, final=True) is None:
                 blocked = True
                 request.set_choice_text(choice, self.reply.message, streaming=False)
                 choice.update(finish_reason="stop", logprobs=None)
@@ -233,7 +237,7 @@ class OpenAIServing:
             usage = chunk.pop("usage", None) or usage
             skeleton = {k: v for k, v in chunk.items() if k != "choices"}
             for choice in chunk["choices"]:
-                watcher = watchers.setdefault(choice["index"], self.stack.watch(ctx))
+                watcher = watchers.setdefault(choice["index"], OutputWatcher(ctx))
                 final = choice.get("finish_reason") is not None
                 released = await watcher.feed(request.choice_text(choice, streaming=True), final)
                 if released is None:

@@ -41,3 +41,31 @@ def test_unknown_key_and_missing_file_are_refused(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "missing.toml")
+
+
+def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from evals.live_gateway import REPO
+    from gateway.app import build_app
+    from gateway.engine.embedded_model import ensure_embedded_model
+    from suppressors.stack import UnknownLayer
+
+    config = tmp_path / "obliviate.toml"
+    config.write_text(
+        'suppression_layers = ["retrieval", {name = "embedding_corruption", scale = 2.0}]\n'
+        'hybrid_layers = ["retrieval"]\n'
+    )
+    weights = str(ensure_embedded_model(REPO / ".obliviate"))
+    flags = {"upstream": "http://127.0.0.1:9", "model": weights, "data_dir": tmp_path / "data"}
+    with TestClient(build_app(load_settings(config, **flags))) as client:
+        stacks = client.app.state.openai_serving.stacks
+        suppression = stacks["suppression"].layers
+        assert [layer.name for layer in suppression] == ["retrieval", "embedding_corruption"]
+        assert suppression[1].config.scale == 2.0
+        assert [layer.name for layer in stacks["hybrid"].layers] == ["retrieval"]
+        assert client.get("/health").status_code == 503  # no engine there
+
+    config.write_text('suppression_layers = [{name = "steering", scael = 2.0}]\n')
+    with pytest.raises(UnknownLayer, match="scael"):
+        build_app(load_settings(config, **flags))
