@@ -113,7 +113,10 @@ def build_app(settings: Settings) -> FastAPI:
         index = await asyncio.to_thread(open_forget_index, settings)
         app.state.forget_index = index
         deps = await asyncio.to_thread(layer_deps, settings, index, specs)
-        stacks = {arm: SuppressionStack.build(deps, layers) for arm, layers in arm_layers.items()}
+        stacks = {
+            arm: SuppressionStack.build(deps, layers, arm in settings.fail_open_arms)
+            for arm, layers in arm_layers.items()
+        }
         reply = SuppressionReply(settings.response_style, settings.abstain_message)
         in_model = any(stack.in_model for stack in stacks.values())
         hooks_dir = str(deps.artifacts.folder.resolve()) if in_model else None

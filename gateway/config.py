@@ -121,6 +121,11 @@ class Settings(BaseSettings):
         description="Suppression layers, in the order they run: a name, or a table with the "
         'name and the layer\'s parameters ({name = "steering", layer = 6, scale = 4.0}).',
     )
+    fail_open_arms: list[Literal["suppression", "hybrid"]] = Field(
+        default_factory=list,
+        description="Arms that serve a request unsuppressed (logged as an error) when the "
+        "matcher or a layer fails; every other arm refuses it with 503.",
+    )
     hybrid_layers: list[str | dict[str, Any]] | None = Field(
         None,
         description="The hybrid arm's layers (for the requests its weights have not removed "

@@ -120,6 +120,13 @@ class EngineUnavailable(APIError):
     code = "engine_unavailable"
 
 
+class SuppressionUnavailable(APIError):
+    """The suppression stack cannot check the request (fail closed)."""
+
+    status = 503
+    code = "suppression_unavailable"
+
+
 class UpstreamError(APIError):
     """vLLM failed in a way that is not the client's fault."""
 

@@ -36,6 +36,8 @@ class RequestContext:
     """Forget requests this request's weights have removed already (hybrid arm): not enforced."""
     layers: list[Layer] = field(default_factory=list)
     """The stack's layers (its output watch runs them too)."""
+    fail_open: bool = False
+    """A failing check lets the request through (the arm is configured fail-open)."""
 
     def relevant(self, matches: list[Match]) -> list[Match]:
         """``matches`` without the exempt forget requests."""

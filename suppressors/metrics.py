@@ -18,3 +18,8 @@ BLOCKS = Counter(
     "Requests blocked, by layer and stage (input/output).",
     ["layer", "stage"],
 )
+FAILURES = Counter(
+    "obliviate_suppression_failures_total",
+    "Checks that raised (matcher, embedder, index or a layer), by stage (input/output).",
+    ["stage"],
+)

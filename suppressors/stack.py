@@ -8,12 +8,18 @@
 
 Layers are registered by name in ``LAYERS``; the configured order is the order they run in. A
 layer is named alone or with its parameters: ``{"name": "steering", "layer": 6, "scale": 4.0}``.
+
+The stack fails closed: if the matcher (embedder, index) or a layer raises, ``before`` raises
+``StackFailed`` and an output watch blocks, so nothing is answered unsuppressed by accident. A
+stack built with ``fail_open=True`` (an operator's explicit choice per arm) serves such requests
+unsuppressed instead, logging an error each time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import time
 from typing import Any
 
@@ -32,10 +38,15 @@ LAYERS: dict[str, type[Layer]] = {
 }
 
 LayerSpec = str | dict[str, Any]
+log = logging.getLogger(__name__)
 
 
 class UnknownLayer(ValueError):
     pass
+
+
+class StackFailed(RuntimeError):
+    """The matcher or a layer failed: the request cannot be checked."""
 
 
 def parse_specs(specs: list[LayerSpec]) -> list[tuple[type[Layer], LayerConfig]]:
@@ -58,13 +69,17 @@ def parse_specs(specs: list[LayerSpec]) -> list[tuple[type[Layer], LayerConfig]]
 
 
 class SuppressionStack:
-    def __init__(self, matcher: Matcher, layers: list[Layer]):
+    def __init__(self, matcher: Matcher, layers: list[Layer], fail_open: bool = False):
         self.matcher = matcher
         self.layers = layers
+        self.fail_open = fail_open
 
     @classmethod
-    def build(cls, deps: LayerDeps, specs: list[LayerSpec]) -> SuppressionStack:
-        return cls(deps.matcher, [layer(deps, config) for layer, config in parse_specs(specs)])
+    def build(
+        cls, deps: LayerDeps, specs: list[LayerSpec], fail_open: bool = False
+    ) -> SuppressionStack:
+        layers = [layer(deps, config) for layer, config in parse_specs(specs)]
+        return cls(deps.matcher, layers, fail_open)
 
     @property
     def in_model(self) -> bool:
@@ -79,17 +94,25 @@ class SuppressionStack:
         ``exempt`` forget requests are not enforced (the weights serving it removed them)."""
         if not self.layers or not len(self.matcher):
             return None
-        ctx = RequestContext(texts, exempt=exempt, layers=self.layers)
-        start = time.perf_counter()
-        ctx.matches = ctx.relevant(await asyncio.to_thread(self.matcher.match, texts))
-        metrics.MATCH_SECONDS.observe(time.perf_counter() - start)
-        for layer in self.layers:
+        ctx = RequestContext(texts, exempt=exempt, layers=self.layers, fail_open=self.fail_open)
+        try:
             start = time.perf_counter()
-            await layer.before(ctx)
-            metrics.LAYER_SECONDS.labels(layer.name).observe(time.perf_counter() - start)
-            if ctx.blocked_by:
-                metrics.BLOCKS.labels(layer.name, "input").inc()
-                break
+            ctx.matches = ctx.relevant(await asyncio.to_thread(self.matcher.match, texts))
+            metrics.MATCH_SECONDS.observe(time.perf_counter() - start)
+            for layer in self.layers:
+                start = time.perf_counter()
+                await layer.before(ctx)
+                metrics.LAYER_SECONDS.labels(layer.name).observe(time.perf_counter() - start)
+                if ctx.blocked_by:
+                    metrics.BLOCKS.labels(layer.name, "input").inc()
+                    break
+        except Exception as exc:
+            metrics.FAILURES.labels("input").inc()
+            if not self.fail_open:
+                log.exception("suppression failed: the request is refused (fail closed)")
+                raise StackFailed(str(exc)) from exc
+            log.exception("suppression failed: FAIL-OPEN arm serves the request unsuppressed")
+            return None
         return ctx
 
 
@@ -108,7 +131,17 @@ class OutputWatcher:
         self.text += delta
         safe = len(self.text)
         for layer in self.layers:
-            allowed = await layer.check_output(self.ctx, self.states[layer.name], self.text, final)
+            try:
+                state = self.states[layer.name]
+                allowed = await layer.check_output(self.ctx, state, self.text, final)
+            except Exception:
+                metrics.FAILURES.labels("output").inc()
+                if not self.ctx.fail_open:
+                    log.exception("output check failed: the output is blocked (fail closed)")
+                    allowed = None
+                else:
+                    log.exception("output check failed: FAIL-OPEN arm releases it unchecked")
+                    allowed = len(self.text)
             if allowed is None:
                 self.ctx.blocked_by = layer.name
                 self.ctx.act(layer.name)

@@ -25,13 +25,19 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 
 from gateway.engine.upstream import Upstream
-from gateway.errors import APIError, ContentSuppressed, UpstreamError, from_upstream
+from gateway.errors import (
+    APIError,
+    ContentSuppressed,
+    SuppressionUnavailable,
+    UpstreamError,
+    from_upstream,
+)
 from gateway.openai.protocol import CompletionRequest, GenerationRequest
 from gateway.ops import metrics
 from gateway.routing.protocol import ARM_HEADER, VERSION_HEADER
 from gateway.routing.serving import ArmPlan
 from suppressors.base import RequestContext
-from suppressors.stack import OutputWatcher, SuppressionStack
+from suppressors.stack import OutputWatcher, StackFailed, SuppressionStack
 from suppressors.vllm_plugin.controls import encode
 
 OVERHEAD_HEADER = "x-obliviate-overhead-ms"
@@ -92,7 +98,12 @@ class OpenAIServing:
         metrics.ARM_REQUESTS.labels(plan.arm).inc()
         ctx = None
         if plan.stack:
-            ctx = await self.stacks[plan.arm].before(await self._texts(request), plan.exempt)
+            try:
+                ctx = await self.stacks[plan.arm].before(await self._texts(request), plan.exempt)
+            except StackFailed as exc:
+                raise SuppressionUnavailable(
+                    "Forgotten content cannot be checked right now; retry shortly."
+                ) from exc
         arm = {ARM_HEADER: plan.arm, VERSION_HEADER: plan.version.id if plan.version else ""}
         if ctx is not None and ctx.blocked_by:
             return self._suppressed(request, ctx, timer, arm)
