@@ -3,6 +3,8 @@
     >>> Settings(port=9000).port
     9000
 
+Secrets never come from flags: from the environment, or from files in ``OBLIVIATE_SECRETS_DIR``
+named like the variable (``OBLIVIATE_ADMIN_TOKEN``), as Docker and Kubernetes mount them.
 A config file is named with ``--config`` or ``OBLIVIATE_CONFIG``; keys are the field names below::
 
     port = 8000
@@ -20,6 +22,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
+    SecretsSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
@@ -29,6 +32,7 @@ from index.embedder import EMBEDDED_EMBEDDER
 from index.matcher import MatcherConfig
 
 CONFIG_ENV = "OBLIVIATE_CONFIG"
+SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
 
 
 class Settings(BaseSettings):
@@ -171,7 +175,10 @@ class Settings(BaseSettings):
         toml = (
             TomlConfigSettingsSource(settings_cls, toml_file=config_file) if config_file else None
         )
-        return tuple(s for s in (init_settings, env_settings, toml) if s is not None)
+        # Secret files (Docker/Kubernetes secrets): one file per setting, named like its variable.
+        folder = os.environ.get(SECRETS_DIR_ENV)
+        secrets = SecretsSettingsSource(settings_cls, secrets_dir=folder) if folder else None
+        return tuple(s for s in (init_settings, env_settings, secrets, toml) if s is not None)
 
     @property
     def model_name(self) -> str:

@@ -69,3 +69,12 @@ def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
     config.write_text('suppression_layers = [{name = "steering", scael = 2.0}]\n')
     with pytest.raises(UnknownLayer, match="scael"):
         build_app(load_settings(config, **flags))
+
+
+def test_secrets_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "OBLIVIATE_ADMIN_TOKEN").write_text("from-a-secret-file\n")
+    monkeypatch.delenv("OBLIVIATE_ADMIN_TOKEN", raising=False)
+    monkeypatch.setenv("OBLIVIATE_SECRETS_DIR", str(tmp_path))
+    token = load_settings().admin_token
+    assert token is not None and token.get_secret_value() == "from-a-secret-file"
+    assert "from-a-secret-file" not in repr(load_settings())  # a SecretStr never prints
