@@ -40,8 +40,8 @@ LAYERS = ["steering", "embedding_corruption", "logit_difference"]
 def settings(request_ids: list[str], names: list[list[int]]) -> dict[str, dict[str, Any]]:
     """Setting name -> vllm_xargs."""
     grid: dict[str, dict[str, Any]] = {"none": {}}
-    for layer in (3, 6, 10, 15, 20):
-        for scale in (0.0, 2.0, 4.0, 8.0):
+    for layer in (4, 8, 14, 20):
+        for scale in (0.0, 0.5, 1.0, 2.0):
             control = {"requests": request_ids, "layer": layer, "scale": scale, "ablate": True}
             grid[f"steer L={layer} c={scale:g}"] = {STEER: control}
     for scale in (1.0, 2.0, 4.0, 8.0):

@@ -138,7 +138,9 @@ def unlearn(
     body = {"method": method, "params": params, "parent": parent,
             "forget_requests": forget_request or "pending"}  # fmt: skip
     headers = {"Authorization": f"Bearer {admin_token}"}
-    with httpx.Client(base_url=f"{url.rstrip('/')}/admin/v1", headers=headers) as admin:
+    base_url = f"{url.rstrip('/')}/admin/v1"
+    # A busy CPU can answer slowly: wait rather than abandon the job.
+    with httpx.Client(base_url=base_url, headers=headers, timeout=120) as admin:
         created = admin.post("/removal-jobs", json=body)
         if created.status_code != 202:
             raise typer.BadParameter(created.json()["error"]["message"])

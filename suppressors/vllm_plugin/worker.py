@@ -44,6 +44,9 @@ class _RowPlan:
     row: int
     start: int
     end: int
+    first: bool
+    """The range begins at the request's first token, the attention sink, which is not steered
+    (its state has ~100× the others' norm: moving it upsets every later token)."""
     steer: dict[str, Any] | None
     corrupt: dict[str, Any] | None
     logit_diff: dict[str, Any] | None
@@ -102,7 +105,9 @@ class ObliviateWorkerExtension:
             extra = (params.extra_args if params is not None else None) or {}
             controls = [decoded(extra, key) for key in (STEER, CORRUPT, LOGIT_DIFF)]
             if any(controls):
-                state.plan.append(_RowPlan(row, int(starts[row]), int(starts[row + 1]), *controls))
+                first = int(batch.num_computed_tokens_cpu[row]) == 0
+                span = (int(starts[row]), int(starts[row + 1]), first)
+                state.plan.append(_RowPlan(row, *span, *controls))
 
     def _obliviate_embed_hook(
         self, _module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor
@@ -133,7 +138,7 @@ class ObliviateWorkerExtension:
                 return None
             hidden = hidden.clone()
             for row in rows:
-                at = slice(row.start, row.end)
+                at = slice(row.start + row.first, row.end)
                 hidden[at] = self._obliviate_steered(index, row.steer, hidden[at], residual[at])
             return hidden, residual
 
