@@ -28,6 +28,7 @@ from gateway.errors import APIError, error_body, invalid_request
 from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
+from gateway.ops import metrics
 from gateway.removal import api_router as removal_router
 from gateway.removal.serving import RemovalService
 from gateway.routing import api_router as routing_router
@@ -112,6 +113,7 @@ def build_app(settings: Settings) -> FastAPI:
         # Loaded before serving: no request is answered without the forget requests enforced.
         index = await asyncio.to_thread(open_forget_index, settings)
         app.state.forget_index = index
+        metrics.FORGET_INDEX_REQUESTS.set_function(lambda: len(index.matcher.terms))
         deps = await asyncio.to_thread(layer_deps, settings, index, specs)
         stacks = {
             arm: SuppressionStack.build(deps, layers, arm in settings.fail_open_arms)

@@ -37,3 +37,6 @@ UPSTREAM_ERRORS = Counter(
 )
 ENGINE_READY = Gauge("obliviate_engine_ready", "1 while the vLLM engine answers, else 0.")
 ENGINE_RESTARTS = Counter("obliviate_engine_restarts_total", "Restarts of the embedded vLLM.")
+FORGET_INDEX_REQUESTS = Gauge(
+    "obliviate_forget_index_requests", "Forget requests the matcher enforces (its index)."
+)
