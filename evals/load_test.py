@@ -63,10 +63,11 @@ async def admin_writes(url: str, duration_s: float) -> int:
         while time.monotonic() < deadline:
             body = {"subject": f"Load Subject {time.monotonic_ns()}"}
             created = await admin.post("/forget-requests", json=body)
-            if created.status_code != 201:
-                failed += 1
-            elif (await admin.delete(f"/forget-requests/{created.json()['id']}")).is_error:
-                failed += 1
+            ok = created.status_code == 201
+            if ok:
+                revoked = await admin.delete(f"/forget-requests/{created.json()['id']}")
+                ok = revoked.status_code == 200
+            failed += not ok
             await asyncio.sleep(1)
     return failed
 
