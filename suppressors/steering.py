@@ -19,9 +19,11 @@ MAX_REQUESTS = 8
 @dataclass
 class SteeringConfig(LayerConfig):
     layer: int = 6
-    """Decoder layer whose output is steered (0-based)."""
-    scale: float = 4.0
-    """Norm of the added random vector, in median residual-stream norms (0: ablation only)."""
+    """Decoder layer whose output is steered (0-based). On the TOFU target (SmolLM2, 30 layers),
+    scale 1 at layers 4-8 took forget-set ROUGE-L from 0.95 to ≤ 0.02 (``evals.in_model_sweep``)."""
+    scale: float = 1.0
+    """Norm of the added random vector, in median residual-stream norms (0: ablation only, which
+    only lowered ROUGE-L to 0.67 at layer 4)."""
     ablate: bool = True
     """Also project the forget directions out of the stream."""
 
