@@ -80,12 +80,13 @@ async def memory(pid: int, duration_s: float, out: list[float]) -> None:
 
 
 def fill(url: str, count: int) -> None:
-    """File ``count`` synthetic forget requests (names no prompt of the load mentions)."""
+    """File ``count`` synthetic forget requests, unrelated to the load's prompt (a related one
+    would put every stream on the sentence-by-sentence release of related conversations)."""
     headers = {"Authorization": f"Bearer {ADMIN}"}
     with httpx.Client(base_url=f"{url}/admin/v1", headers=headers, timeout=120) as admin:
         for i in range(count):
-            body = {"subject": f"Velmora Quist {i}", "documents": [f"Velmora Quist {i} wrote "
-                    f"{i % 97} novels about the harbour town of Ostrevel {i % 13}."]}  # fmt: skip
+            body = {"subject": f"Velmora Quist {i}", "documents": [f"Velmora Quist {i} measured "
+                    f"the lattice constant of alloy {i % 97} at {i % 13} kelvin."]}  # fmt: skip
             admin.post("/forget-requests", json=body).raise_for_status()
 
 
