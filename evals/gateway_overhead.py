@@ -12,6 +12,7 @@ the gateway's own time from its `x-obliviate-overhead-ms` header.
 from __future__ import annotations
 
 import asyncio
+import json
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -71,11 +72,19 @@ async def stream_request(
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
-            if first is None and '"content":"' in line and '"content":""' not in line:
+            if first is None and _has_content(line):
                 first = time.perf_counter() - start
     samples.latency_s.append(time.perf_counter() - start)
     samples.ttft_s.append(first if first is not None else samples.latency_s[-1])
     samples.tokens += max_tokens
+
+
+def _has_content(line: str) -> bool:
+    """An SSE line whose delta carries text (vLLM and the gateway space their JSON differently)."""
+    if not line.startswith("data: {"):
+        return False
+    choices = json.loads(line[len("data: ") :]).get("choices") or [{}]
+    return bool(choices[0].get("delta", {}).get("content"))
 
 
 async def run_round(

@@ -43,8 +43,9 @@ async def clients(url: str, count: int, duration_s: float, max_tokens: int) -> t
         while time.monotonic() < deadline:
             try:
                 await stream_request(client, samples, max_tokens)
-            except httpx.HTTPError:
+            except httpx.HTTPError as exc:
                 errors += 1
+                print(f"  error from {url}: {exc!r}", flush=True)
 
     limits = httpx.Limits(max_connections=count)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
