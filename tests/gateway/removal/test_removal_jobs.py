@@ -192,5 +192,30 @@ def test_cli_follows_a_job(gateway: LiveGateway, removed: dict) -> None:
     assert "2/2" in result.stderr  # the progress bar reached the last step
     with gateway.admin() as admin:
         assert admin.get("/model-versions/removal-2").json()["parent"] is None
+        swap_mid_stream(gateway, admin)
         assert admin.delete("/model-versions/removal-2").status_code == 200
         assert admin.get("/model-versions/removal-2").status_code == 404
+
+
+def swap_mid_stream(gateway: LiveGateway, admin: httpx.Client) -> None:
+    """Routing the removal arm to another version while a stream runs: the stream finishes on
+    the version it started with, token for token, and the next request gets the new one."""
+    client = OpenAI(base_url=f"{gateway.url}/v1", api_key=ADMIN_TOKEN, max_retries=0)
+    request = {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": "Tell me a story."}],
+        "max_tokens": 48,
+        "temperature": 0,
+        "extra_headers": {"x-obliviate-arm": "removal"},
+    }
+    reference = client.chat.completions.create(**request).choices[0].message.content
+    routing = admin.get("/routing").json()
+    with client.chat.completions.with_streaming_response.create(**request, stream=True) as stream:
+        assert stream.headers["x-obliviate-model-version"] == "removal-2"  # the latest
+        chunks = stream.parse()
+        text = next(iter(chunks)).choices[0].delta.content or ""
+        assert admin.put("/routing", json={**routing, "version": "removal-1"}).status_code == 200
+        assert ask(client, "removal")[1]["x-obliviate-model-version"] == "removal-1"
+        text += "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == reference
+    assert admin.put("/routing", json=routing).status_code == 200
