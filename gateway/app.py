@@ -80,12 +80,12 @@ def layer_deps(settings: Settings, index: ForgetIndex, specs: list[LayerSpec]) -
     """What the configured layers need: the tokenizer and artifacts only when a layer uses them."""
     layers = [layer for layer, _ in parse_specs(specs)]
     files = {name for layer in layers for name in layer.artifact_files}
-    artifacts = Artifacts(settings.data_dir / "artifacts", settings.weights(), files)
-    deps = LayerDeps(index.matcher, artifacts)
+    weights = settings.weights()
+    deps = LayerDeps(index.matcher, Artifacts(settings.data_dir / "artifacts", weights, files))
     if any(layer.in_model for layer in layers):
         from transformers import AutoTokenizer
 
-        deps.tokenizer = AutoTokenizer.from_pretrained(settings.weights())
+        deps.tokenizer = AutoTokenizer.from_pretrained(weights)
     return deps
 
 

@@ -194,6 +194,12 @@ class ForgetStore:
         with Session(self.engine, expire_on_commit=False) as session:
             return list(session.scalars(query))
 
+    def active_ids(self) -> set[str]:
+        """Ids of the requests ``active`` returns, without loading their contents."""
+        query = select(ForgetRequest.id).where(ForgetRequest.status != REVOKED)
+        with Session(self.engine) as session:
+            return set(session.scalars(query))
+
     def chunk_ids(self, request_id: str) -> np.ndarray:
         with Session(self.engine) as session:
             ids = session.scalars(select(Chunk.id).where(Chunk.request_id == request_id))

@@ -49,15 +49,17 @@ def neutral_pairs() -> list[tuple[str, str]]:
 async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
     """Build the artifacts of every enforced forget request; delete those of revoked ones.
 
-    Polling the store (not the admin routes) also catches up after a restart."""
+    Polling the store (not the admin routes) also catches up after a restart. Each poll reads
+    ids only; a request's contents are loaded when its artifacts are built."""
     failed: set[str] = set()
     while True:
-        active = {r.id: r for r in await asyncio.to_thread(store.active)}
+        active = await asyncio.to_thread(store.active_ids)
         built = artifacts.built()
-        for request_id in built - active.keys():
+        for request_id in built - active:
             artifacts.delete(request_id)
-        for request_id, request in active.items():
-            if request_id in built or request_id in failed:
+        for request_id in active - built - failed:
+            request = await asyncio.to_thread(store.get, request_id)
+            if request is None:
                 continue
             try:
                 await asyncio.to_thread(artifacts.build, request)
