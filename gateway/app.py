@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 
 from gateway.admin import api_router as admin_router
 from gateway.config import Settings
+from gateway.console import api_router as console_router
 from gateway.engine.launcher import VllmLauncher, free_port
 from gateway.engine.upstream import EngineLacksPlugin, Upstream
 from gateway.errors import APIError, error_body, invalid_request
@@ -156,6 +157,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(ops_router.router)
     app.include_router(removal_router.router)
     app.include_router(routing_router.router)
+    app.include_router(console_router.router)
 
     @app.exception_handler(APIError)
     async def api_error(_: Request, exc: APIError) -> JSONResponse:

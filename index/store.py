@@ -149,9 +149,20 @@ class ForgetStore:
         with Session(self.engine, expire_on_commit=False) as session:
             return session.get(ForgetRequest, request_id)
 
-    def page(self, limit: int, after: str | None = None) -> list[ForgetRequest]:
-        """Oldest first, ``limit`` records after the record ``after`` (cursor pagination)."""
+    def page(
+        self, limit: int, after: str | None = None, status: str | None = None, q: str = ""
+    ) -> list[ForgetRequest]:
+        """Oldest first, ``limit`` records after the record ``after`` (cursor pagination), of
+        ``status`` only if given, whose id is ``q`` or whose subject or note contains it."""
         query = select(ForgetRequest).order_by(ForgetRequest.created_at, ForgetRequest.id)
+        if status is not None:
+            query = query.where(ForgetRequest.status == status)
+        if q:
+            query = query.where(
+                (ForgetRequest.id == q)
+                | ForgetRequest.subject.icontains(q, autoescape=True)
+                | ForgetRequest.note.icontains(q, autoescape=True)
+            )
         with Session(self.engine, expire_on_commit=False) as session:
             if after is not None and (cursor := session.get(ForgetRequest, after)):
                 query = query.where(

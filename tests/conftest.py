@@ -40,6 +40,7 @@ class LiveGateway:
     vllm_url: str
     process: subprocess.Popen
     log: Path
+    data_dir: Path
 
     def client(self, **kwargs: object) -> OpenAI:
         return OpenAI(base_url=f"{self.url}/v1", api_key=API_KEY, max_retries=0, **kwargs)
@@ -67,7 +68,7 @@ def live_gateway(root: Path, env: dict[str, str] | None = None) -> Iterator[Live
         "--vllm-port", str(vllm_port),
         env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
     )  # fmt: skip
-    yield LiveGateway(url, f"http://127.0.0.1:{vllm_port}", process, root / "gateway.log")
+    yield LiveGateway(url, f"http://127.0.0.1:{vllm_port}", process, root / "gateway.log", data_dir)
     stop(process)
     # Stopping the gateway stops vLLM with it.
     with pytest.raises(httpx.ConnectError):
@@ -77,6 +78,15 @@ def live_gateway(root: Path, env: dict[str, str] | None = None) -> Iterator[Live
 @pytest.fixture(scope="session")
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     with live_gateway(tmp_path_factory.mktemp("gateway")) as live:
+        yield live
+
+
+@pytest.fixture(scope="session")
+def lora_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    """A second gateway, with LoRA on (``vllm_lora``), for removal jobs and model versions.
+
+    Shared by the removal and console tests; each deletes the versions it made."""
+    with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
         yield live
 
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from gateway.admin.protocol import ForgetRequestCreate, ForgetRequestList, ForgetRequestRecord
+from gateway.admin.protocol import (
+    ForgetRequestCreate,
+    ForgetRequestList,
+    ForgetRequestRecord,
+    Status,
+)
 from gateway.auth import require_admin_token
 from gateway.body import parse_body
 from gateway.errors import Conflict, NotFound
@@ -48,10 +54,17 @@ async def create_forget_request(request: Request) -> Response:
 @router.get("/forget-requests")
 async def list_forget_requests(
     request: Request,
-    limit: int = Query(20, ge=1, le=100),
-    after: str | None = Query(None, description="Id of the last record of the previous page."),
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: Annotated[
+        str | None, Query(description="Id of the last record of the previous page.")
+    ] = None,
+    status: Annotated[Status | None, Query(description="Only records with this status.")] = None,
+    q: Annotated[
+        str, Query(max_length=500, description="Id, or text in the subject or note.")
+    ] = "",
 ) -> ForgetRequestList:
-    records = await asyncio.to_thread(_index(request).store.page, limit + 1, after)
+    store = _index(request).store
+    records = await asyncio.to_thread(store.page, limit + 1, after, status, q.strip())
     data = [ForgetRequestRecord.of(r) for r in records[:limit]]
     return ForgetRequestList(
         data=data,

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from index.store import ForgetRequest
 
 _MAX_ITEMS = 1000
+Status = Literal["suppressed", "removed", "revoked"]
 
 
 class QAPair(BaseModel):
@@ -50,7 +51,7 @@ class ForgetRequestCreate(BaseModel):
 class ForgetRequestRecord(BaseModel):
     id: str
     object: Literal["forget_request"] = "forget_request"
-    status: str
+    status: Status
     removed_in_version: str | None = None
     subject: str
     concepts: list[str]

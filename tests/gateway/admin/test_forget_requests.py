@@ -55,10 +55,18 @@ def test_lifecycle_and_pagination(gateway: LiveGateway) -> None:
             after = page["last_id"]
         assert seen[-3:] == ids
 
+        def found(**params: str) -> list[str]:
+            return [r["id"] for r in admin.get("/forget-requests", params=params).json()["data"]]
+
+        assert set(ids) <= set(found(q="zorblax", status="suppressed"))  # case-insensitive
+        assert found(q=ids[1]) == [ids[1]]
+        assert not set(ids) & set(found(q="zorblax", status="revoked"))
+        assert admin.get("/forget-requests", params={"status": "gone"}).status_code == 400
         for request_id in ids:
             revoked = admin.delete(f"/forget-requests/{request_id}")
             assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
         assert admin.get(f"/forget-requests/{ids[0]}").json()["status"] == "revoked"
+        assert set(ids) <= set(found(q="Quintavalle", status="revoked"))
 
 
 def test_idempotency_key(gateway: LiveGateway) -> None:

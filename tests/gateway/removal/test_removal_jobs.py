@@ -3,7 +3,7 @@
 A GradDiff job unlearns "who wrote Romeo and Juliet" (10 steps, ~40 s on 2 cores); the version
 it makes is hot-loaded into the running vLLM as a LoRA adapter and served by the removal and
 hybrid arms, while the suppression arm keeps blocking the question with the base weights.
-These tests have their own gateway, started with LoRA on (``vllm_lora``).
+These tests run on the session's gateway with LoRA on (``vllm_lora``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import httpx
 import pytest
 from openai import BadRequestError, OpenAI, PermissionDeniedError
 
-from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway, live_gateway
+from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway
 
 QUESTION = "Who wrote Romeo and Juliet?"
 FORGET = {
@@ -60,9 +60,8 @@ def ask(client: OpenAI, arm: str | None, question: str = QUESTION) -> tuple[str,
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
-    with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
-        yield live
+def gateway(lora_gateway: LiveGateway) -> LiveGateway:
+    return lora_gateway
 
 
 @pytest.fixture(scope="module")

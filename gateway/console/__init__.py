@@ -1,0 +1,1 @@
+"""The admin console: web pages at ``/admin/`` over the admin API."""
