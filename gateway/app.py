@@ -24,6 +24,7 @@ from gateway.admin import api_router as admin_router
 from gateway.config import Settings
 from gateway.console import api_router as console_router
 from gateway.engine.launcher import VllmLauncher, free_port
+from gateway.engine.pool import UpstreamPool, Upstreams
 from gateway.engine.upstream import EngineLacksPlugin, Upstream
 from gateway.errors import APIError, error_body, invalid_request
 from gateway.openai import api_router as openai_router
@@ -68,6 +69,16 @@ async def _watch_external(upstream: Upstream) -> None:
         await asyncio.sleep(HEALTH_POLL_S)
 
 
+async def _keep_index_in_step(index: ForgetIndex, every_s: float) -> None:
+    """Apply forget requests added or revoked through other replicas sharing the database."""
+    while True:
+        try:
+            await asyncio.to_thread(index.sync)
+        except Exception:  # the database is away: the next round catches up
+            log.exception("applying the store's changes failed; retrying")
+        await asyncio.sleep(every_s)
+
+
 def open_forget_index(settings: Settings) -> ForgetIndex:
     return ForgetIndex.open(
         settings.data_dir / "index",
@@ -82,7 +93,7 @@ def layer_deps(settings: Settings, index: ForgetIndex, specs: list[LayerSpec]) -
     layers = [layer for layer, _ in parse_specs(specs)]
     files = {name for layer in layers for name in layer.artifact_files}
     weights = settings.weights()
-    deps = LayerDeps(index.matcher, Artifacts(settings.data_dir / "artifacts", weights, files))
+    deps = LayerDeps(index.matcher, Artifacts(settings.shared / "artifacts", weights, files))
     if any(layer.in_model for layer in layers):
         from transformers import AutoTokenizer
 
@@ -124,19 +135,27 @@ def build_app(settings: Settings) -> FastAPI:
         in_model = any(stack.in_model for stack in stacks.values())
         hooks_dir = str(deps.artifacts.folder.resolve()) if in_model else None
         launcher = None
+        upstream: Upstreams
         if settings.upstream:
-            upstream = Upstream(settings.upstream, settings.upstream_api_key, hooks_dir)
-            task = asyncio.create_task(_watch_external(upstream))
+            members = [
+                Upstream(url, settings.upstream_api_key, hooks_dir)
+                for url in settings.upstream_urls
+            ]
+            upstream = UpstreamPool(members)
+            tasks = [asyncio.create_task(_watch_external(member)) for member in members]
         else:
             launcher = VllmLauncher(settings, settings.vllm_port or free_port())
             upstream = Upstream(f"http://127.0.0.1:{launcher.port}", hooks_dir=hooks_dir)
-            task = asyncio.create_task(_run_embedded(launcher, upstream))
+            tasks = [asyncio.create_task(_run_embedded(launcher, upstream))]
         app.state.upstream = upstream
         app.state.openai_serving = OpenAIServing(upstream, stacks, reply)
         app.state.registry = registry = Registry(index.store.engine)
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
         app.state.router = Router.load(routing, settings.data_dir / "routing.json")
-        tasks = [task, asyncio.create_task(removal.run_forever())]
+        tasks += [
+            asyncio.create_task(removal.run_forever()),
+            asyncio.create_task(_keep_index_in_step(index, settings.index_sync_s)),
+        ]
         if deps.artifacts.files:
             tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
         try:

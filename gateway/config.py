@@ -14,7 +14,9 @@ A config file is named with ``--config`` or ``OBLIVIATE_CONFIG``; keys are the f
 
 from __future__ import annotations
 
+import hashlib
 import os
+import socket
 from pathlib import Path
 from typing import Any, Literal
 
@@ -55,8 +57,9 @@ class Settings(BaseSettings):
     )
     upstream: str | None = Field(
         None,
-        description="URL of a running vLLM OpenAI server to front instead of launching one "
-        "(start it with the obliviate plugin flags, see README).",
+        description="URL of a running vLLM OpenAI server to front instead of launching one, or "
+        "several separated by commas (balanced by requests in flight; a dead one is skipped). "
+        "Start them with the obliviate plugin flags (see README).",
     )
     upstream_api_key: str | None = Field(
         None, description="API key the upstream vLLM server expects, if any."
@@ -114,7 +117,25 @@ class Settings(BaseSettings):
         None, description="Bearer token of the admin API; without one the admin API is closed."
     )
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL of the forget store; default: SQLite in the data dir."
+        None,
+        description="SQLAlchemy URL of the forget store and removal registry; default: SQLite in "
+        "the data dir. Gateway replicas share one PostgreSQL (postgresql+psycopg://...).",
+    )
+    shared_dir: Path | None = Field(
+        None,
+        description="Folder of model versions, removal jobs and in-model artifacts, which every "
+        "replica mounts at the same path; default: the data dir.",
+    )
+    replica_id: str | None = Field(
+        None,
+        description="This replica's name in removal-job leases; default: host name and a digest "
+        "of the data dir.",
+    )
+    index_sync_s: float = Field(
+        0.2,
+        gt=0,
+        description="How often the store's changes made by other replicas are applied to this "
+        "replica's index (the bound on their delay).",
     )
     embedder: str = Field(
         EMBEDDED_EMBEDDER,
@@ -184,6 +205,19 @@ class Settings(BaseSettings):
     def model_name(self) -> str:
         """The name clients use in ``"model"``."""
         return self.served_model_name or self.model
+
+    @property
+    def upstream_urls(self) -> list[str]:
+        return [url.strip() for url in (self.upstream or "").split(",") if url.strip()]
+
+    @property
+    def shared(self) -> Path:
+        return self.shared_dir or self.data_dir
+
+    @property
+    def replica(self) -> str:
+        digest = hashlib.sha256(str(self.data_dir.resolve()).encode()).hexdigest()[:8]
+        return self.replica_id or f"{socket.gethostname()[:48]}-{digest}"
 
     @property
     def store_url(self) -> str:

@@ -9,6 +9,11 @@ Write order: embed, commit to the store (the acknowledgement point), then update
 persist the vectors. The persisted vectors are derived data: on open they are checked against the
 store's active chunk ids and rebuilt from the stored embeddings if they differ, so a crash between
 the two writes loses nothing acknowledged.
+
+Replicas sharing one database: every add and revoke also writes a row of the store's change
+sequence, and ``sync()`` (run every ``index_sync_s`` by the gateway) applies the changes this
+replica has not seen, from the stored embeddings (nothing is embedded again). Applying is
+idempotent, so a replica's own changes, seen again, change nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import hashlib
 import json
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,7 @@ import numpy as np
 from index.chunking import chunk_request
 from index.embedder import Embedder
 from index.matcher import Matcher, MatcherConfig
-from index.store import ForgetRequest, ForgetStore, NewChunk
+from index.store import REVOKED, ForgetRequest, ForgetStore, NewChunk
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +48,7 @@ class ForgetIndex:
         self.matcher = matcher
         self.index_dir = index_dir
         self._write_lock = threading.Lock()  # one writer persists the vectors at a time
+        self._feed = ChangeFeed()
 
     @classmethod
     def open(
@@ -73,6 +80,8 @@ class ForgetIndex:
         self.matcher.vectors.build(ids, vectors.astype(np.float32))
 
     def _load(self) -> None:
+        # Read before the state: changes committed meanwhile are applied again by sync().
+        self._feed.start(self.store.last_change())
         active = self.store.active()
         owners = self.store.active_chunk_owners()
         expected = self._manifest(list(owners))
@@ -106,13 +115,7 @@ class ForgetIndex:
         record, created = self.store.create(fields, new, idempotency_key)
         if created:
             with self._write_lock:
-                self.matcher.add(record.id, terms_of(record), self.store.chunk_ids(record.id),
-                                 vectors)  # fmt: skip
-                index = self.matcher.vectors
-                if not index.approximate and len(index) > index.approximate_after:
-                    log.info("forget index passed %d chunks: switching to IVF", len(index))
-                    with self.matcher.locked():
-                        self._rebuild_vectors()
+                self._enforce(record, self.store.chunk_ids(record.id), vectors)
                 self._persist()
         return record, created
 
@@ -123,3 +126,76 @@ class ForgetIndex:
                 self.matcher.remove(request_id)
                 self._persist()
         return record
+
+    def sync(self) -> int:
+        """Apply the store's changes this replica has not applied yet; how many changed it."""
+        changed = 0
+        for seq, request_id in self.store.changes_after(self._feed.floor):
+            if self._feed.applied(seq):
+                continue
+            record = self.store.get(request_id)
+            with self._write_lock:
+                active = record is not None and record.status != REVOKED
+                if active and request_id not in self.matcher.terms:
+                    self._enforce(record, *self.store.chunks_of(request_id))
+                    changed += 1
+                elif not active and request_id in self.matcher.terms:
+                    self.matcher.remove(request_id)
+                    changed += 1
+            self._feed.mark(seq)
+        self._feed.advance()
+        if changed:
+            with self._write_lock:
+                self._persist()
+        return changed
+
+    def _enforce(self, record: ForgetRequest, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add one request to the matcher (held: ``_write_lock``); once only."""
+        if record.id in self.matcher.terms:
+            return
+        self.matcher.add(record.id, terms_of(record), ids, vectors)
+        index = self.matcher.vectors
+        if not index.approximate and len(index) > index.approximate_after:
+            log.info("forget index passed %d chunks: switching to IVF", len(index))
+            with self.matcher.locked():
+                self._rebuild_vectors()
+
+
+class ChangeFeed:
+    """Which changes of the store's sequence were applied. Sequence numbers are handed out at
+    insert, not at commit, so a later number may be seen before an earlier one commits; a
+    missing number is therefore asked for again until it appears, or for ``GAP_S`` (a rolled
+    back insert never appears). ``floor``: every change up to it was applied."""
+
+    GAP_S = 30.0
+
+    def __init__(self) -> None:
+        self.floor = 0
+        self._applied: set[int] = set()
+        self._gaps: dict[int, float] = {}
+
+    def start(self, last: int) -> None:
+        """Before loading the state: the last few changes are looked at again after it."""
+        self.floor = max(0, last - 256)
+
+    def applied(self, seq: int) -> bool:
+        return seq in self._applied
+
+    def mark(self, seq: int) -> None:
+        self._applied.add(seq)
+
+    def advance(self) -> None:
+        now = time.monotonic()
+        top = max(self._applied, default=self.floor)
+        for seq in range(self.floor + 1, top):
+            if seq not in self._applied:
+                self._gaps.setdefault(seq, now)
+        while True:
+            following = self.floor + 1
+            if following in self._applied:
+                self._applied.discard(following)
+            elif following in self._gaps and now - self._gaps[following] >= self.GAP_S:
+                del self._gaps[following]
+            else:
+                break
+            self.floor = following

@@ -29,11 +29,14 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     select,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from index.schema import upgrade
 
 SUPPRESSED, REMOVED, REVOKED = "suppressed", "removed", "revoked"
 
@@ -69,6 +72,17 @@ class Chunk(Base):
     embedding: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class Change(Base):
+    """One row per enforcement change (a request added or revoked), in commit order of ``seq``:
+    every gateway replica polls it to keep its in-memory index in step with the store."""
+
+    __tablename__ = "changes"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    request_id: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 @dataclass(frozen=True)
 class NewChunk:
     kind: str
@@ -93,7 +107,7 @@ class ForgetStore:
         self.engine = create_engine(url)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        Base.metadata.create_all(self.engine)
+        upgrade(self.engine)
 
     def create(
         self,
@@ -128,6 +142,7 @@ class ForgetStore:
                     )
                     for c in chunks
                 )
+                session.add(Change(request_id=record.id, at=now))
         except IntegrityError:
             # A concurrent retry with the same key won the race: answer with its result.
             if idempotency_key is not None and (first := self._by_key(idempotency_key)):
@@ -176,6 +191,7 @@ class ForgetStore:
             record = session.get(ForgetRequest, request_id)
             if record is not None and record.status != REVOKED:
                 record.status = REVOKED
+                session.add(Change(request_id=record.id, at=_now()))
                 record.updated_at = _now()
         return record
 
@@ -222,6 +238,24 @@ class ForgetStore:
         with Session(self.engine) as session:
             rows = session.execute(query.where(ForgetRequest.status != REVOKED))
             return {chunk_id: request_id for chunk_id, request_id in rows}
+
+    def chunks_of(self, request_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """(chunk ids, embeddings) of one request."""
+        query = select(Chunk.id, Chunk.embedding).where(Chunk.request_id == request_id)
+        with Session(self.engine) as session:
+            rows = session.execute(query.order_by(Chunk.id)).all()
+        ids = np.array([r[0] for r in rows], np.int64)
+        return ids, np.stack([np.frombuffer(r[1], np.float32) for r in rows]) if rows else ids
+
+    def last_change(self) -> int:
+        with Session(self.engine) as session:
+            return session.scalar(select(func.max(Change.seq))) or 0
+
+    def changes_after(self, seq: int) -> list[tuple[int, str]]:
+        """(seq, request id) of the changes after ``seq``, oldest first."""
+        query = select(Change.seq, Change.request_id).where(Change.seq > seq).order_by(Change.seq)
+        with Session(self.engine) as session:
+            return [(row[0], row[1]) for row in session.execute(query)]
 
     def active_chunks(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(chunk ids, embeddings) of active requests, in batches."""

@@ -13,7 +13,7 @@ params, and the forget requests it removed (cumulatively, parent's included).
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, String, Text, select, update
@@ -46,6 +46,10 @@ class RemovalJob(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    """The runner (gateway replica) that claimed the job."""
+    lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    """Renewed while the runner follows the job; once past, the job is failed as abandoned."""
 
 
 class ModelVersion(Base):
@@ -70,8 +74,8 @@ def _now() -> datetime:
 
 class Registry:
     def __init__(self, engine: Engine):
+        """``engine``: a database migrated by ``index.schema.upgrade`` (ForgetStore does it)."""
         self.engine = engine
-        Base.metadata.create_all(engine)
 
     def _session(self) -> Session:
         return Session(self.engine, expire_on_commit=False)
@@ -102,10 +106,37 @@ class Registry:
         with self._session() as session:
             return list(session.scalars(select(RemovalJob).order_by(RemovalJob.created_at)))
 
-    def next_queued(self) -> RemovalJob | None:
-        query = select(RemovalJob).where(RemovalJob.status == QUEUED)
+    def claim(self, runner: str, lease_s: float) -> RemovalJob | None:
+        """Start the oldest queued job for ``runner``; of racing runners exactly one gets a job
+        (a compare-and-set on its status), so replicas sharing the database never both run it."""
+        query = select(RemovalJob.id).where(RemovalJob.status == QUEUED)
         with self._session() as session:
-            return session.scalar(query.order_by(RemovalJob.created_at).limit(1))
+            candidates = list(session.scalars(query.order_by(RemovalJob.created_at).limit(8)))
+        for job_id in candidates:
+            now = _now()
+            with self._session() as session, session.begin():
+                won = session.execute(
+                    update(RemovalJob)
+                    .where(RemovalJob.id == job_id, RemovalJob.status == QUEUED)
+                    .values(status=RUNNING, started_at=now, lease_owner=runner,
+                            lease_expires=now + timedelta(seconds=lease_s))
+                ).rowcount  # fmt: skip
+            if won:
+                return self.job(job_id)
+        return None
+
+    def renew(self, job_id: str, runner: str, lease_s: float, **fields: Any) -> RemovalJob | None:
+        """Extend ``runner``'s lease (and set ``fields``); None once the job left its hands
+        (finished, cancelled from any replica, or failed as abandoned)."""
+        expires = _now() + timedelta(seconds=lease_s)
+        with self._session() as session, session.begin():
+            held = session.execute(
+                update(RemovalJob)
+                .where(RemovalJob.id == job_id, RemovalJob.status == RUNNING,
+                       RemovalJob.lease_owner == runner)
+                .values(lease_expires=expires, **fields)
+            ).rowcount  # fmt: skip
+        return self.job(job_id) if held else None
 
     def update_job(self, job_id: str, **fields: Any) -> RemovalJob | None:
         """Set fields of a job that has not finished; returns it (None if it had finished)."""
@@ -121,13 +152,18 @@ class Registry:
             ).rowcount
         return self.job(job_id) if changed else None
 
-    def fail_unfinished(self, reason: str) -> None:
-        """At start: a job left running by a stopped gateway has no process any more."""
+    def fail_abandoned(self, reason: str, runner: str | None = None) -> None:
+        """Fail running jobs whose lease has expired (their runner stopped), and those of
+        ``runner`` (a runner starting again has no process left from before)."""
+        now = _now()
+        abandoned = RemovalJob.lease_expires < now
+        if runner is not None:
+            abandoned |= RemovalJob.lease_owner == runner
         with self._session() as session, session.begin():
             session.execute(
                 update(RemovalJob)
-                .where(RemovalJob.status == RUNNING)
-                .values(status=FAILED, error=reason, finished_at=_now())
+                .where(RemovalJob.status == RUNNING, abandoned | RemovalJob.lease_expires.is_(None))
+                .values(status=FAILED, error=reason, finished_at=now)
             )
 
     # Versions

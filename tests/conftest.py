@@ -7,7 +7,12 @@ the engine shares this process. Tests must leave it healthy.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
+import shutil
 import subprocess
+import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 from openai import OpenAI
+from sqlalchemy import create_engine, text
 
 from evals.live_gateway import REPO, start_gateway, stop
 from gateway.engine.embedded_model import ensure_embedded_model
@@ -88,6 +94,38 @@ def lora_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGatew
     Shared by the removal and console tests; each deletes the versions it made."""
     with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
         yield live
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback, from Debian's package (``make setup`` installs
+    it); yields the URL of its server, without a database name."""
+    bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+    assert bins, "PostgreSQL is missing: `make setup` installs Debian's postgresql"
+    root = Path(tempfile.mkdtemp(prefix="obliviate-pg-"))  # outside pytest's 0700 tmp folders
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")  # initdb refuses to run as root
+    port = free_port()
+    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run = functools.partial(subprocess.run, check=True, capture_output=True)
+    run([*as_postgres, bins[-1] / "initdb", "-D", root / "data", "-U", "obliviate", "-A", "trust"])
+    pg_ctl = [*as_postgres, bins[-1] / "pg_ctl", "-D", root / "data", "-l", root / "log"]
+    run([*pg_ctl, "-o", options, "-w", "start"])
+    yield f"postgresql+psycopg://obliviate@127.0.0.1:{port}"
+    run([*pg_ctl, "-m", "fast", "stop"])
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres: str) -> str:
+    """A new, empty database on the session's PostgreSQL server."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(f"{postgres}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    engine.dispose()
+    return f"{postgres}/{name}"
 
 
 @pytest.fixture

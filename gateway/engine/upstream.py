@@ -43,6 +43,8 @@ class Upstream:
             base_url=self.base_url, timeout=TIMEOUT, limits=LIMITS, headers=headers
         )
         self.ready = False
+        self.outstanding = 0
+        """Requests in flight (kept by ``UpstreamPool``)."""
         self.adapters: set[str] = set()
         self._adapter_lock = asyncio.Lock()
 

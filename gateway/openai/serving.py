@@ -24,7 +24,7 @@ import httpx
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
-from gateway.engine.upstream import Upstream
+from gateway.engine.pool import Upstreams
 from gateway.errors import (
     APIError,
     ContentSuppressed,
@@ -83,7 +83,7 @@ class OpenAIServing:
     """Forwards generation requests through the suppression stack and relays the answers."""
 
     def __init__(
-        self, upstream: Upstream, stacks: dict[str, SuppressionStack], reply: SuppressionReply
+        self, upstream: Upstreams, stacks: dict[str, SuppressionStack], reply: SuppressionReply
     ):
         self.upstream = upstream
         self.stacks = stacks

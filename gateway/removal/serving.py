@@ -20,8 +20,10 @@ import signal
 import sys
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from gateway.config import Settings
-from gateway.engine.upstream import Upstream
+from gateway.engine.pool import Upstreams
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.removal.protocol import RemovalJobCreate
 from index.store import REVOKED, ForgetRequest, ForgetStore
@@ -29,7 +31,6 @@ from removal.registry import (
     CANCELLED,
     FAILED,
     FINISHED,
-    RUNNING,
     SUCCEEDED,
     ModelVersion,
     Registry,
@@ -42,6 +43,7 @@ RETAIN_DEFAULT = (
     Path(__file__).resolve().parents[2] / "removal" / "data" / "retain_world_facts.jsonl"
 )
 POLL_S = 0.5
+LEASE_S = 30.0
 
 
 def training_pairs(record: ForgetRequest) -> list[tuple[str, str]]:
@@ -53,7 +55,7 @@ def training_pairs(record: ForgetRequest) -> list[tuple[str, str]]:
 
 class RemovalService:
     def __init__(
-        self, settings: Settings, store: ForgetStore, registry: Registry, upstream: Upstream
+        self, settings: Settings, store: ForgetStore, registry: Registry, upstream: Upstreams
     ):
         self.settings = settings
         self.store = store
@@ -61,14 +63,17 @@ class RemovalService:
         self.upstream = upstream
         self.wake = asyncio.Event()
         self.process: asyncio.subprocess.Process | None = None
+        self.running: str | None = None
+        """The job this replica's runner follows."""
+        self.runner = settings.replica
 
     @property
     def jobs_dir(self) -> Path:
-        return self.settings.data_dir / "jobs"
+        return self.settings.shared / "jobs"
 
     @property
     def versions_dir(self) -> Path:
-        return self.settings.data_dir / "versions"
+        return self.settings.shared / "versions"
 
     # Jobs
 
@@ -138,17 +143,21 @@ class RemovalService:
         if job.status in FINISHED:
             raise Conflict(f"Removal job {job_id!r} already {job.status}.")
         self.registry.update_job(job_id, status=CANCELLED)
-        if job.status == RUNNING and self.process is not None:
+        if self.running == job_id and self.process is not None:
             _kill_group(self.process.pid)  # the runner sees the exit and keeps 'cancelled'
         return self.job(job_id)
 
     # The runner
 
     async def run_forever(self) -> None:
-        """Run queued jobs one at a time, for the gateway's lifetime."""
-        await asyncio.to_thread(self.registry.fail_unfinished, "the gateway stopped during the job")
+        """Run queued jobs one at a time, for the gateway's lifetime. Replicas sharing the
+        database each run this loop; a job is claimed by one of them (a lease it renews)."""
+        await asyncio.to_thread(
+            self.registry.fail_abandoned, "its runner stopped during the job", self.runner
+        )
         while True:
-            job = await asyncio.to_thread(self.registry.next_queued)
+            await asyncio.to_thread(self.registry.fail_abandoned, "its runner stopped (lease)")
+            job = await asyncio.to_thread(self.registry.claim, self.runner, LEASE_S)
             if job is None:
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -163,10 +172,10 @@ class RemovalService:
             except Exception as exc:  # the job fails; the runner and serving go on
                 log.exception("removal job %s failed", job.id)
                 self.registry.update_job(job.id, status=FAILED, error=str(exc)[:2000])
+            finally:
+                self.process = self.running = None
 
     async def _run(self, job: RemovalJob) -> None:
-        if self.registry.update_job(job.id, status=RUNNING) is None:
-            return  # cancelled while queued
         job_dir = self.jobs_dir / job.id
         job_dir.mkdir(parents=True, exist_ok=True)
         output = self.versions_dir / job.id
@@ -179,8 +188,8 @@ class RemovalService:
                 stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "HF_HUB_OFFLINE": "1"},
             )  # fmt: skip
+        self.running = job.id
         code = await self._follow(job.id, job_dir)
-        self.process = None
         if self.registry.job(job.id).status == CANCELLED:
             shutil.rmtree(output, ignore_errors=True)
             return
@@ -189,14 +198,22 @@ class RemovalService:
             tail = (job_dir / "worker.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"the worker exited with {code}: {tail}")
         metrics = json.loads(result_path.read_text())
-        # Loaded before the version is recorded: a version that exists can be served, and an
-        # adapter vLLM refuses fails the job instead.
-        version_id = self.registry.next_version_id()
-        await self.upstream.ensure_adapter(version_id, str(output))
-        version = self.registry.create_version(version_id, job, str(output), metrics)
+        version = await self._record_version(job, output, metrics)
         self.store.mark_removed(job.forget_request_ids, version.id)
         self.registry.update_job(job.id, status=SUCCEEDED, metrics=metrics, version_id=version.id)
         log.info("removal job %s produced %s", job.id, version.id)
+
+    async def _record_version(self, job: RemovalJob, output: Path, metrics: dict) -> ModelVersion:
+        """Load the adapter, then record the version: a version that exists can be served, and
+        an adapter vLLM refuses fails the job. Another replica may take the same number first:
+        then the adapter is unloaded and the next number tried."""
+        while True:
+            version_id = self.registry.next_version_id()
+            await self.upstream.ensure_adapter(version_id, str(output))
+            try:
+                return self.registry.create_version(version_id, job, str(output), metrics)
+            except IntegrityError:
+                await self.upstream.unload_adapter(version_id)
 
     def _spec(self, job: RemovalJob, output: Path) -> TrainSpec:
         forget = [p for i in job.forget_request_ids for p in training_pairs(self.store.get(i))]
@@ -218,15 +235,22 @@ class RemovalService:
         )
 
     async def _follow(self, job_id: str, job_dir: Path) -> int:
-        """Copy progress into the job record until the worker exits; its exit code."""
+        """Renew the lease and copy progress into the job record until the worker exits; its
+        exit code. A job cancelled on any replica is killed here."""
         assert self.process is not None
         progress = job_dir / "progress.json"
         while True:
             with contextlib.suppress(TimeoutError):
                 return await asyncio.wait_for(self.process.wait(), POLL_S)
+            fields = {}
             if progress.exists():
                 with contextlib.suppress(json.JSONDecodeError, OSError):
-                    self.registry.update_job(job_id, progress=json.loads(progress.read_text()))
+                    fields["progress"] = json.loads(progress.read_text())
+            held = await asyncio.to_thread(
+                self.registry.renew, job_id, self.runner, LEASE_S, **fields
+            )
+            if held is None:
+                _kill_group(self.process.pid)
 
     # Versions
 

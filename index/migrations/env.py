@@ -1,0 +1,21 @@
+"""Alembic's entry point for the gateway's database (forget store + removal registry).
+
+``index.schema.upgrade(engine)`` runs it at start-up, handing over its connection.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+
+from index.store import Base as StoreBase
+from removal.registry import Base as RegistryBase
+
+target_metadata = [StoreBase.metadata, RegistryBase.metadata]
+connection = context.config.attributes["connection"]
+context.configure(
+    connection=connection,
+    target_metadata=target_metadata,
+    render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
+)
+with context.begin_transaction():
+    context.run_migrations()
