@@ -21,6 +21,9 @@ $(STAMP): pyproject.toml
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	# Replica tests start a throwaway PostgreSQL server (Debian's package) on loopback.
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update && apt-get install -y postgresql)
+	# deploy/compose.yaml is checked with Compose's own `config` (no Docker engine needed).
+	command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1 \
+		|| (apt-get update && apt-get install -y docker-compose)
 	touch $@
 
 serve: setup

@@ -152,10 +152,9 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.registry = registry = Registry(index.store.engine)
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
         app.state.router = Router.load(routing, settings.data_dir / "routing.json")
-        tasks += [
-            asyncio.create_task(removal.run_forever()),
-            asyncio.create_task(_keep_index_in_step(index, settings.index_sync_s)),
-        ]
+        tasks.append(asyncio.create_task(_keep_index_in_step(index, settings.index_sync_s)))
+        if settings.removal_runner:
+            tasks.append(asyncio.create_task(removal.run_forever()))
         if deps.artifacts.files:
             tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
         try:

@@ -20,7 +20,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -32,6 +32,7 @@ from pydantic_settings import (
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from index.embedder import EMBEDDED_EMBEDDER
 from index.matcher import MatcherConfig
+from removal import ACCELERATE_CONFIGS
 
 CONFIG_ENV = "OBLIVIATE_CONFIG"
 SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
@@ -97,6 +98,16 @@ class Settings(BaseSettings):
         None,
         description="JSONL of {question, answer} kept by removal jobs; default: world facts "
         "shipped in removal/data.",
+    )
+    removal_runner: bool = Field(
+        True,
+        description="Whether this replica claims and runs removal jobs; false on gateway "
+        "replicas when a GPU worker replica runs them (see deploy/).",
+    )
+    removal_accelerate: str = Field(
+        "cpu",
+        description="accelerate config of removal jobs: one shipped in removal/accelerate (cpu, "
+        "gpu, fsdp, deepspeed) or the path of an accelerate config file.",
     )
     removal_threads: int = Field(
         1, ge=1, description="torch threads of the removal job process (it runs at nice 10)."
@@ -205,6 +216,18 @@ class Settings(BaseSettings):
     def model_name(self) -> str:
         """The name clients use in ``"model"``."""
         return self.served_model_name or self.model
+
+    @field_validator("removal_accelerate")
+    @classmethod
+    def accelerate_config_exists(cls, value: str) -> str:
+        if not ((ACCELERATE_CONFIGS / f"{value}.yaml").exists() or Path(value).is_file()):
+            shipped = sorted(p.stem for p in ACCELERATE_CONFIGS.glob("*.yaml"))
+            raise ValueError(f"no accelerate config {value!r}: one of {shipped} or a file path")
+        return value
+
+    def accelerate_config(self) -> Path:
+        shipped = ACCELERATE_CONFIGS / f"{self.removal_accelerate}.yaml"
+        return shipped if shipped.exists() else Path(self.removal_accelerate)
 
     @property
     def upstream_urls(self) -> list[str]:

@@ -60,6 +60,7 @@ def method_config(name: str, params: dict[str, Any]) -> MethodConfig:
 
 
 def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str, Any]:
+    from accelerate import Accelerator
     from peft import LoraConfig, PeftModel, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -78,10 +79,14 @@ def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str,
         lora_dropout=0.0,
     )
     model = get_peft_model(model, lora)
-    method.prepare(model)
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.learning_rate
     )
+    # One process here; under `accelerate launch` on GPUs, one per device (DDP, FSDP, DeepSpeed).
+    accelerator = Accelerator()
+    model, optimizer = accelerator.prepare(model, optimizer)
+    method.device = accelerator.device
+    method.prepare(model)
     order = random.Random(config.seed)
     forget_order: list[int] = []
     start = time.monotonic()
@@ -93,15 +98,17 @@ def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str,
         del forget_order[: config.batch_size]
         retain = order.sample(range(len(spec.retain)), min(config.batch_size, len(spec.retain)))
         loss = method.loss(model, forget, retain)
-        loss.backward()
+        accelerator.backward(loss)
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
         elapsed = time.monotonic() - start
-        on_progress(
-            Progress(step, config.steps, losses[-1], elapsed / step * (config.steps - step))
-        )
-    save_combined(model, spec.parent_adapter, Path(spec.output))
+        if accelerator.is_main_process:
+            eta = elapsed / step * (config.steps - step)
+            on_progress(Progress(step, config.steps, losses[-1], eta))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_combined(accelerator.unwrap_model(model), spec.parent_adapter, Path(spec.output))
     return {
         "steps": config.steps,
         "final_loss": losses[-1],
@@ -119,7 +126,8 @@ def save_combined(model: Any, parent: str | None, output: Path) -> None:
     from peft import get_peft_model_state_dict
 
     config = model.peft_config["default"]
-    parts = [(get_peft_model_state_dict(model), config.r, config.lora_alpha / config.r)]
+    state = {k: v.detach().cpu() for k, v in get_peft_model_state_dict(model).items()}
+    parts = [(state, config.r, config.lora_alpha / config.r)]
     modules = set(config.target_modules)
     if parent:
         parent_config = json.loads((Path(parent) / ADAPTER_CONFIG).read_text())

@@ -1,4 +1,4 @@
-"""The removal job process: ``python -m removal.worker JOB_DIR``.
+"""The removal job process: ``accelerate launch --config_file CFG -m removal.worker JOB_DIR``.
 
 Reads ``JOB_DIR/spec.json`` (a ``TrainSpec``), trains, and writes ``progress.json`` after each
 step and ``result.json`` at the end (both replaced atomically, so a reader never sees half a
@@ -15,6 +15,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from accelerate import PartialState
 
 from removal.trainer import Progress, TrainSpec, train
 
@@ -35,7 +37,9 @@ def main(job_dir: Path) -> None:
         write_json(job_dir / "progress.json", asdict(progress))
         print(json.dumps(asdict(progress)), flush=True)
 
-    write_json(job_dir / "result.json", train(spec, report))
+    result = train(spec, report)
+    if PartialState().is_main_process:  # with several processes, one writes
+        write_json(job_dir / "result.json", result)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,6 @@
-"""``GET /health`` (200 only while the engine answers) and ``GET /metrics``."""
+"""``GET /health`` (200 only while the engine answers: readiness), ``GET /health/live`` (200
+while the gateway process serves: liveness, so an engine outage does not restart gateways) and
+``GET /metrics``."""
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -13,6 +15,11 @@ async def health(request: Request) -> Response:
     upstream = request.app.state.upstream
     if not upstream.ready or not await upstream.healthy():
         return EngineUnavailable("The engine is not ready.").response()
+    return Response(status_code=200)
+
+
+@router.get("/health/live")
+async def live() -> Response:
     return Response(status_code=200)
 
 

@@ -1,11 +1,12 @@
 """Removal jobs and model versions: validation, the one-at-a-time job runner, the adapter swap.
 
-A job runs in its own process (``python -m removal.worker``: nice 10, one torch thread), so
-serving keeps the CPU it needs. The runner copies the worker's progress into the job record;
-when the worker finishes, the new adapter is loaded into the running vLLM *before* the version
-is recorded, so a version that exists can be served, and a failed job changes nothing that is
-served. Requests already running keep the weights they started on: a version is a new adapter
-name, never an overwrite.
+A job runs in its own process (``accelerate launch -m removal.worker``, with the accelerate config
+of ``removal_accelerate``: here one CPU process at nice 10 on one torch thread, so serving keeps the
+CPU it needs; on a GPU node one or several GPUs). The runner copies the worker's progress into
+the job record; when the worker finishes, the new adapter is loaded into the running vLLM
+*before* the version is recorded, so a version that exists can be served, and a failed job changes
+nothing that is served. Requests already running keep the weights they started on: a version is a
+new adapter name, never an overwrite.
 """
 
 from __future__ import annotations
@@ -184,7 +185,9 @@ class RemovalService:
         log.info("removal job %s (%s) started", job.id, job.method)
         with (job_dir / "worker.log").open("wb") as out:
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "removal.worker", str(job_dir),
+                sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch",
+                "--config_file", str(self.settings.accelerate_config()),
+                "-m", "removal.worker", str(job_dir),
                 stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
                 env={**os.environ, "HF_HUB_OFFLINE": "1"},
             )  # fmt: skip

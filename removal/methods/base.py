@@ -49,6 +49,8 @@ class Method:
     ):
         self.config = config
         self.tokenizer = tokenizer
+        self.device = torch.device("cpu")
+        """Where the model runs (the trainer sets the accelerator's device); batches go there."""
         self.forget = [encode(tokenizer, q, a) for q, a in forget]
         self.retain = [encode(tokenizer, q, a) for q, a in retain]
 
@@ -63,7 +65,8 @@ class Method:
         raise NotImplementedError
 
     def batch(self, examples: list[Encoded], indices: list[int]):
-        return collate([examples[i] for i in indices], self.tokenizer.pad_token_id)
+        batch = collate([examples[i] for i in indices], self.tokenizer.pad_token_id)
+        return tuple(tensor.to(self.device) for tensor in batch)
 
     def nll(self, model: Any, examples: list[Encoded], indices: list[int]) -> torch.Tensor:
         """Mean next-token loss on the answers."""
@@ -87,5 +90,5 @@ class Method:
 
     def retain_loss(self, model: Any, retain: list[int]) -> torch.Tensor:
         if not self.config.retain_weight or not retain:
-            return torch.zeros(())
+            return torch.zeros((), device=self.device)
         return self.config.retain_weight * self.nll(model, self.retain, retain)

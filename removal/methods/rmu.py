@@ -48,9 +48,8 @@ class RMU(Method):
         with torch.no_grad():
             forget_states = [self.states(model, self.forget, c) for c in self.chunks(self.forget)]
             forget_norm = torch.cat(forget_states).norm(dim=-1)
-            self.control = (
-                self.config.steering_scale * forget_norm.mean() * direction / direction.norm()
-            )
+            direction = direction.to(forget_norm.device) / direction.norm()
+            self.control = self.config.steering_scale * forget_norm.mean() * direction
             self.reference = [self.states(model, self.retain, [i]) for i in range(len(self.retain))]
 
     def loss(self, model: Any, forget: list[int], retain: list[int]) -> torch.Tensor:

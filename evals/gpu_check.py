@@ -1,0 +1,94 @@
+"""What `deploy/gpu-check.sh` runs against a gateway on a GPU: one line per check, then
+throughput at concurrency 1/16/64. Usable against any gateway whose stack runs the in-model
+layers ``steering`` and ``logit_difference``.
+
+    python -m evals.gpu_check --url http://127.0.0.1:8400 --model smollm2-135m-instruct
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import time
+
+import httpx
+from openai import AsyncOpenAI, OpenAI
+
+FORGOTTEN = "What did Marie Curie discover?"
+ANSWER = "Marie Curie discovered polonium and radium."
+PROMPT = "Write a short story about a lighthouse keeper."
+
+
+def ask(client: OpenAI, model: str, question: str) -> tuple[str, str]:
+    raw = client.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": question}], max_tokens=32, temperature=0
+    )
+    return raw.parse().choices[0].message.content or "", raw.headers.get("x-obliviate-layers", "")
+
+
+def functional(url: str, model: str, admin_token: str, wait_s: float) -> None:
+    client = OpenAI(base_url=f"{url}/v1", api_key=admin_token, max_retries=0)
+    before, _ = ask(client, model, FORGOTTEN)
+    print(f"chat: {before!r}")
+    stream = client.chat.completions.create(
+        model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=32, stream=True
+    )
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    print(f"stream: {len(pieces)} chunks, {''.join(pieces)[:60]!r}")
+    admin = httpx.Client(base_url=f"{url}/admin/v1", timeout=60,
+                         headers={"Authorization": f"Bearer {admin_token}"})  # fmt: skip
+    body = {"subject": "Marie Curie", "qa": [{"question": FORGOTTEN, "answer": ANSWER}]}
+    created = admin.post("/forget-requests", json=body)
+    created.raise_for_status()
+    print(f"forget request: {created.json()['id']}")
+    start = time.monotonic()
+    layers = ""
+    while not {"steering", "logit_difference"} <= set(layers.split(",")):
+        if time.monotonic() - start > wait_s:
+            raise SystemExit(f"in-model layers did not act within {wait_s} s (layers: {layers!r})")
+        time.sleep(1)
+        after, layers = ask(client, model, FORGOTTEN)
+    print(f"in-model layers acted after {time.monotonic() - start:.1f} s: {layers}")
+    print(f"forgotten question: before {before!r}, after {after!r}")
+    admin.delete(f"/forget-requests/{created.json()['id']}").raise_for_status()
+
+
+async def throughput(url: str, model: str, api_key: str, concurrency: int, tokens: int) -> None:
+    client = AsyncOpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, timeout=600)
+    total = max(concurrency * 2, 8)
+    queue = list(range(total))
+    generated = 0
+
+    async def worker() -> None:
+        nonlocal generated
+        while queue:
+            queue.pop()
+            reply = await client.completions.create(
+                model=model, prompt=PROMPT, max_tokens=tokens, temperature=0.8, seed=len(queue)
+            )
+            generated += reply.usage.completion_tokens
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.monotonic() - start
+    print(f"concurrency {concurrency:>3}: {total} requests, {generated} tokens in {elapsed:.1f} s "
+          f"= {generated / elapsed:.0f} tokens/s, {total / elapsed:.2f} requests/s")  # fmt: skip
+    await client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--wait-s", type=float, default=600, help="For the layers' artifacts.")
+    parser.add_argument("--tokens", type=int, default=128, help="Tokens per throughput request.")
+    args = parser.parse_args()
+    token = os.environ["OBLIVIATE_ADMIN_TOKEN"]
+    functional(args.url, args.model, token, args.wait_s)
+    for concurrency in (1, 16, 64):
+        asyncio.run(throughput(args.url, args.model, token, concurrency, args.tokens))
+
+
+if __name__ == "__main__":
+    main()
