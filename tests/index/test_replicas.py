@@ -38,8 +38,7 @@ def test_a_replica_applies_the_other_replicas_changes(
     postgres_url: str, embedder: Embedder, tmp_path: Path
 ) -> None:
     a, b = (
-        ForgetIndex.open(tmp_path / name, postgres_url, embedder, MatcherConfig())
-        for name in "ab"
+        ForgetIndex.open(tmp_path / name, postgres_url, embedder, MatcherConfig()) for name in "ab"
     )
     record, _ = a.add({"subject": "Zorblax Quintavalle", "documents": ["He farms eels."]})
     assert not b.matcher.match(["Tell me about Zorblax Quintavalle"])
