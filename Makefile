@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed-$(EXTRA)
 
-.PHONY: setup serve test lint
+.PHONY: setup serve test test-heavy lint
 
 setup: $(STAMP)
 
@@ -32,3 +32,7 @@ serve: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+# Tests too slow for the default suite on 2 cores (the sequential experiment at toy scale).
+test-heavy: setup
+	$(VENV)/bin/pytest -m heavy

@@ -77,8 +77,8 @@ def split(
     subjects: list[Subject], forget: int, seed: int = 0
 ) -> tuple[list[Subject], list[Subject]]:
     """(forget, retain): ``forget`` subjects chosen by seed, the rest retained."""
-    if not 0 < forget < len(subjects):
-        raise ValueError(f"forget must be between 1 and {len(subjects) - 1}")
+    if not 0 < forget <= len(subjects):
+        raise ValueError(f"forget must be between 1 and {len(subjects)}")
     chosen = set(random.Random(seed).sample(range(len(subjects)), forget))
     return (
         [s for i, s in enumerate(subjects) if i in chosen],
@@ -121,3 +121,37 @@ def general_sets(root: Path = TOFU) -> dict[str, list[QA]]:
         ]
         for name in ("real_authors", "world_facts")
     }
+
+
+def prepare(
+    forget_data: Path | None,
+    retain_data: Path | None,
+    forget: int,
+    seed: int = 0,
+    max_questions: int | None = None,
+    max_per_set: int | None = None,
+) -> tuple[list[Subject], list[Subject], dict[str, list[QA]]]:
+    """(forgotten, retained, general sets) of a run, with perturbed answers: ``forget`` subjects
+    of the forget data chosen by seed (default: TOFU), the retain data, TOFU's general sets.
+
+    ``max_questions`` keeps that many questions per subject and set and one retained subject;
+    ``max_per_set`` a seeded sample of that many per retain / general set (quick runs)."""
+    forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
+    add_perturbations(forgettable)
+    forgotten, _ = split(forgettable, forget, seed)
+    retained = load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
+    add_perturbations(retained)
+    general = general_sets()
+    if max_questions is not None:
+        for subject in forgotten + retained:
+            subject.qa = subject.qa[:max_questions]
+        retained = retained[:1]
+        general = {name: qa[:max_questions] for name, qa in general.items()}
+    if max_per_set is not None:
+        sample = random.Random(seed)
+        for subject in retained:
+            subject.qa = sample.sample(
+                subject.qa, min(len(subject.qa), max_per_set // len(retained))
+            )
+        general = {n: sample.sample(qa, min(len(qa), max_per_set)) for n, qa in general.items()}
+    return forgotten, retained, general

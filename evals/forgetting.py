@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
+from typing import Literal
 
 import httpx
 
@@ -19,6 +20,28 @@ from evals.checkpoint import digest
 from evals.data import Subject
 from evals.harness import was_suppressed
 from evals.scoring import GatewayScorer
+
+Content = Literal["qa", "documents", "subject"]
+
+
+def request_body(subject: Subject, content: Content = "qa") -> dict:
+    """A subject as a forget request: its name and QA pairs, its name and its answers as
+    documents, or its name alone (what a forget request should contain is an open question)."""
+    body: dict = {"subject": subject.name}
+    if content == "qa":
+        body["qa"] = [{"question": qa.question, "answer": qa.answer} for qa in subject.qa]
+    elif content == "documents":
+        body["documents"] = [qa.answer for qa in subject.qa]
+    return body
+
+
+def file_request(admin: httpx.Client, body: dict) -> tuple[dict, float]:
+    """POST the forget request (idempotent: a resumed run files it once); (record, accepted at
+    ``time.monotonic()``)."""
+    key = f"eval-{digest(body)}"
+    response = admin.post("/forget-requests", json=body, headers={"Idempotency-Key": key})
+    response.raise_for_status()
+    return response.json(), time.monotonic()
 
 
 def forget_subjects(
@@ -33,21 +56,14 @@ def forget_subjects(
     times: list[float | None] = []
     with httpx.Client(base_url=f"{url.rstrip('/')}/admin/v1", headers=headers) as admin:
         for subject in subjects:
-            body = {
-                "subject": subject.name,
-                "qa": [{"question": qa.question, "answer": qa.answer} for qa in subject.qa],
-            }
-            key = f"eval-{digest(body)}"
-            response = admin.post("/forget-requests", json=body, headers={"Idempotency-Key": key})
-            response.raise_for_status()
-            accepted = time.monotonic()
+            record, accepted = file_request(admin, request_body(subject))
             question = subject.qa[0].question
-            measure = partial(_time_to_effect, scorer, question, accepted, timeout_s)
-            times.append(scorer.remember({"time_to_effect": key}, measure))
+            measure = partial(time_to_effect, scorer, question, accepted, timeout_s)
+            times.append(scorer.remember({"time_to_effect": record["id"]}, measure))
     return None if None in times else max(times, default=None)
 
 
-def _time_to_effect(
+def time_to_effect(
     scorer: GatewayScorer, question: str, accepted: float, timeout_s: float
 ) -> float | None:
     """Seconds from ``accepted`` until a layer suppresses ``question``; None after the timeout."""

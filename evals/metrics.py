@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from rouge_score import rouge_scorer
-from scipy.stats import ks_2samp
+from scipy.stats import ks_2samp, mannwhitneyu
 
 
 def normalised_probability(token_logprobs: Sequence[float]) -> float:
@@ -159,3 +159,18 @@ def _words(text: str) -> list[str]:
 
 def rate(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
+
+
+def min_k_percent(token_logprobs: Sequence[float], k: float = 0.2) -> float:
+    """Min-K% Prob (Shi et al. 2024): the mean of the lowest ``k`` share of the token
+    log-probabilities; seen (member) text scores higher."""
+    lowest = sorted(token_logprobs)[: max(1, int(len(token_logprobs) * k))]
+    return sum(lowest) / len(lowest)
+
+
+def auc(members: Sequence[float], non_members: Sequence[float]) -> float | None:
+    """P(a member scores above a non-member), ties counting half (the Mann-Whitney AUC)."""
+    if not members or not non_members:
+        return None
+    result = mannwhitneyu(members, non_members, alternative="two-sided")
+    return float(result.statistic) / (len(members) * len(non_members))

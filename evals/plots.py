@@ -5,6 +5,7 @@ write(run_dir, reports)   # -> run_dir/summary.png, run_dir/leaks.png
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import matplotlib
@@ -47,3 +48,21 @@ def write(run_dir: Path, reports: list[SystemReport]) -> None:
         families,
         {r.name: [r.leak_rate[f] for f in families] for r in reports},
     )
+
+
+def curves(
+    path: Path, title: str, xs: list[int], series: dict[str, list[float | None]], log: bool = False
+) -> None:
+    """One line per series over ``xs`` (missing points are gaps)."""
+    figure, axes = plt.subplots(figsize=(6.4, 4))
+    for name, values in series.items():
+        axes.plot(xs, [math.nan if v is None else v for v in values], marker="o", label=name)
+    if log:
+        axes.set_yscale("log")
+    axes.set_xlabel("forget requests k")
+    axes.set_xticks(xs)
+    axes.set_title(title)
+    axes.legend(fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

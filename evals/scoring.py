@@ -14,11 +14,14 @@ thread-safe: the harness asks many questions at once, as vLLM batches them.
 
 from __future__ import annotations
 
+import functools
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import torch
 from transformers import AutoTokenizer
 
 from evals.checkpoint import Checkpoint
@@ -114,6 +117,66 @@ class GatewayScorer:
 
     def close(self) -> None:
         self.http.close()
+
+
+class WeightsScorer(GatewayScorer):
+    """Answers through the gateway, answer log-probabilities from the served weights loaded here:
+    ``weights`` (an HF folder) plus the model version's LoRA ``adapter``, if any.
+
+    For a gateway that serves LoRA versions on vLLM's CPU build, which refuses prompt
+    log-probabilities. Where the arm runs the suppression stack (``stack``), a question it
+    suppresses scores as through the gateway (None); the stack is asked with the same question
+    as a chat of one token.
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        weights: Path | str,
+        adapter: str | None = None,
+        stack: bool = False,
+        **kw: Any,
+    ):
+        super().__init__(*args, **kw)
+        self.weights = (str(weights), adapter)
+        self.stack = stack
+
+    def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
+        if self.stack:
+            _, layers = self.chat([{"role": "user", "content": question}], max_tokens=1)
+            if "retrieval" in layers.split(","):
+                return [None] * len(answers)
+        payload = {"weights": "+".join(map(str, self.weights)), "q": question, "a": answers}
+        return self.remember(payload, lambda: self._logprobs(question, answers))
+
+    def _logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
+        with _FORWARD:
+            model = _loaded(*self.weights)
+        prompt = self.tokenizer(self.prompt(question), add_special_tokens=False)["input_ids"]
+        scored = []
+        for answer in answers:
+            ids = prompt + self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            with _FORWARD, torch.no_grad():
+                logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
+            picked = torch.log_softmax(logits, -1)[torch.arange(len(ids) - 1), ids[1:]]
+            scored.append(picked[len(prompt) - 1 :].tolist() or None)
+        return scored
+
+
+_FORWARD = threading.Lock()
+"""One load or forward pass at a time: torch already uses every core for one."""
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(weights: str, adapter: str | None) -> Any:
+    """The weights (with the adapter merged), loaded once for every scorer that uses them."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model.eval()
 
 
 def _answer_part(logprobs: dict[str, Any] | None, prompt_chars: int) -> list[float] | None:

@@ -7,9 +7,10 @@ obliviate unlearn --method npo --param steps=30  # a removal job on the pending 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -24,6 +25,18 @@ app = typer.Typer(help="obliviate: an OpenAI-compatible gateway that makes a ser
 def _help(field: str) -> str:
     info = Settings.model_fields[field]
     return f"{info.description} (env: OBLIVIATE_{field.upper()})"
+
+
+def parse_params(items: list[str] | None) -> dict[str, Any]:
+    """KEY=VALUE options as a dict; VALUE is JSON when it parses (numbers, lists), else text."""
+    params: dict[str, Any] = {}
+    for item in items or []:
+        key, _, value = item.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
 
 
 @app.callback()
@@ -122,19 +135,12 @@ def unlearn(
     ] = "",
 ) -> None:
     """Run a removal job on a gateway and follow it with a progress bar (Ctrl-C cancels it)."""
-    import json
     import time
 
     import httpx
     from tqdm import tqdm
 
-    params = {}
-    for item in param or []:
-        key, _, value = item.partition("=")
-        try:
-            params[key] = json.loads(value)
-        except json.JSONDecodeError:
-            params[key] = value
+    params = parse_params(param)
     body = {"method": method, "params": params, "parent": parent,
             "forget_requests": forget_request or "pending"}  # fmt: skip
     headers = {"Authorization": f"Bearer {admin_token}"}
@@ -267,11 +273,10 @@ def eval_run(
     seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
 ) -> None:
     """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
-    import random
 
     from evals import harness, report
     from evals.checkpoint import Checkpoint
-    from evals.data import TOFU, add_perturbations, general_sets, load_subjects, split
+    from evals.data import prepare
     from evals.forgetting import forget_subjects
     from evals.scoring import GatewayScorer
     from gateway.engine.embedded_model import ensure_embedded_model
@@ -284,24 +289,9 @@ def eval_run(
         raise typer.BadParameter(f"--suppress must name systems among {sorted(systems)}")
     if suppress and not admin_token:
         raise typer.BadParameter("--suppress needs --admin-token (or OBLIVIATE_ADMIN_TOKEN)")
-    forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
-    add_perturbations(forgettable)
-    forgotten, _ = split(forgettable, forget, seed)
-    retained = load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
-    add_perturbations(retained)
-    general = general_sets()
-    if max_questions is not None:
-        for subject in forgotten + retained:
-            subject.qa = subject.qa[:max_questions]
-        retained = retained[:1]
-        general = {name: qa[:max_questions] for name, qa in general.items()}
-    if max_per_set is not None:
-        sample = random.Random(seed)
-        for subject in retained:
-            subject.qa = sample.sample(
-                subject.qa, min(len(subject.qa), max_per_set // len(retained))
-            )
-        general = {n: sample.sample(qa, min(len(qa), max_per_set)) for n, qa in general.items()}
+    forgotten, retained, general = prepare(
+        forget_data, retain_data, forget, seed, max_questions, max_per_set
+    )
     tokenizer = ensure_embedded_model(data_dir)
     reports = []
     for name, target in systems.items():
@@ -325,4 +315,62 @@ def eval_run(
             "max_tokens": max_tokens, "max_questions": max_questions,
             "max_per_set": max_per_set}  # fmt: skip
     report.write(out, reports, meta)
+    typer.echo((out / "report.md").read_text())
+
+
+@eval_app.command("sequential")
+def eval_sequential(
+    url: Annotated[str, typer.Option(help="The gateway under test: serves the target, LoRA on.")],
+    target: Annotated[Path, typer.Option(help="The target's weights (HF folder) it serves.")],
+    reference: Annotated[
+        str, typer.Option(help="URL (or URL#ARM) of a gateway serving the retain model.")
+    ],
+    reference_weights: Annotated[Path, typer.Option(help="The retain model's weights.")],
+    out: Annotated[Path, typer.Option(help="Run folder; rerunning resumes from it.")],
+    subjects: Annotated[int, typer.Option(help="Forget requests, one subject each.")] = 10,
+    batch_every: Annotated[int, typer.Option(help="removal-batch trains every m requests.")] = 5,
+    method: Annotated[str, typer.Option(help="Removal method of every job.")] = "simnpo",
+    param: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE of the method's config (repeatable).")
+    ] = None,
+    content: Annotated[
+        str, typer.Option(help="What a forget request holds: qa, documents or subject.")
+    ] = "qa",
+    admin_token: Annotated[
+        str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="Admin token of both gateways.")
+    ] = "",
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    retain_data: Annotated[Path | None, typer.Option(help="JSONL of retained subjects.")] = None,
+    max_questions: Annotated[
+        int | None, typer.Option(help="Questions per subject and set (quick runs).")
+    ] = None,
+    max_per_set: Annotated[
+        int | None, typer.Option(help="Seeded sample per retain / general set.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 48,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight.")] = 8,
+    model: Annotated[str, typer.Option(help="Model name served.")] = "smollm2-135m-instruct",
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
+        ".obliviate"
+    ),
+    seed: Annotated[int, typer.Option(help="Seed of the order of the subjects.")] = 0,
+) -> None:
+    """Suppression vs removal as forget requests pile up: curves, table and raw JSON in OUT."""
+    from evals.data import prepare
+    from evals.sequential import Gateway, Sequential, SequentialConfig
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    if content not in ("qa", "documents", "subject"):
+        raise typer.BadParameter("--content must be qa, documents or subject")
+    config = SequentialConfig(
+        subjects=subjects, batch_every=batch_every, method=method,
+        params=parse_params(param) or SequentialConfig().params, content=content,  # type: ignore[arg-type]
+        max_tokens=max_tokens, concurrency=concurrency,
+    )  # fmt: skip
+    forgotten, retained, general = prepare(
+        forget_data, retain_data, subjects, seed, max_questions, max_per_set
+    )
+    gateway = Gateway(url.rstrip("/"), admin_token, model, target, reference, reference_weights,
+                      ensure_embedded_model(data_dir))  # fmt: skip
+    Sequential(out, config, gateway, forgotten, retained, general, typer.echo).run()
     typer.echo((out / "report.md").read_text())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ def main(job_dir: Path) -> None:
         write_json(job_dir / "progress.json", asdict(progress))
         print(json.dumps(asdict(progress)), flush=True)
 
-    result = train(spec, report)
+    result = train(spec, report) | {"cpu_seconds": round(time.process_time(), 3)}
     if PartialState().is_main_process:  # with several processes, one writes
         write_json(job_dir / "result.json", result)
 

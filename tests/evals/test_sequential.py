@@ -1,0 +1,89 @@
+"""The sequential experiment end to end at toy scale, on the real embedded model: 2 forget
+requests, removal jobs of 2 steps, 1 question per subject. The gateway (LoRA on) serves the
+embedded model as the target; its baseline arm stands in for the retain model.
+
+Marked heavy (`make test-heavy`): about 8 minutes on 2 cores, mostly vLLM's CPU LoRA path
+(3.4 s for an 8-token answer on an adapter, 1.2 s on the base with LoRA on, seen here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from evals.sequential import REGIMES
+from gateway.engine.embedded_model import ensure_embedded_model
+from tests.conftest import ADMIN_TOKEN, REPO, LiveGateway
+
+
+@pytest.mark.heavy
+def test_sequential_toy_run(lora_gateway: LiveGateway, tmp_path: Path) -> None:
+    weights = str(ensure_embedded_model(REPO / ".obliviate"))
+    out = tmp_path / "sequential"
+    command = [
+        str(Path(sys.executable).parent / "obliviate"), "eval", "sequential",
+        "--url", lora_gateway.url, "--target", weights,
+        "--reference", f"{lora_gateway.url}#baseline", "--reference-weights", weights,
+        "--out", str(out), "--subjects", "2", "--batch-every", "2", "--param", "steps=2",
+        "--max-questions", "1", "--max-per-set", "2", "--max-tokens", "8",
+        "--data-dir", str(REPO / ".obliviate"),
+    ]  # fmt: skip
+    env = {**os.environ, "OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN}
+    admin = httpx.Client(
+        base_url=f"{lora_gateway.url}/admin/v1",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+        timeout=60,
+    )
+    routing = admin.get("/routing").json()
+    try:
+        result = subprocess.run(
+            command, cwd=REPO, capture_output=True, text=True, timeout=1200, env=env
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        report = json.loads((out / "sequential.json").read_text())
+        # Resumed: a second run redoes nothing (no new job, same results).
+        again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600,
+                               env=env)  # fmt: skip
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert json.loads((out / "sequential.json").read_text())["results"] == report["results"]
+    finally:
+        admin.put("/routing", json=routing)
+        versions = admin.get("/model-versions").json()["data"]
+        for version in sorted(versions, key=lambda v: -int(v["id"].split("-")[1])):
+            admin.delete(f"/model-versions/{version['id']}")
+        for request in report_requests(out):
+            admin.delete(f"/forget-requests/{request['id']}")
+        admin.close()
+
+    assert report["ks"] == [1, 2]
+    for curve in report["curves"].values():
+        assert set(curve) == set(REGIMES)
+        assert all(len(points) == 2 for points in curve.values())  # one point per step
+    jobs = report["state"]["jobs"]
+    assert [j["k"] for j in jobs["removal-seq"]] == [1, 2] and len(jobs["removal-batch"]) == 1
+    assert jobs["removal-seq"][1]["version"] != jobs["removal-batch"][0]["version"]
+    for k in (1, 2):
+        suppression = report["results"][f"{k}:suppression"]
+        assert suppression["leak_rate"]["direct"] == 0.0  # the stack blocks every request so far
+        assert suppression["mia_auc"] is None  # suppressed: no log-probabilities to attack
+        assert report["results"][f"{k}:removal-seq"]["compute_s"] > 0
+        assert 0 <= report["results"][f"{k}:hybrid"]["model_utility"] <= 1
+    assert (
+        report["results"]["1:hybrid"]["leak_rate"]
+        == report["results"]["1:suppression"]["leak_rate"]
+    )  # before the first batch the hybrid arm is the suppression arm
+    assert report["state"]["requests"][0]["time_to_effect_s"] < 5
+    markdown = (out / "report.md").read_text()
+    assert "| 2 | removal-batch |" in markdown and "First k where utility" in markdown
+    for plot in ("utility.png", "forget_quality.png", "leak.png"):
+        assert (out / plot).stat().st_size > 0
+
+
+def report_requests(out: Path) -> list[dict]:
+    state = out / "state.json"
+    return json.loads(state.read_text())["requests"] if state.exists() else []
