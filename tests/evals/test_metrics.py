@@ -81,6 +81,8 @@ def test_data_group_split_perturb() -> None:
     wrong = subjects[0].qa[0].perturbed
     assert len(wrong) == 2 and all(w.startswith("Ann Lee0 was born in City") for w in wrong)
     assert subjects[0].qa[0].answer not in wrong
-    with pytest.raises(ValueError):
-        split(subjects, 4)
+    assert len(split(subjects, 4)[0]) == 4  # every subject (the sequential experiment's N)
+    for bad in (0, 5):
+        with pytest.raises(ValueError):
+            split(subjects, bad)
     assert isinstance(subjects[0], Subject) and isinstance(subjects[0].qa[0], QA)
