@@ -342,7 +342,7 @@ def eval_sequential(
     forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
     retain_data: Annotated[Path | None, typer.Option(help="JSONL of retained subjects.")] = None,
     max_questions: Annotated[
-        int | None, typer.Option(help="Questions per subject and set (quick runs).")
+        int | None, typer.Option(help="Questions per forgotten subject (quick runs).")
     ] = None,
     max_per_set: Annotated[
         int | None, typer.Option(help="Seeded sample per retain / general set.")
@@ -367,9 +367,13 @@ def eval_sequential(
         params=parse_params(param) or SequentialConfig().params, content=content,  # type: ignore[arg-type]
         max_tokens=max_tokens, concurrency=concurrency,
     )  # fmt: skip
+    # The utility sets are sampled by --max-per-set alone: cut to a question or two, their
+    # harmonic means would be 0 as soon as one answer scores 0.
     forgotten, retained, general = prepare(
-        forget_data, retain_data, subjects, seed, max_questions, max_per_set
+        forget_data, retain_data, subjects, seed, None, max_per_set
     )
+    for subject in forgotten:
+        subject.qa = subject.qa[:max_questions]
     gateway = Gateway(url.rstrip("/"), admin_token, model, target, reference, reference_weights,
                       ensure_embedded_model(data_dir))  # fmt: skip
     Sequential(out, config, gateway, forgotten, retained, general, typer.echo).run()
