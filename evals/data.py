@@ -149,9 +149,10 @@ def prepare(
         general = {name: qa[:max_questions] for name, qa in general.items()}
     if max_per_set is not None:
         sample = random.Random(seed)
+        retained = retained[:max_per_set]  # at least one question per subject kept
         for subject in retained:
             subject.qa = sample.sample(
-                subject.qa, min(len(subject.qa), max_per_set // len(retained))
+                subject.qa, min(len(subject.qa), max(1, max_per_set // len(retained)))
             )
         general = {n: sample.sample(qa, min(len(qa), max_per_set)) for n, qa in general.items()}
     return forgotten, retained, general
