@@ -147,7 +147,7 @@ class Sequential:
             created.raise_for_status()
             jobs.append({"k": k, "ks": ks, "id": created.json()["id"], "version": None})
             self._save_state()
-        job = jobs[-1]
+        job = next(j for j in jobs if j["k"] == k)
         while (record := self.admin.get(f"/removal-jobs/{job['id']}").json())["status"] not in (
             FINISHED
         ):
