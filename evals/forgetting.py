@@ -18,8 +18,7 @@ import httpx
 
 from evals.checkpoint import digest
 from evals.data import Subject
-from evals.harness import was_suppressed
-from evals.scoring import GatewayScorer
+from evals.scoring import GatewayScorer, was_suppressed
 
 Content = Literal["qa", "documents", "subject"]
 

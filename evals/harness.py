@@ -20,15 +20,7 @@ from typing import TypeVar
 from evals import metrics
 from evals.attacks import probes
 from evals.data import QA, Subject
-from evals.scoring import GatewayScorer
-
-SUPPRESSING_LAYERS = ("retrieval",)
-
-
-def was_suppressed(layers: str) -> bool:
-    """Whether a reply's ``x-obliviate-layers`` header names a layer that answers on its own."""
-    return any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
-
+from evals.scoring import GatewayScorer, was_suppressed
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -29,6 +29,14 @@ from evals.checkpoint import Checkpoint
 T = TypeVar("T")
 
 
+SUPPRESSING_LAYERS = ("retrieval",)
+
+
+def was_suppressed(layers: str) -> bool:
+    """Whether a reply's ``x-obliviate-layers`` header names a layer that answers on its own."""
+    return any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
+
+
 class GatewayScorer:
     def __init__(
         self,
@@ -144,7 +152,7 @@ class WeightsScorer(GatewayScorer):
     def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
         if self.stack:
             _, layers = self.chat([{"role": "user", "content": question}], max_tokens=1)
-            if "retrieval" in layers.split(","):
+            if was_suppressed(layers):
                 return [None] * len(answers)
         payload = {"weights": "+".join(map(str, self.weights)), "q": question, "a": answers}
         return self.remember(payload, lambda: self._logprobs(question, answers))

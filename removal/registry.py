@@ -140,8 +140,6 @@ class Registry:
 
     def update_job(self, job_id: str, **fields: Any) -> RemovalJob | None:
         """Set fields of a job that has not finished; returns it (None if it had finished)."""
-        if fields.get("status") == RUNNING:
-            fields["started_at"] = _now()
         if fields.get("status") in FINISHED:
             fields["finished_at"] = _now()
         with self._session() as session, session.begin():
