@@ -133,8 +133,9 @@ class ForgetIndex:
         for seq, request_id in self.store.changes_after(self._feed.floor):
             if self._feed.applied(seq):
                 continue
-            record = self.store.get(request_id)
+            # Read under the lock: a record read before a local revoke commits would re-add it.
             with self._write_lock:
+                record = self.store.get(request_id)
                 active = record is not None and record.status != REVOKED
                 if active and request_id not in self.matcher.terms:
                     self._enforce(record, *self.store.chunks_of(request_id))

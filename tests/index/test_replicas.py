@@ -14,7 +14,7 @@ from index.embedder import Embedder
 from index.forget_index import ChangeFeed, ForgetIndex
 from index.matcher import MatcherConfig
 from index.schema import upgrade
-from index.store import ForgetStore
+from index.store import ForgetRequest, ForgetStore
 from removal.registry import RUNNING, Registry
 
 
@@ -51,6 +51,31 @@ def test_a_replica_applies_the_other_replicas_changes(
     # A replica started later loads the state, then sees nothing left to apply.
     c = ForgetIndex.open(tmp_path / "c", postgres_url, embedder, MatcherConfig())
     assert c.sync() == 0 and len(c.matcher) == 0
+
+
+def test_a_revoke_during_a_sync_stays_revoked(embedder: Embedder, tmp_path: Path) -> None:
+    """The sync reads a record, then a local revoke commits and applies before the sync takes
+    the lock: the sync must not re-enforce what it read (it did, until its next round)."""
+    index = ForgetIndex.open(tmp_path, f"sqlite:///{tmp_path}/store.db", embedder, MatcherConfig())
+    record, _ = index.add({"subject": "Zorblax Quintavalle"})
+    read = index.store.get
+    later: list[threading.Thread] = []
+
+    def read_then_revoke(request_id: str) -> ForgetRequest | None:
+        seen = read(request_id)
+        revoking = threading.Thread(target=index.revoke, args=(request_id,))
+        revoking.start()
+        revoking.join(timeout=0.5)  # done, unless the sync holds the lock
+        index.store.get = read  # type: ignore[method-assign]
+        later.append(revoking)
+        return seen
+
+    index.store.get = read_then_revoke  # type: ignore[method-assign]
+    index.matcher.remove(record.id)  # as if the add had not been applied here yet
+    index.sync()
+    later[0].join()
+    assert record.id not in index.matcher.terms
+    assert index.sync() == 0 and record.id not in index.matcher.terms
 
 
 def test_a_late_commit_of_an_earlier_number_is_not_skipped() -> None:
