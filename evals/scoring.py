@@ -175,9 +175,8 @@ _FORWARD = threading.Lock()
 """One load or forward pass at a time: torch already uses every core for one."""
 
 
-@functools.lru_cache(maxsize=2)
-def _loaded(weights: str, adapter: str | None) -> Any:
-    """The weights (with the adapter merged), loaded once for every scorer that uses them."""
+def load_model(weights: str, adapter: str | None = None) -> Any:
+    """The weights (with the adapter merged) in float32, ready for forward passes."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
@@ -185,6 +184,10 @@ def _loaded(weights: str, adapter: str | None) -> Any:
     if adapter:
         model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
     return model.eval()
+
+
+_loaded = functools.lru_cache(maxsize=2)(load_model)
+"""``load_model``, loaded once for every scorer that uses the same weights."""
 
 
 def _answer_part(logprobs: dict[str, Any] | None, prompt_chars: int) -> list[float] | None:

@@ -7,6 +7,7 @@ obliviate unlearn --method npo --param steps=30  # a removal job on the pending 
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from pathlib import Path
@@ -378,3 +379,51 @@ def eval_sequential(
                       ensure_embedded_model(data_dir))  # fmt: skip
     Sequential(out, config, gateway, forgotten, retained, general, typer.echo).run()
     typer.echo((out / "report.md").read_text())
+
+
+@eval_app.command("whitebox")
+def eval_whitebox(
+    run: Annotated[Path, typer.Option(help="A sequential run folder: its removal versions.")],
+    url: Annotated[str, typer.Option(help="The run's gateway (its forget requests, its arms).")],
+    target: Annotated[Path, typer.Option(help="The target's weights (HF folder) it serves.")],
+    reference_weights: Annotated[Path, typer.Option(help="The retain model's weights.")],
+    admin_token: Annotated[
+        str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="The gateway's admin token.")
+    ] = "",
+    relearn_questions: Annotated[
+        int, typer.Option(help="Related QA of the forgotten subjects to relearn from.")
+    ] = 10,
+    gcg_questions: Annotated[int, typer.Option(help="Forgotten questions attacked by GCG.")] = 2,
+    gcg_steps: Annotated[int, typer.Option(help="GCG iterations.")] = 50,
+    gcg_candidates: Annotated[int, typer.Option(help="GCG suffixes scored per step.")] = 32,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    model: Annotated[str, typer.Option(help="Model name served.")] = "smollm2-135m-instruct",
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
+        ".obliviate"
+    ),
+) -> None:
+    """Relearning, quantisation and GCG against a sequential run's removal versions, and GCG
+    through the gateway against its suppression arm; report in RUN/whitebox."""
+    from evals.data import TOFU, load_subjects
+    from evals.gcg import GCGConfig
+    from evals.whitebox import Systems, WhiteBox, WhiteBoxConfig, forgotten_qa, versions_of
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    url = url.rstrip("/")
+    forgotten = forgotten_qa(run, url, admin_token)
+    asked = {qa.question for qa in forgotten}
+    names = {r["subject"] for r in json.loads((run / "state.json").read_text())["requests"]}
+    subjects = [s for s in load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
+                if s.name in names]  # fmt: skip
+    # Round-robin over the subjects, so each lends some of its other questions.
+    others = [[qa for qa in s.qa if qa.question not in asked] for s in subjects]
+    related = [qa for row in itertools.zip_longest(*others) for qa in row if qa is not None]
+    config = WhiteBoxConfig(
+        relearn_questions=relearn_questions, gcg_questions=gcg_questions, max_tokens=max_tokens,
+        gcg=GCGConfig(steps=gcg_steps, candidates=gcg_candidates),
+    )  # fmt: skip
+    systems = Systems(target, reference_weights, versions_of(run), url, admin_token, model,
+                      ensure_embedded_model(data_dir))  # fmt: skip
+    WhiteBox(run / "whitebox", config, systems, forgotten, related, typer.echo).run()
+    typer.echo((run / "whitebox" / "report.md").read_text())

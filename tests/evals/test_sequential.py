@@ -1,6 +1,8 @@
 """The sequential experiment end to end at toy scale, on the real embedded model: 2 forget
-requests, removal jobs of 2 steps, 1 question per subject. The gateway (LoRA on) serves the
-embedded model as the target; its baseline arm stands in for the retain model.
+requests, removal jobs of 2 steps, 1 question per subject, then the white-box attacks on its
+removal versions (``eval whitebox``: relearning, 8/4-bit quantisation, GCG of 2 steps). The
+gateway (LoRA on) serves the embedded model as the target; its baseline arm stands in for the
+retain model.
 
 Marked heavy (`make test-heavy`): about 8 minutes on 2 cores, mostly vLLM's CPU LoRA path
 (3.4 s for an 8-token answer on an adapter, 1.2 s on the base with LoRA on, seen here)."""
@@ -51,6 +53,15 @@ def test_sequential_toy_run(lora_gateway: LiveGateway, tmp_path: Path) -> None:
                                env=env)  # fmt: skip
         assert again.returncode == 0, again.stderr[-3000:]
         assert json.loads((out / "sequential.json").read_text())["results"] == report["results"]
+        whitebox = [
+            str(Path(sys.executable).parent / "obliviate"), "eval", "whitebox", "--run", str(out),
+            "--url", lora_gateway.url, "--target", weights, "--reference-weights", weights,
+            "--relearn-questions", "2", "--gcg-questions", "1", "--gcg-steps", "2",
+            "--gcg-candidates", "4", "--max-tokens", "8", "--data-dir", str(REPO / ".obliviate"),
+        ]  # fmt: skip
+        attacked = subprocess.run(whitebox, cwd=REPO, capture_output=True, text=True,
+                                  timeout=1200, env=env)  # fmt: skip
+        assert attacked.returncode == 0, attacked.stderr[-3000:]
     finally:
         admin.put("/routing", json=routing)
         versions = admin.get("/model-versions").json()["data"]
@@ -82,6 +93,19 @@ def test_sequential_toy_run(lora_gateway: LiveGateway, tmp_path: Path) -> None:
     assert "| 2 | removal-batch |" in markdown and "First k where utility" in markdown
     for plot in ("utility.png", "forget_quality.png", "leak.png"):
         assert (out / plot).stat().st_size > 0
+
+    rows = json.loads((out / "whitebox" / "whitebox.json").read_text())["rows"]
+    versions = ["removal-seq@k2", "removal-batch@k2"]
+    attacks = ["none", "relearn", "int8", "int4", "gcg"]
+    assert set(rows) == {
+        "target:none", "retain:none", "retain:relearn", "target:gcg", "suppression:none",
+        "suppression:gcg", *(f"{v}:{a}" for v in versions for a in attacks),
+    }  # fmt: skip
+    assert len(rows["removal-seq@k2:int4"]["replies"]) == 2  # every forgotten question
+    assert len(rows["target:gcg"]["suffixes"]) == 1
+    # The stack blocks the forgotten question with or without the suffix.
+    assert rows["suppression:none"]["suppressed"] == rows["suppression:gcg"]["suppressed"] == [True]
+    assert "| suppression | gcg | 1 |" in (out / "whitebox" / "report.md").read_text()
 
 
 def report_requests(out: Path) -> list[dict]:
