@@ -61,6 +61,8 @@ class SequentialConfig:
     """What a request holds: the subject's QA pairs, its answers as documents, or its name."""
     max_tokens: int = 48
     concurrency: int = 8
+    regimes: tuple[str, ...] = REGIMES
+    """Regimes measured (all by default); a bare ``subject`` name allows suppression only."""
 
 
 @dataclass
@@ -96,7 +98,8 @@ class Sequential:
         self.state = _read(out / "state.json", {"requests": [], "jobs": {}, "filing_s": []})
         self.results: dict[str, dict] = _read(out / "sequential.json", {}).get("results", {})
         # A bare name gives removal nothing to train on (the admin API refuses such jobs).
-        self.regimes = ("suppression",) if config.content == "subject" else REGIMES
+        trainable = config.content != "subject"
+        self.regimes = tuple(r for r in config.regimes if trainable or r == "suppression")
         self.admin = httpx.Client(
             base_url=f"{gateway.url}/admin/v1",
             headers={"Authorization": f"Bearer {gateway.admin_token}"},
@@ -320,7 +323,7 @@ class Sequential:
                     "on (the admin API refuses the job with 400).",
                     "",
                 ]
-                if self.regimes != REGIMES
+                if self.config.content == "subject"
                 else []
             ),
             f"Target utility: {_fmt(target)}. First k where utility < 95% of the target's: "

@@ -337,6 +337,10 @@ def eval_sequential(
     content: Annotated[
         str, typer.Option(help="What a forget request holds: qa, documents or subject.")
     ] = "qa",
+    regimes: Annotated[
+        str,
+        typer.Option(help="Regimes measured, comma-separated (default all of them)."),
+    ] = "suppression,removal-seq,removal-batch,hybrid",
     admin_token: Annotated[
         str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="Admin token of both gateways.")
     ] = "",
@@ -358,15 +362,18 @@ def eval_sequential(
 ) -> None:
     """Suppression vs removal as forget requests pile up: curves, table and raw JSON in OUT."""
     from evals.data import prepare
-    from evals.sequential import Gateway, Sequential, SequentialConfig
+    from evals.sequential import REGIMES, Gateway, Sequential, SequentialConfig
     from gateway.engine.embedded_model import ensure_embedded_model
 
     if content not in ("qa", "documents", "subject"):
         raise typer.BadParameter("--content must be qa, documents or subject")
+    chosen = tuple(r.strip() for r in regimes.split(",") if r.strip())
+    if not chosen or not set(chosen) <= set(REGIMES):
+        raise typer.BadParameter(f"--regimes must name some of {', '.join(REGIMES)}")
     config = SequentialConfig(
         subjects=subjects, batch_every=batch_every, method=method,
         params=parse_params(param) or SequentialConfig().params, content=content,  # type: ignore[arg-type]
-        max_tokens=max_tokens, concurrency=concurrency,
+        max_tokens=max_tokens, concurrency=concurrency, regimes=chosen,
     )  # fmt: skip
     # The utility sets are sampled by --max-per-set alone: cut to a question or two, their
     # harmonic means would be 0 as soon as one answer scores 0.
