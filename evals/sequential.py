@@ -232,8 +232,10 @@ class Sequential:
             return self._scorer("baseline", "baseline", None)
         routing = self.admin.get("/routing").json() | {"version": job["version"]}
         self.admin.put("/routing", json=routing).raise_for_status()
-        arm = "hybrid" if regime == "hybrid" else "removal"
-        return self._scorer(f"k{k}-{regime}", arm, job["path"])
+        if regime == "hybrid":  # the stack changes with k
+            return self._scorer(f"k{k}-{regime}", "hybrid", job["path"])
+        # A version's answers do not change with k: a batch version is asked only new questions.
+        return self._scorer(f"{regime}-{job['version']}", "removal", job["path"])
 
     def _time_to_effect(self, k: int, regime: str) -> float | None:
         """Request k: until the stack suppressed it, or until the version removing it was made."""
