@@ -264,10 +264,16 @@ class Sequential:
 
     # Output
 
+    @property
+    def shown(self) -> list[str]:
+        """The regimes with results (a resumed run may have measured more than it runs now)."""
+        measured = {key.split(":")[1] for key in self.results}
+        return [r for r in REGIMES if r in measured or r in self.regimes]
+
     def write(self) -> dict:
         ks = sorted({int(key.split(":")[0]) for key in self.results} - {0})
         curves = {
-            name: {r: [self._value(k, r, name) for k in ks] for r in self.regimes}
+            name: {r: [self._value(k, r, name) for k in ks] for r in self.shown}
             for name in ("model_utility", "forget_quality", "mean_leak", "mia_auc")
         }
         payload = {
@@ -300,7 +306,7 @@ class Sequential:
     def _markdown(self, ks: list[int], target: float | None) -> list[str]:
         rows = []
         for k in ks:
-            for r in (*self.regimes, "reference"):
+            for r in (*self.shown, "reference"):
                 if (res := self.results.get(f"{k}:{r}")) is None:
                     continue
                 utility = res["model_utility"]
@@ -312,7 +318,7 @@ class Sequential:
         below = {
             r: next((k for k in ks if (u := self.results.get(f"{k}:{r}", {}).get("model_utility"))
                      is not None and target and u < 0.95 * target), None)
-            for r in self.regimes
+            for r in self.shown
         }  # fmt: skip
         c = self.config
         return [
@@ -329,7 +335,7 @@ class Sequential:
                 else []
             ),
             f"Target utility: {_fmt(target)}. First k where utility < 95% of the target's: "
-            + ", ".join(f"{r} {below[r] or 'never'}" for r in self.regimes),
+            + ", ".join(f"{r} {below[r] or 'never'}" for r in self.shown),
             "",
             *_table(COLUMNS, rows),
             "",

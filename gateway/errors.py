@@ -105,7 +105,7 @@ class ModelNotFound(NotFound):
 
 class Conflict(APIError):
     status = 409
-    code = "idempotency_key_reused"
+    code = "conflict"
 
 
 class RequestTooLarge(APIError):

@@ -44,6 +44,7 @@ async def create_forget_request(request: Request) -> Response:
         raise Conflict(
             f"Idempotency-Key already used for {exc} with a different body.",
             param="Idempotency-Key",
+            code="idempotency_key_reused",
         ) from exc
     payload = ForgetRequestRecord.of(record).model_dump()
     # A replay answers like the first time, and says it is one (as Stripe's API does).

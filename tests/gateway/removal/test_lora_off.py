@@ -9,4 +9,5 @@ def test_removal_needs_lora(gateway: LiveGateway) -> None:
     with gateway.admin() as admin:
         response = admin.post("/removal-jobs", json={"method": "npo"})
     assert response.status_code == 409
-    assert "vllm_lora" in response.json()["error"]["message"]
+    error = response.json()["error"]
+    assert "vllm_lora" in error["message"] and error["code"] == "conflict"
