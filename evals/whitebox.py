@@ -112,9 +112,11 @@ class WhiteBox:
                 self._row(
                     name, f"int{bits}", everyone, lambda bits=bits: quantised(version(), bits)
                 )
-            self._gcg(name, attacked, version)
+        # GCG last, as it takes longest: first the suppression arm's (one optimisation).
         self._gcg("target", attacked, lambda: self._model(s.target))
         self._through_gateway(attacked)
+        for name, adapter in s.versions.items():
+            self._gcg(name, attacked, lambda adapter=adapter: self._model(s.target, adapter))
         return self.write()
 
     # Systems
@@ -294,18 +296,26 @@ def quantised(model: Any, bits: int) -> Any:
 
 def versions_of(run: Path) -> dict[str, Path]:
     """The last version of each removal regime of a sequential run."""
-    state = json.loads((run / "state.json").read_text())
-    return {
-        f"{regime}@k{jobs[-1]['k']}": Path(jobs[-1]["path"])
-        for regime, jobs in state["jobs"].items()
-        if jobs and jobs[-1].get("path")
-    }
+    return {name: Path(job["path"]) for name, job in _last_jobs(run).items()}
 
 
 def forgotten_qa(run: Path, url: str, admin_token: str) -> list[QA]:
-    """The QA pairs of the run's forget requests, as the gateway stores them."""
+    """The QA pairs of the forget requests that every attacked version removed (the first k of
+    the run, k the earliest of their steps), as the gateway stores them."""
     state = json.loads((run / "state.json").read_text())
+    removed = min(job["k"] for job in _last_jobs(run).values())
     headers = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=f"{url}/admin/v1", headers=headers) as admin:
-        records = [admin.get(f"/forget-requests/{r['id']}").json() for r in state["requests"]]
+        records = [
+            admin.get(f"/forget-requests/{r['id']}").json() for r in state["requests"][:removed]
+        ]
     return [QA(pair["question"], pair["answer"]) for record in records for pair in record["qa"]]
+
+
+def _last_jobs(run: Path) -> dict[str, dict]:
+    state = json.loads((run / "state.json").read_text())
+    return {
+        f"{regime}@k{jobs[-1]['k']}": jobs[-1]
+        for regime, jobs in state["jobs"].items()
+        if jobs and jobs[-1].get("path")
+    }

@@ -420,9 +420,8 @@ def eval_whitebox(
     url = url.rstrip("/")
     forgotten = forgotten_qa(run, url, admin_token)
     asked = {qa.question for qa in forgotten}
-    names = {r["subject"] for r in json.loads((run / "state.json").read_text())["requests"]}
     subjects = [s for s in load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
-                if s.name in names]  # fmt: skip
+                if any(qa.question in asked for qa in s.qa)]  # fmt: skip
     # Round-robin over the subjects, so each lends some of its other questions.
     others = [[qa for qa in s.qa if qa.question not in asked] for s in subjects]
     related = [qa for row in itertools.zip_longest(*others) for qa in row if qa is not None]
