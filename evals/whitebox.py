@@ -87,7 +87,8 @@ class WhiteBox:
         self.out, self.config, self.systems, self.log = out, config, systems, log
         self.forgotten, self.related = forgotten, related[: config.relearn_questions]
         self.tokenizer = AutoTokenizer.from_pretrained(str(systems.tokenizer))
-        self.common = metrics.common_words([[qa.answer for qa in forgotten]])
+        # Words in many of the forgotten answers ("author", "born") are no fact of one subject.
+        self.common = metrics.common_words([[qa.answer] for qa in forgotten])
         out.mkdir(parents=True, exist_ok=True)
         path = out / "whitebox.json"
         self.rows: dict[str, dict] = json.loads(path.read_text())["rows"] if path.exists() else {}
@@ -196,10 +197,6 @@ class WhiteBox:
             "rouge": [
                 metrics.rouge_l_recall(qa.answer, r) for qa, r in zip(qas, replies, strict=True)
             ],
-            "leaked": [
-                metrics.leaked(qa.answer, qa.question, r, common=self.common)
-                for qa, r in zip(qas, replies, strict=True)
-            ],
             **extra,
         }
         self.write()
@@ -221,7 +218,15 @@ class WhiteBox:
             return None
         at = [row["questions"].index(i) for i in questions]
         rouge = statistics.fmean(row["rouge"][j] for j in at)
-        return rouge, metrics.rate([row["leaked"][j] for j in at])
+        return rouge, metrics.rate([self._leaks(row)[j] for j in at])
+
+    def _leaks(self, row: dict) -> list[bool]:
+        """Per question of a row: whether its reply gives the answer's key facts away."""
+        qas = [self.forgotten[i] for i in row["questions"]]
+        return [
+            metrics.leaked(qa.answer, qa.question, reply, common=self.common)
+            for qa, reply in zip(qas, row["replies"], strict=True)
+        ]
 
     def _recovered(self, row: dict) -> float | None:
         """Share of the gap (target - the system unattacked) closed by the attack, in ROUGE."""
@@ -236,7 +241,7 @@ class WhiteBox:
     def _markdown(self) -> list[str]:
         rows = [
             [row["system"], row["attack"], str(len(row["questions"])),
-             _fmt(statistics.fmean(row["rouge"])), _fmt(metrics.rate(row["leaked"])),
+             _fmt(statistics.fmean(row["rouge"])), _fmt(metrics.rate(self._leaks(row))),
              _fmt(self._recovered(row))]
             for row in self.rows.values()
         ]  # fmt: skip
