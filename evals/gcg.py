@@ -12,6 +12,7 @@ Written here rather than taken from nanoGCG, which pins transformers 4.47 (we se
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,8 +120,10 @@ def gcg(
     return best
 
 
+@functools.cache
 def _allowed(tokenizer: Any, vocabulary: int) -> torch.Tensor:
-    """Printable ASCII tokens that are not special (as in the paper's default)."""
+    """Printable ASCII tokens that are not special (as in the paper's default); decoded once
+    per tokenizer, not per attacked question."""
     special = set(tokenizer.all_special_ids)
     allowed = torch.zeros(vocabulary, dtype=torch.bool)
     for token in range(min(vocabulary, len(tokenizer))):

@@ -177,13 +177,9 @@ _FORWARD = threading.Lock()
 
 def load_model(weights: str, adapter: str | None = None) -> Any:
     """The weights (with the adapter merged) in float32, ready for forward passes."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+    from removal.trainer import load_merged
 
-    model = AutoModelForCausalLM.from_pretrained(weights, dtype=torch.float32)
-    if adapter:
-        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
-    return model.eval()
+    return load_merged(weights, adapter).eval()
 
 
 _loaded = functools.lru_cache(maxsize=2)(load_model)

@@ -211,14 +211,12 @@ class WhiteBox:
         (self.out / "report.md").write_text("\n".join(self._markdown()))
         return payload
 
-    def _score(self, key: str, questions: list[int]) -> tuple[float, float] | None:
-        """(mean ROUGE-L recall, leak rate) of a row on some of its questions."""
+    def _rouge(self, key: str, questions: list[int]) -> float | None:
+        """Mean ROUGE-L recall of a row on some of its questions."""
         row = self.rows.get(key)
         if row is None:
             return None
-        at = [row["questions"].index(i) for i in questions]
-        rouge = statistics.fmean(row["rouge"][j] for j in at)
-        return rouge, metrics.rate([self._leaks(row)[j] for j in at])
+        return statistics.fmean(row["rouge"][row["questions"].index(i)] for i in questions)
 
     def _leaks(self, row: dict) -> list[bool]:
         """Per question of a row: whether its reply gives the answer's key facts away."""
@@ -232,11 +230,11 @@ class WhiteBox:
         """Share of the gap (target - the system unattacked) closed by the attack, in ROUGE."""
         if row["attack"] == "none":
             return None
-        before = self._score(f"{row['system']}:none", row["questions"])
-        top = self._score("target:none", row["questions"])
-        if before is None or top is None or top[0] <= before[0]:
+        before = self._rouge(f"{row['system']}:none", row["questions"])
+        top = self._rouge("target:none", row["questions"])
+        if before is None or top is None or top <= before:
             return None
-        return (statistics.fmean(row["rouge"]) - before[0]) / (top[0] - before[0])
+        return (statistics.fmean(row["rouge"]) - before) / (top - before)
 
     def _markdown(self) -> list[str]:
         rows = [

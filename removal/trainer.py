@@ -61,16 +61,14 @@ def method_config(name: str, params: dict[str, Any]) -> MethodConfig:
 
 def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str, Any]:
     from accelerate import Accelerator
-    from peft import LoraConfig, PeftModel, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoTokenizer
 
     config = method_config(spec.method, spec.params)
     torch.manual_seed(config.seed)
     torch.set_num_threads(spec.threads)
     tokenizer = AutoTokenizer.from_pretrained(spec.base_model)
-    model = AutoModelForCausalLM.from_pretrained(spec.base_model, dtype=torch.float32)
-    if spec.parent_adapter:
-        model = PeftModel.from_pretrained(model, spec.parent_adapter).merge_and_unload()
+    model = load_merged(spec.base_model, spec.parent_adapter)
     method: Method = METHODS[spec.method](config, tokenizer, spec.forget, spec.retain)
     lora = LoraConfig(
         r=config.lora_rank,
@@ -157,14 +155,23 @@ def save_combined(model: Any, parent: str | None, output: Path) -> None:
     tmp.rename(output)
 
 
+def load_merged(base_model: str, adapter: str | None = None) -> Any:
+    """The base weights in float32, with the adapter (a model version) merged into them."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+    if adapter:
+        model = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    return model
+
+
 def merge(base_model: str, adapter: str, output: Path) -> Path:
     """Base + adapter as one plain HF model folder: a version served without LoRA (vLLM's CPU
     build cannot score prompts with LoRA on, so evaluations serve the merged weights)."""
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
-    merged = PeftModel.from_pretrained(model, adapter).merge_and_unload()
+    merged = load_merged(base_model, adapter)
     tmp = output.with_name(output.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp)
