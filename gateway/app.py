@@ -83,7 +83,7 @@ def open_forget_index(settings: Settings) -> ForgetIndex:
     return ForgetIndex.open(
         settings.data_dir / "index",
         settings.store_url,
-        Embedder(settings.embedder),
+        Embedder(settings.embedder, cache=settings.data_dir / "embedders"),
         settings.matcher_config(),
     )
 

@@ -46,8 +46,8 @@ class VectorIndex:
             ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 40]]
             ivf.train(sample)
-            ivf.nprobe = self.nprobe
             self._index = ivf
+            self.set_nprobe(self.nprobe)
         self.add(ids, vectors)
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -74,5 +74,10 @@ class VectorIndex:
 
     def load(self, path: Path) -> None:
         self._index = faiss.read_index(str(path))
+        self.set_nprobe(self.nprobe)
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """IVF lists searched per query (an exact index ignores it)."""
+        self.nprobe = nprobe
         if self.approximate:
-            self._index.nprobe = self.nprobe
+            self._index.nprobe = nprobe

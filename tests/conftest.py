@@ -25,6 +25,7 @@ from sqlalchemy import create_engine, text
 from evals.live_gateway import REPO, start_gateway, stop
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
+from index.embedder import DEFAULT_CACHE
 
 MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"
@@ -33,10 +34,12 @@ TOFU = REPO.parent / "shared" / "data" / "tofu"
 
 
 def fresh_data_dir(root: Path) -> Path:
-    """An empty data directory sharing the repo's converted embedded model (converted once)."""
+    """An empty data directory sharing the repo's converted embedded model and embedder."""
     embedded = ensure_embedded_model(REPO / ".obliviate")
     (root / "models").mkdir(parents=True)
     (root / "models" / embedded.name).symlink_to(embedded)
+    (REPO / DEFAULT_CACHE).mkdir(parents=True, exist_ok=True)
+    (root / "embedders").symlink_to(REPO / DEFAULT_CACHE)  # the embedder's export, made once
     return root
 
 
