@@ -24,7 +24,7 @@ import numpy as np
 import typer
 
 from index.chunking import chunk_request
-from index.embedder import Embedder
+from index.embedder import Embedder, embedder_path
 from index.lexicon import Lexicon
 from index.matcher import BLOCK, Matcher, MatcherConfig
 from index.vectors import VectorIndex
@@ -35,6 +35,7 @@ DATA = Path(__file__).resolve().parent / "data"
 CITIES = ["Lisbon", "Nairobi", "Oslo", "Lima", "Hanoi", "Perth", "Quito", "Accra", "Riga", "Cusco"]
 GENRES = ["gothic horror", "space opera", "cookbooks", "poetry", "legal thrillers", "travel"]
 JOBS = ["baker", "pilot", "dentist", "carpenter", "librarian", "chemist", "sailor", "judge"]
+NPROBES = [8, 16, 32, 64]
 SYLLABLES = ["ka", "lo", "mi", "ren", "tas", "vo", "zel", "qui", "dar", "nof", "bre", "sul", "yor"]
 
 
@@ -133,9 +134,8 @@ def latency(sizes: list[int], embedder: Embedder, queries: int = 300) -> None:
     rng = np.random.default_rng(0)
     dim = embedder.dim
     centres = rng.normal(size=(4000, dim)) / np.sqrt(dim)
-    print(
-        f"{'entries':>9} {'kind':>6} {'build s':>8} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>10}"
-    )
+    print(f"{'entries':>9} {'kind':>6} {'nprobe':>6} {'build s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'recall@10':>10}")  # fmt: skip
     for n in sizes:
         vectors = clustered(n, dim, rng, centres)
         ids = np.arange(n)
@@ -145,28 +145,78 @@ def latency(sizes: list[int], embedder: Embedder, queries: int = 300) -> None:
         exact = VectorIndex(dim, approximate_after=n)
         exact.build(ids, vectors)
         truth = exact.search(probe, 10)[1]
+        del exact
         index = VectorIndex(dim)  # the gateway's defaults: approximate past 20k chunks
         start = time.perf_counter()
         index.build(ids, vectors)
         build_s = time.perf_counter() - start
-        times, found = [], []
-        for i in range(queries):
-            start = time.perf_counter()
-            hits = index.search(probe[i : i + 1], 10)[1][0]
-            times.append(time.perf_counter() - start)
-            found.append(len(set(hits) & set(truth[i])) / 10)
-        kind = "ivf" if index.approximate else "exact"
-        p50, p99 = np.percentile(times, 50) * 1e3, np.percentile(times, 99) * 1e3
-        print(f"{n:>9} {kind:>6} {build_s:>8.1f} {p50:>7.3f} {p99:>7.3f} {np.mean(found):>10.3f}")
-        del vectors, exact, index
+        for nprobe in NPROBES if index.approximate else [0]:
+            if nprobe:
+                index.set_nprobe(nprobe)
+            times, found = [], []
+            for i in range(queries):
+                start = time.perf_counter()
+                hits = index.search(probe[i : i + 1], 10)[1][0]
+                times.append(time.perf_counter() - start)
+                found.append(len(set(hits) & set(truth[i])) / 10)
+            kind = "ivf" if index.approximate else "exact"
+            p50, p99 = np.percentile(times, 50) * 1e3, np.percentile(times, 99) * 1e3
+            print(f"{n:>9} {kind:>6} {nprobe or '-':>6} {build_s:>8.1f} {p50:>7.3f} {p99:>7.3f} "
+                  f"{np.mean(found):>10.3f}")  # fmt: skip
+        if n == max(sizes):
+            whole_matcher(embedder, index, n)
+        del vectors, index
+    embedding(embedder)
 
-    texts = [f"Tell me about the author of book number {i} please" for i in range(200)]
+
+def whole_matcher(embedder: Embedder, index: VectorIndex, n: int, queries: int = 200) -> None:
+    """``Matcher.match`` on new questions (not in the embedder's cache) over ``n`` chunks owned
+    by 10^4 forget requests with their names: what the gateway spends per new message."""
+    requests = fictitious_people(10_000, seed=1)
+    matcher = Matcher(embedder, MatcherConfig())
+    matcher.vectors = index
+    index.set_nprobe(MatcherConfig().nprobe)
+    matcher.load(
+        {f"r{i}": [person["subject"]] for i, person in enumerate(requests)},
+        {chunk: f"r{chunk % len(requests)}" for chunk in range(n)},
+    )
     times = []
-    for text in texts:
+    for i in range(queries):
+        question = f"Which river flows past the old mill in {CITIES[i % 10]}, town {i}?"
         start = time.perf_counter()
-        embedder.encode([text])
+        matcher.match([question])
         times.append(time.perf_counter() - start)
-    print(f"embedding one query (MiniLM, 1 thread): p50 {np.percentile(times, 50) * 1e3:.1f} ms")
+    p50, p99 = np.percentile(times, 50) * 1e3, np.percentile(times, 99) * 1e3
+    print(f"whole matcher, {n} chunks, 10^4 names, new one-sentence question: "
+          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")  # fmt: skip
+
+
+def embedding(embedder: Embedder) -> None:
+    """One new query through ONNX Runtime (1 and 2 threads) and through sentence-transformers'
+    torch model (1 thread), side by side."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    texts = [f"Tell me about the author of book number {i} please" for i in range(600)]
+    two = Embedder(embedder.name, threads=2)
+    torch.set_num_threads(1)
+    st = SentenceTransformer(embedder_path(embedder.name), device="cpu")
+    runs = {
+        "onnxruntime, 1 thread": lambda t: embedder.encode([t]),
+        "onnxruntime, 2 threads": lambda t: two.encode([t]),
+        "torch (sentence-transformers), 1 thread": lambda t: st.encode([t]),
+    }
+    p50s = {}
+    for number, (name, encode) in enumerate(runs.items()):
+        times = []
+        for text in texts[number * 200 : (number + 1) * 200]:  # new texts: no cache hits
+            start = time.perf_counter()
+            encode(text)
+            times.append(time.perf_counter() - start)
+        p50s[name] = np.percentile(times, 50) * 1e3
+    torch_p50 = p50s["torch (sentence-transformers), 1 thread"]
+    for name, p50 in p50s.items():
+        print(f"embedding one query, {name}: p50 {p50:.1f} ms ({torch_p50 / p50:.1f}x torch)")
 
     lexicon = Lexicon()
     for i, person in enumerate(fictitious_people(10_000, seed=1)):

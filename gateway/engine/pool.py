@@ -44,8 +44,10 @@ class UpstreamPool:
             member.outstanding += 1
             try:
                 response = await member.send(method, path, body, stream=stream)
-            except EngineUnavailable:
+            except BaseException as exc:  # also a call cancelled in flight
                 member.outstanding -= 1
+                if not isinstance(exc, EngineUnavailable):
+                    raise
                 member.set_ready(False)  # its health watcher lets it back in
                 tried.append(member)
                 continue

@@ -1,8 +1,9 @@
 """Forwarding of OpenAI requests to vLLM through the suppression stack, streaming end to end.
 
-The stack sees the conversation first: it may answer on its own (the request is suppressed), add a
-system instruction, or attach per-request controls for the vLLM plugin. The request then goes to
-vLLM with the pooled client. While nothing is forgotten, answers are relayed as they arrive (bytes
+The stack checks the conversation while vLLM already works on it: the check may answer on its own
+(the request is suppressed), add a system instruction, or attach per-request controls for the vLLM
+plugin; the last two send the request again, as changed. No engine output is used before the check
+ends. While nothing is forgotten, answers are relayed as they arrive (bytes
 for a stream). Otherwise every output passes the stack's output watch: a stream is parsed event by
 event, text is released once checked, and a blocked stream ends cleanly with the suppression
 answer. Closing the upstream response (also when the client disconnects) makes vLLM abort.
@@ -12,6 +13,7 @@ event followed by ``data: [DONE]``.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -94,27 +96,43 @@ class OpenAIServing:
     async def forward(
         self, route: str, request: GenerationRequest, timer: RequestTimer, plan: ArmPlan
     ) -> Response:
-        """Serve ``request`` on the arm ``plan`` (its weights, and the stack if it has one)."""
+        """Serve ``request`` on the arm ``plan`` (its weights, and the stack if it has one).
+
+        The stack's check and the engine's call start together, and nothing of the answer is
+        used before the check ends: the check costs time only where it outlasts the engine's
+        first token. A check that blocks the request, or changes what vLLM must be sent (a guard
+        note, in-model controls), drops the early call, and vLLM aborts it."""
         metrics.ARM_REQUESTS.labels(plan.arm).inc()
-        ctx = None
-        if plan.stack:
-            try:
-                ctx = await self.stacks[plan.arm].before(await self._texts(request), plan.exempt)
-            except StackFailed as exc:
-                raise SuppressionUnavailable(
-                    "Forgotten content cannot be checked right now; retry shortly."
-                ) from exc
         arm = {ARM_HEADER: plan.arm, VERSION_HEADER: plan.version.id if plan.version else ""}
-        if ctx is not None and ctx.blocked_by:
-            return self._suppressed(request, ctx, timer, arm)
+        check = asyncio.create_task(self._check(request, plan)) if plan.stack else None
         body = request.model_dump(exclude_unset=True)
-        if plan.version is not None:
-            await self.upstream.ensure_adapter(plan.version.id, plan.version.path)
-            body["model"] = plan.version.id
-        if ctx is not None:
-            _apply(body, ctx, request)
+        try:
+            if plan.version is not None:
+                await self.upstream.ensure_adapter(plan.version.id, plan.version.path)
+                body["model"] = plan.version.id
+        except BaseException:
+            if check is not None:
+                check.cancel()
+            raise
         sent = time.perf_counter()
-        response = await self.upstream.send("POST", route, body, stream=request.stream)
+        call = asyncio.create_task(self.upstream.send("POST", route, body, stream=request.stream))
+        try:
+            ctx = await check if check is not None else None
+        except BaseException:
+            await _drop(call)
+            raise
+        if ctx is not None:
+            final = copy.deepcopy(body)
+            _apply(final, ctx, request)
+            if ctx.blocked_by or final != body:
+                await _drop(call)
+                if ctx.blocked_by:
+                    return self._suppressed(request, ctx, timer, arm)
+                sent = time.perf_counter()
+                call = asyncio.create_task(
+                    self.upstream.send("POST", route, final, stream=request.stream)
+                )
+        response = await call
         if response.status_code != 200:
             error = await self._upstream_error(response)
             timer.upstream_s = time.perf_counter() - sent
@@ -131,6 +149,15 @@ class OpenAIServing:
         timer.finish(200)
         headers = timer.header() | _layers(ctx) | arm
         return Response(content, media_type="application/json", headers=headers)
+
+    async def _check(self, request: GenerationRequest, plan: ArmPlan) -> RequestContext | None:
+        """The stack's verdict on the conversation; SuppressionUnavailable when it cannot say."""
+        try:
+            return await self.stacks[plan.arm].before(await self._texts(request), plan.exempt)
+        except StackFailed as exc:
+            raise SuppressionUnavailable(
+                "Forgotten content cannot be checked right now; retry shortly."
+            ) from exc
 
     async def _texts(self, request: GenerationRequest) -> list[str]:
         """The conversation's texts; token-id prompts are detokenized by vLLM when it matters."""
@@ -289,6 +316,15 @@ def _apply(body: dict[str, Any], ctx: RequestContext, request: GenerationRequest
     if request.stream and _wants_usage(request):
         # Usage in every chunk, so a stream cut short still reports what was generated.
         body["stream_options"] = {**body["stream_options"], "continuous_usage_stats": True}
+
+
+async def _drop(call: asyncio.Task[httpx.Response]) -> None:
+    """Abandon an engine call: cancelled in flight, or its response closed (vLLM aborts both)."""
+    metrics.ENGINE_CALLS_DROPPED.inc()
+    if call.cancel():
+        return
+    if call.exception() is None:
+        await call.result().aclose()
 
 
 def _wants_usage(request: GenerationRequest) -> bool:

@@ -35,6 +35,11 @@ UPSTREAM_ERRORS = Counter(
     "Failures talking to vLLM: connect, status (5xx), stream (broke mid-stream).",
     ["kind"],
 )
+ENGINE_CALLS_DROPPED = Counter(
+    "obliviate_engine_calls_dropped_total",
+    "Engine calls started beside the suppression check and dropped by it (blocked, or sent "
+    "again with a guard note or in-model controls): engine work spent on nothing.",
+)
 ENGINE_READY = Gauge("obliviate_engine_ready", "1 while the vLLM engine answers, else 0.")
 ENGINE_RESTARTS = Counter("obliviate_engine_restarts_total", "Restarts of the embedded vLLM.")
 FORGET_INDEX_REQUESTS = Gauge(

@@ -1,0 +1,95 @@
+"""The suppression check runs beside the engine call, not before it (gateway overhead, issue 9).
+
+An in-process gateway in front of the session's real vLLM; its embedder is slowed by 1 s, so the
+order of events shows whether vLLM was asked before the check ended.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.app import build_app
+from gateway.config import load_settings
+from gateway.engine.embedded_model import ensure_embedded_model
+from tests.conftest import ADMIN_TOKEN, MODEL, REPO, LiveGateway, fresh_data_dir
+
+SUBJECT = "Quillon Varensk"
+ANSWER = f"{SUBJECT} keeps the lighthouse on Skerry Island and paints gulls."
+
+
+def dropped(http: TestClient) -> float:
+    text = http.get("/metrics").text
+    return float(re.search(r"^obliviate_engine_calls_dropped_total (\S+)", text, re.M).group(1))
+
+
+def test_the_check_runs_beside_the_engine_call(
+    gateway: LiveGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OBLIVIATE_ADMIN_TOKEN", ADMIN_TOKEN)
+    settings = load_settings(
+        upstream=gateway.vllm_url,
+        model=str(ensure_embedded_model(REPO / ".obliviate")),
+        served_model_name=MODEL,
+        data_dir=fresh_data_dir(tmp_path / "data"),
+    )
+    with TestClient(build_app(settings)) as http:
+        deadline = time.monotonic() + 60
+        while http.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, "the gateway never saw vLLM ready"
+            time.sleep(0.5)
+        admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        qa = [{"question": f"What does {SUBJECT} do?", "answer": ANSWER}]
+        created = http.post("/admin/v1/forget-requests", json={"subject": SUBJECT, "qa": qa},
+                            headers=admin)  # fmt: skip
+        assert created.status_code == 201, created.text
+
+        events: list[Any] = []
+        embedder = http.app.state.forget_index.matcher.embedder
+        encode, send = embedder.encode, http.app.state.upstream.send
+
+        def slow_encode(texts: list[str]):
+            time.sleep(1.0)
+            vectors = encode(texts)
+            events.append("checked")
+            return vectors
+
+        async def spied_send(method: str, path: str, body: Any = None, *, stream: bool = False):
+            events.append(body["messages"][0]["role"] if body else path)
+            return await send(method, path, body, stream=stream)
+
+        monkeypatch.setattr(embedder, "encode", slow_encode)
+        monkeypatch.setattr(http.app.state.upstream, "send", spied_send)
+
+        def ask(question: str) -> Any:
+            events.clear()
+            body = {"model": MODEL, "max_tokens": 8, "temperature": 0,
+                    "messages": [{"role": "user", "content": question}]}  # fmt: skip
+            reply = http.post("/v1/chat/completions", json=body)
+            assert reply.status_code == 200, reply.text
+            return reply
+
+        # Unrelated: vLLM is asked at once, and its answer is used once the check passed it.
+        before = dropped(http)
+        reply = ask("What is the capital of France?")
+        assert events == ["user", "checked"]
+        assert reply.headers["x-obliviate-layers"] == ""
+        assert "Paris" in reply.json()["choices"][0]["message"]["content"]
+        assert dropped(http) == before
+
+        # Blocked: the early call is dropped (vLLM aborts it) and the suppression reply answers.
+        reply = ask(f"Who is {SUBJECT}?")
+        assert events == ["user", "checked"]
+        assert reply.headers["x-obliviate-layers"] == "retrieval"
+        assert dropped(http) == before + 1
+
+        # Related: the early call is dropped and the request is sent again with the guard note.
+        reply = ask("Who paints gulls at the lighthouse on Skerry Island?")
+        assert events[:3] == ["user", "checked", "system"]  # then its output's sentence checks
+        assert reply.headers["x-obliviate-layers"] == "guard_prompt"
+        assert dropped(http) == before + 2
