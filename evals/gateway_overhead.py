@@ -2,11 +2,15 @@
 
     python -m evals.gateway_overhead                 # starts its own gateway + embedded vLLM
     python -m evals.gateway_overhead --rounds 4 --max-tokens 64
+    python -m evals.gateway_overhead --forget-requests 10000 --data-dir .obliviate/bench-10k
 
 Rounds alternate direct and gateway so drift on a noisy machine hits both alike. Per target it
 prints p50/p99 latency of short (1-token, non-streaming) requests, and for streams of a fixed length
 at concurrency 1 and 16: p50/p99 latency, p50 TTFT and summed output tokens/s; then the ratios, and
-the gateway's own time from its `x-obliviate-overhead-ms` header.
+the gateway's own time from its `x-obliviate-overhead-ms` header. With ``--forget-requests`` the
+gateway first enforces that many synthetic forget requests (unrelated to the prompt), so the full
+default stack (retrieval, guard prompt) checks every request and output against them; a kept
+``--data-dir`` keeps them for the next run.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import httpx
 import numpy as np
 import typer
 
-from evals.live_gateway import start_gateway, stop
+from evals.live_gateway import file_forget_requests, fresh_data_dir, start_gateway, stop
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
 from gateway.engine.launcher import free_port
 from gateway.openai.serving import OVERHEAD_HEADER
 
+ADMIN = "overhead-admin"
 PROMPT = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]
 
 
@@ -152,13 +157,25 @@ def main(
     rounds: Annotated[int, typer.Option(help="Alternating rounds per target and concurrency.")] = 4,
     max_tokens: Annotated[int, typer.Option(help="Output tokens per streamed request.")] = 64,
     pairs: Annotated[int, typer.Option(help="Paired requests for the added latency.")] = 60,
+    forget_requests: Annotated[int, typer.Option(help="Forget requests enforced.")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The gateway's data dir (default: a new one).")
+    ] = None,
 ) -> None:
     vllm_port = free_port()
-    log = Path(tempfile.mkdtemp()) / "gateway.log"
+    work = Path(tempfile.mkdtemp())
+    log = work / "gateway.log"
     print(f"starting gateway + vLLM (log {log}) ...", flush=True)
-    url, process = start_gateway(log, "--vllm-port", str(vllm_port))
+    url, process = start_gateway(
+        log, "--vllm-port", str(vllm_port), "--data-dir",
+        str(fresh_data_dir(data_dir or work / "data")),
+        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN},
+    )  # fmt: skip
     direct_url = f"http://127.0.0.1:{vllm_port}"
     try:
+        start = time.monotonic()
+        file_forget_requests(url, ADMIN, forget_requests)
+        print(f"{forget_requests} forget requests enforced ({time.monotonic() - start:.0f} s)")
         asyncio.run(run_round(url, Samples(), 1, 8))  # warm-up of both paths
         asyncio.run(run_round(direct_url, Samples(), 1, 8))
         asyncio.run(paired_added_latency(url, direct_url, pairs))

@@ -8,6 +8,7 @@ stop(process)
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,9 +17,24 @@ from pathlib import Path
 
 import httpx
 
+from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
+from index.embedder import DEFAULT_CACHE
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def fresh_data_dir(root: Path) -> Path:
+    """A data directory sharing the repo's converted embedded model and embedder export (made
+    once), with nothing else in it yet; made if missing."""
+    embedded = ensure_embedded_model(REPO / ".obliviate")
+    (root / "models").mkdir(parents=True, exist_ok=True)
+    if not (root / "models" / embedded.name).exists():
+        (root / "models" / embedded.name).symlink_to(embedded)
+    (REPO / DEFAULT_CACHE).mkdir(parents=True, exist_ok=True)
+    if not (root / "embedders").exists():
+        (root / "embedders").symlink_to(REPO / DEFAULT_CACHE)
+    return root
 
 
 def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float, log: Path) -> None:
@@ -64,3 +80,17 @@ def stop(process: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def file_forget_requests(url: str, admin_token: str, count: int) -> None:
+    """File synthetic forget requests until the gateway enforces ``count`` (a gateway on a kept
+    data dir resumes). They are unrelated to the benchmarks' prompt: a related one would put
+    every stream on the sentence-by-sentence release of related conversations."""
+    metrics = httpx.get(f"{url}/metrics", timeout=30).text
+    have = int(float(re.search(r"^obliviate_forget_index_requests (\S+)", metrics, re.M).group(1)))
+    headers = {"Authorization": f"Bearer {admin_token}"}
+    with httpx.Client(base_url=f"{url}/admin/v1", headers=headers, timeout=120) as admin:
+        for i in range(have, count):
+            body = {"subject": f"Velmora Quist {i}", "documents": [f"Velmora Quist {i} measured "
+                    f"the lattice constant of alloy {i % 97} at {i % 13} kelvin."]}  # fmt: skip
+            admin.post("/forget-requests", json=body).raise_for_status()

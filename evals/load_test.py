@@ -21,7 +21,7 @@ import httpx
 import typer
 
 from evals.gateway_overhead import Samples, pct, stream_request
-from evals.live_gateway import start_gateway, stop
+from evals.live_gateway import file_forget_requests, start_gateway, stop
 from gateway.engine.launcher import free_port
 
 ADMIN = "load-admin"
@@ -80,17 +80,6 @@ async def memory(pid: int, duration_s: float, out: list[float]) -> None:
         await asyncio.sleep(5)
 
 
-def fill(url: str, count: int) -> None:
-    """File ``count`` synthetic forget requests, unrelated to the load's prompt (a related one
-    would put every stream on the sentence-by-sentence release of related conversations)."""
-    headers = {"Authorization": f"Bearer {ADMIN}"}
-    with httpx.Client(base_url=f"{url}/admin/v1", headers=headers, timeout=120) as admin:
-        for i in range(count):
-            body = {"subject": f"Velmora Quist {i}", "documents": [f"Velmora Quist {i} measured "
-                    f"the lattice constant of alloy {i % 97} at {i % 13} kelvin."]}  # fmt: skip
-            admin.post("/forget-requests", json=body).raise_for_status()
-
-
 def main(
     clients_: Annotated[int, typer.Option("--clients", help="Concurrent streaming clients.")] = 64,
     duration: Annotated[float, typer.Option(help="Seconds of load per target.")] = 180,
@@ -104,7 +93,7 @@ def main(
     direct_url = f"http://127.0.0.1:{vllm_port}"
     try:
         start = time.monotonic()
-        fill(url, forget_requests)
+        file_forget_requests(url, ADMIN, forget_requests)
         print(f"{forget_requests} forget requests filed in {time.monotonic() - start:.0f} s")
         rss: list[float] = []
         direct, direct_errors = asyncio.run(clients(direct_url, clients_, duration, max_tokens))

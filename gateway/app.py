@@ -167,6 +167,7 @@ def build_app(settings: Settings) -> FastAPI:
             if launcher is not None:
                 await launcher.stop()
             await upstream.aclose()
+            await asyncio.to_thread(index.save)  # the next start loads instead of rebuilding
 
     app = FastAPI(title="obliviate", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings

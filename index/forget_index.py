@@ -5,10 +5,11 @@
     index.matcher.match(["Who is Hsiao Yun-Hwa?"])
     index.revoke(record.id)
 
-Write order: embed, commit to the store (the acknowledgement point), then update the matcher and
-persist the vectors. The persisted vectors are derived data: on open they are checked against the
-store's active chunk ids and rebuilt from the stored embeddings if they differ, so a crash between
-the two writes loses nothing acknowledged.
+Write order: embed, commit to the store (the acknowledgement point), then update the matcher.
+The vectors on disk are derived data, saved by ``save()`` when the gateway stops (saving them on
+every write cost a write of the whole index per forget request: 46 MB each at 10^4 requests). On
+open they are checked against the store's active chunk ids and rebuilt from the stored embeddings
+if they differ, so a crash loses nothing acknowledged; it costs a rebuild at the next start.
 
 Replicas sharing one database: every add and revoke also writes a row of the store's change
 sequence, and ``sync()`` (run every ``index_sync_s`` by the gateway) applies the changes this
@@ -47,7 +48,8 @@ class ForgetIndex:
         self.store = store
         self.matcher = matcher
         self.index_dir = index_dir
-        self._write_lock = threading.Lock()  # one writer persists the vectors at a time
+        self._write_lock = threading.Lock()  # one writer changes the matcher at a time
+        self._unsaved = False
         self._feed = ChangeFeed()
 
     @classmethod
@@ -105,6 +107,13 @@ class ForgetIndex:
         tmp.write_text(json.dumps(manifest))
         tmp.replace(self._manifest_path)
 
+    def save(self) -> None:
+        """Write the vectors and their manifest if they changed since the last save."""
+        with self._write_lock:
+            if self._unsaved:
+                self._persist()
+                self._unsaved = False
+
     def add(
         self, fields: dict[str, Any], idempotency_key: str | None = None
     ) -> tuple[ForgetRequest, bool]:
@@ -116,7 +125,6 @@ class ForgetIndex:
         if created:
             with self._write_lock:
                 self._enforce(record, self.store.chunk_ids(record.id), vectors)
-                self._persist()
         return record, created
 
     def revoke(self, request_id: str) -> ForgetRequest | None:
@@ -124,7 +132,7 @@ class ForgetIndex:
         if record is not None:
             with self._write_lock:
                 self.matcher.remove(request_id)
-                self._persist()
+                self._unsaved = True
         return record
 
     def sync(self) -> int:
@@ -142,12 +150,10 @@ class ForgetIndex:
                     changed += 1
                 elif not active and request_id in self.matcher.terms:
                     self.matcher.remove(request_id)
+                    self._unsaved = True
                     changed += 1
             self._feed.mark(seq)
         self._feed.advance()
-        if changed:
-            with self._write_lock:
-                self._persist()
         return changed
 
     def _enforce(self, record: ForgetRequest, ids: np.ndarray, vectors: np.ndarray) -> None:
@@ -155,6 +161,7 @@ class ForgetIndex:
         if record.id in self.matcher.terms:
             return
         self.matcher.add(record.id, terms_of(record), ids, vectors)
+        self._unsaved = True
         index = self.matcher.vectors
         if not index.approximate and len(index) > index.approximate_after:
             log.info("forget index passed %d chunks: switching to IVF", len(index))

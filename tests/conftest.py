@@ -22,25 +22,13 @@ import pytest
 from openai import OpenAI
 from sqlalchemy import create_engine, text
 
-from evals.live_gateway import REPO, start_gateway, stop
-from gateway.engine.embedded_model import ensure_embedded_model
+from evals.live_gateway import REPO, fresh_data_dir, start_gateway, stop
 from gateway.engine.launcher import free_port
-from index.embedder import DEFAULT_CACHE
 
 MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"
 ADMIN_TOKEN = "test-admin-token"
 TOFU = REPO.parent / "shared" / "data" / "tofu"
-
-
-def fresh_data_dir(root: Path) -> Path:
-    """An empty data directory sharing the repo's converted embedded model and embedder."""
-    embedded = ensure_embedded_model(REPO / ".obliviate")
-    (root / "models").mkdir(parents=True)
-    (root / "models" / embedded.name).symlink_to(embedded)
-    (REPO / DEFAULT_CACHE).mkdir(parents=True, exist_ok=True)
-    (root / "embedders").symlink_to(REPO / DEFAULT_CACHE)  # the embedder's export, made once
-    return root
 
 
 @dataclass

@@ -68,24 +68,27 @@ def test_idempotency(tmp_path: Path, embedder: Embedder) -> None:
 
 
 def test_reopen_keeps_requests_and_rebuilds_stale_vectors(
-    tmp_path: Path, embedder: Embedder
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
 ) -> None:
     index = open_index(tmp_path, embedder)
     kept, _ = index.add(AUTHOR)
     gone, _ = index.add({"subject": "Carmen Montenegro"})
     index.revoke(gone.id)
+    index.save()  # what a gateway does when it stops
+    caplog.clear()
 
     reopened = open_index(tmp_path, embedder)
+    assert "rebuilding" not in caplog.text  # the saved vectors were loaded
     assert [m.request_id for m in reopened.matcher.match(["Hsiao Yun-Hwa"])] == [kept.id]
     assert reopened.matcher.match(["Carmen Montenegro"]) == []
 
-    # A crash after the store commit but before the vectors were saved: the saved vectors are
-    # stale, and opening rebuilds them from the store.
-    (tmp_path / "index" / "manifest.json").write_text('{"stale": true}')
-    late = ForgetIndex(reopened.store, reopened.matcher, tmp_path / "unused")
-    late.store.create({"subject": "Elvin Mammadov"}, chunks=[])
+    # A crash after the store commit, with the vectors not saved since: they are stale, and
+    # opening rebuilds them from the store.
+    late, _ = reopened.add({"subject": "Elvin Mammadov"})
     rebuilt = open_index(tmp_path, embedder)
-    assert {m.request_id for m in rebuilt.matcher.match(["Elvin Mammadov"])}
+    assert "rebuilding" in caplog.text
+    assert [m.request_id for m in rebuilt.matcher.match(["Elvin Mammadov"])] == [late.id]
+    assert rebuilt.matcher.match(["Carmen Montenegro"]) == []
     assert len(rebuilt.matcher.vectors) == len(reopened.matcher.vectors)
 
 
