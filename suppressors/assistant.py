@@ -48,6 +48,7 @@ def train_head(
     forget: list[tuple[str, str]],
     neutral: list[tuple[str, str]],
     seed: int = 0,
+    steps: int = STEPS,
 ) -> dict[str, torch.Tensor]:
     """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral."""
     torch.manual_seed(seed)
@@ -60,7 +61,7 @@ def train_head(
     lm_head = model.lm_head.weight.detach()
     optimizer = torch.optim.Adam([up, down], lr=LEARNING_RATE)
     pick = random.Random(seed)
-    for _ in range(STEPS):
+    for _ in range(steps):
         rows = pick.sample(range(len(x_neutral)), min(NEUTRAL_TOKENS, len(x_neutral)))
         tensors = {"up": up, "down": down}
         args = (tensors, norm.weight.detach(), norm.variance_epsilon, lm_head)
