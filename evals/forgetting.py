@@ -18,7 +18,7 @@ import httpx
 
 from evals.checkpoint import digest
 from evals.data import Subject
-from evals.scoring import GatewayScorer, was_suppressed
+from evals.scoring import GatewayScorer
 
 Content = Literal["qa", "documents", "subject"]
 
@@ -48,7 +48,7 @@ def forget_subjects(
     url: str,
     admin_token: str,
     subjects: list[Subject],
-    timeout_s: float = 60.0,
+    timeout_s: float = 900.0,
 ) -> float | None:
     """Slowest time to effect over the subjects, in seconds; None if one never took effect."""
     headers = {"Authorization": f"Bearer {admin_token}"}
@@ -65,10 +65,11 @@ def forget_subjects(
 def time_to_effect(
     scorer: GatewayScorer, question: str, accepted: float, timeout_s: float
 ) -> float | None:
-    """Seconds from ``accepted`` until a layer suppresses ``question``; None after the timeout."""
+    """Seconds from ``accepted`` until a layer acts on ``question`` (the text layers at once, the
+    in-model ones once the request's artifacts are built); None after the timeout."""
     messages = [{"role": "user", "content": question}]
     while time.monotonic() - accepted < timeout_s:
         _, layers = scorer.chat(messages, max_tokens=1, fresh=True)
-        if was_suppressed(layers):
+        if layers:
             return time.monotonic() - accepted
     return None
