@@ -86,13 +86,19 @@ class SuppressionStack:
         """Some layer acts inside vLLM (the engine needs the plugin's hooks)."""
         return any(layer.in_model for layer in self.layers)
 
+    @property
+    def watches(self) -> bool:
+        """Whether ``before`` gives requests a context (their outputs are watched): some layer
+        runs and something is forgotten."""
+        return bool(self.layers) and len(self.matcher) > 0
+
     async def before(
         self, texts: list[str], exempt: frozenset[str] = frozenset()
     ) -> RequestContext | None:
         """Run the layers on a conversation; None when nothing is forgotten (nothing to do).
 
         ``exempt`` forget requests are not enforced (the weights serving it removed them)."""
-        if not self.layers or not len(self.matcher):
+        if not self.watches:
             return None
         ctx = RequestContext(texts, exempt=exempt, layers=self.layers, fail_open=self.fail_open)
         try:

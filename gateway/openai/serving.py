@@ -114,24 +114,27 @@ class OpenAIServing:
             if check is not None:
                 check.cancel()
             raise
+        early = copy.deepcopy(body)
+        if plan.stack and self.stacks[plan.arm].watches:
+            _ask_usage_per_chunk(early, request)  # what a watched stream needs
         sent = time.perf_counter()
-        call = asyncio.create_task(self.upstream.send("POST", route, body, stream=request.stream))
+        call = asyncio.create_task(self.upstream.send("POST", route, early, stream=request.stream))
         try:
             ctx = await check if check is not None else None
         except BaseException:
             await _drop(call)
             raise
         if ctx is not None:
-            final = copy.deepcopy(body)
-            _apply(final, ctx, request)
-            if ctx.blocked_by or final != body:
-                await _drop(call)
-                if ctx.blocked_by:
-                    return self._suppressed(request, ctx, timer, arm)
-                sent = time.perf_counter()
-                call = asyncio.create_task(
-                    self.upstream.send("POST", route, final, stream=request.stream)
-                )
+            _apply(body, ctx, request)
+        blocked = ctx is not None and ctx.blocked_by is not None
+        if blocked or body != early:
+            await _drop(call)
+            if blocked:
+                return self._suppressed(request, ctx, timer, arm)
+            sent = time.perf_counter()
+            call = asyncio.create_task(
+                self.upstream.send("POST", route, body, stream=request.stream)
+            )
         response = await call
         if response.status_code != 200:
             error = await self._upstream_error(response)
@@ -313,8 +316,12 @@ def _apply(body: dict[str, Any], ctx: RequestContext, request: GenerationRequest
         # Steered or corrupted prompt tokens have other KV values: never share their prefix cache.
         digest = hashlib.sha256(json.dumps(ctx.controls, sort_keys=True).encode()).hexdigest()
         body["cache_salt"] = f"{body.get('cache_salt') or ''}obliviate-{digest[:32]}"[-128:]
+    _ask_usage_per_chunk(body, request)
+
+
+def _ask_usage_per_chunk(body: dict[str, Any], request: GenerationRequest) -> None:
     if request.stream and _wants_usage(request):
-        # Usage in every chunk, so a stream cut short still reports what was generated.
+        # Usage in every chunk, so a watched stream cut short still reports what was generated.
         body["stream_options"] = {**body["stream_options"], "continuous_usage_stats": True}
 
 

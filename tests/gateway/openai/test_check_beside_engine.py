@@ -80,6 +80,15 @@ def test_the_check_runs_beside_the_engine_call(
         assert events == ["user", "checked"]
         assert reply.headers["x-obliviate-layers"] == ""
         assert "Paris" in reply.json()["choices"][0]["message"]["content"]
+        # A stream asking for usage: the early call already asks what a watched stream needs.
+        events.clear()
+        body = {"model": MODEL, "max_tokens": 8, "stream": True,
+                "stream_options": {"include_usage": True},
+                "messages": [{"role": "user", "content": "Name a colour."}]}  # fmt: skip
+        with http.stream("POST", "/v1/chat/completions", json=body) as streamed:
+            lines = [line for line in streamed.iter_lines() if line.startswith("data: {")]
+        assert events == ["user", "checked"]
+        assert '"usage": {' in lines[-1] and '"usage"' not in lines[0]  # usage at the end only
         assert dropped(http) == before
 
         # Blocked: the early call is dropped (vLLM aborts it) and the suppression reply answers.
