@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import random
-import re
 import signal
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from evals.live_gateway import start_gateway
+from evals.live_gateway import metric, start_gateway
 
 ADMIN = "durability-admin"
 MODEL = "smollm2-135m-instruct"
@@ -101,9 +100,8 @@ def check(soak: Soak, data_dir: Path, upstream: str, log: Path) -> int:
         assert len(subjects) == len(set(subjects)), "a forget request was stored twice"
         ids = {r["id"] for r in stored}
         assert set(soak.acked.values()) <= ids, "an acknowledged forget request was lost"
-        metrics = httpx.get(f"{url}/metrics", timeout=30).text
-        indexed = re.search(r"^obliviate_forget_index_requests (\S+)", metrics, re.MULTILINE)
-        assert indexed and float(indexed.group(1)) == len(ids), "index and store differ"
+        indexed = metric(url, "obliviate_forget_index_requests")
+        assert indexed == len(ids), "index and store differ"
         for key in soak.acked:
             body = {
                 "model": MODEL,

@@ -82,12 +82,20 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def metric(url: str, name: str) -> float:
+    """The value of an unlabelled metric in the gateway's ``/metrics``."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = re.search(rf"^{name} (\S+)", text, re.MULTILINE)
+    if found is None:
+        raise KeyError(f"{name} not in {url}/metrics")
+    return float(found.group(1))
+
+
 def file_forget_requests(url: str, admin_token: str, count: int) -> None:
     """File synthetic forget requests until the gateway enforces ``count`` (a gateway on a kept
     data dir resumes). They are unrelated to the benchmarks' prompt: a related one would put
     every stream on the sentence-by-sentence release of related conversations."""
-    metrics = httpx.get(f"{url}/metrics", timeout=30).text
-    have = int(float(re.search(r"^obliviate_forget_index_requests (\S+)", metrics, re.M).group(1)))
+    have = int(metric(url, "obliviate_forget_index_requests"))
     headers = {"Authorization": f"Bearer {admin_token}"}
     with httpx.Client(base_url=f"{url}/admin/v1", headers=headers, timeout=120) as admin:
         for i in range(have, count):
