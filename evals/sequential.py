@@ -97,6 +97,9 @@ class Sequential:
         out.mkdir(parents=True, exist_ok=True)
         self.state = _read(out / "state.json", {"requests": [], "jobs": {}, "filing_s": []})
         self.results: dict[str, dict] = _read(out / "sequential.json", {}).get("results", {})
+        self.ended: dict[str, dict] = {}
+        """Regimes whose job was refused or failed: ``{"k": step, "reason": ...}``. Not kept in
+        the state, so a resumed run (after the cause is fixed) tries that step again."""
         # A bare name gives removal nothing to train on (the admin API refuses such jobs).
         trainable = config.content != "subject"
         self.regimes = tuple(r for r in config.regimes if trainable or r == "suppression")
@@ -112,15 +115,19 @@ class Sequential:
         self.results.setdefault("0:target", self._measure_target())
         for k in range(1, self.config.subjects + 1):
             self._file(k)
-            if "removal-seq" in self.regimes:
+            if self._running("removal-seq"):
                 self._train("removal-seq", k, [k])
-            if "removal-batch" in self.regimes and k % self.config.batch_every == 0:
+            if self._running("removal-batch") and k % self.config.batch_every == 0:
                 self._train("removal-batch", k, list(range(k - self.config.batch_every + 1, k + 1)))
             self._measure(k, "reference")
-            for regime in self.regimes:
+            for regime in filter(self._running, self.regimes):
                 self._measure(k, regime)
         self.admin.close()
         return self.write()
+
+    def _running(self, regime: str) -> bool:
+        """Whether ``regime`` is measured (the hybrid arm goes on with the last batch version)."""
+        return regime in self.regimes and regime not in self.ended
 
     def _file(self, k: int) -> None:
         """File subject k as a forget request and time it until the stack suppresses it."""
@@ -140,7 +147,9 @@ class Sequential:
         self._save_state()
 
     def _train(self, regime: str, k: int, ks: list[int]) -> None:
-        """One removal job of ``regime`` on the requests of steps ``ks``, from its last version."""
+        """One removal job of ``regime`` on the requests of steps ``ks``, from its last version.
+        A job the gateway refuses (e.g. a version chain past ``vllm_max_lora_rank``) or that
+        fails ends the regime at step k, with the reason in the report."""
         jobs = self.state["jobs"].setdefault(regime, [])
         if not any(job["k"] == k for job in jobs):
             body = {
@@ -150,6 +159,9 @@ class Sequential:
                 "parent": jobs[-1]["version"] if jobs else "base",
             }
             created = self.admin.post("/removal-jobs", json=body)
+            if created.is_client_error:
+                return self._end(regime, k, f"job refused ({created.status_code}): "
+                                 f"{created.json()['error']['message']}")  # fmt: skip
             created.raise_for_status()
             jobs.append({"k": k, "ks": ks, "id": created.json()["id"], "version": None})
             self._save_state()
@@ -159,7 +171,9 @@ class Sequential:
         ):
             time.sleep(1)
         if record["status"] != "succeeded":
-            raise RuntimeError(f"{regime} job at k={k} {record['status']}: {record['error']}")
+            jobs.remove(job)  # a resumed run files it again
+            self._save_state()
+            return self._end(regime, k, f"job {record['status']}: {record['error']}")
         job |= {
             "version": record["model_version"],
             "finished_at": record["finished_at"],
@@ -168,6 +182,10 @@ class Sequential:
         }
         self._save_state()
         self.log(f"k={k}: {regime} made {job['version']}")
+
+    def _end(self, regime: str, k: int, reason: str) -> None:
+        self.ended[regime] = {"k": k, "reason": reason}
+        self.log(f"k={k}: {regime} ends: {reason}")
 
     def _version(self, regime: str, k: int) -> dict | None:
         """The regime's latest job done by step k (None: it still serves the target)."""
@@ -280,6 +298,7 @@ class Sequential:
             "config": asdict(self.config),
             "subjects": [s.name for s in self.forgotten[: self.config.subjects]],
             "state": self.state,
+            "ended": self.ended,
             "ks": ks,
             "curves": curves,
             "results": self.results,
@@ -337,6 +356,8 @@ class Sequential:
             f"Target utility: {_fmt(target)}. First k where utility < 95% of the target's: "
             + ", ".join(f"{r} {below[r] or 'never'}" for r in self.shown),
             "",
+            *(f"{r} ended at k = {e['k']}: {e['reason']}" for r, e in self.ended.items()),
+            *([""] if self.ended else []),
             *_table(COLUMNS, rows),
             "",
             "MIA AUC: Min-K% (20%) of the forgotten answers against their perturbed versions "

@@ -1,11 +1,12 @@
-"""The sequential experiment end to end at toy scale, on the real embedded model: 2 forget
-requests, removal jobs of 2 steps, 1 question per subject, then the white-box attacks on its
-removal versions (``eval whitebox``: relearning, 8/4-bit quantisation, GCG of 2 steps). The
-gateway (LoRA on) serves the embedded model as the target; its baseline arm stands in for the
-retain model.
+"""The sequential experiment: its runner's handling of refused jobs, and end to end at toy
+scale, on the real embedded model: 2 forget requests, removal jobs of 2 steps, 1 question per
+subject, then the white-box attacks on its removal versions (``eval whitebox``: relearning,
+8/4-bit quantisation, GCG of 2 steps). The gateway (LoRA on) serves the embedded model as the
+target; its baseline arm stands in for the retain model.
 
-Marked heavy (`make test-heavy`): about 8 minutes on 2 cores, mostly vLLM's CPU LoRA path
-(3.4 s for an 8-token answer on an adapter, 1.2 s on the base with LoRA on, seen here)."""
+The toy run is marked heavy (`make test-heavy`): about 8 minutes on 2 cores, mostly vLLM's CPU
+LoRA path (3.4 s for an 8-token answer on an adapter, 1.2 s on the base with LoRA on, seen
+here)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evals.sequential import REGIMES
+from evals.sequential import REGIMES, Gateway, Sequential, SequentialConfig
 from gateway.engine.embedded_model import ensure_embedded_model
 from tests.conftest import ADMIN_TOKEN, REPO, LiveGateway
 
@@ -111,3 +112,38 @@ def test_sequential_toy_run(lora_gateway: LiveGateway, tmp_path: Path) -> None:
 def report_requests(out: Path) -> list[dict]:
     state = out / "state.json"
     return json.loads(state.read_text())["requests"] if state.exists() else []
+
+
+def _refusing_admin(request: httpx.Request) -> httpx.Response:
+    if request.method == "POST" and request.url.path.endswith("/removal-jobs"):
+        if b"fr_2" in request.content:
+            return httpx.Response(201, json={"id": "rj_2", "status": "queued"})
+        message = "The new version would have LoRA rank 72 > vllm_max_lora_rank 64"
+        return httpx.Response(409, json={"error": {"message": message, "code": "conflict"}})
+    return httpx.Response(200, json={"id": "rj_2", "status": "failed", "error": "out of memory"})
+
+
+def test_a_refused_or_failed_job_ends_its_regime(tmp_path: Path) -> None:
+    """A removal job the gateway refuses (409: the version chain outgrows the LoRA rank) or that
+    fails ends its regime at that step: the run goes on with the others, and the report says
+    why. The admin API is an httpx MockTransport: no model or gateway is involved."""
+    gateway = Gateway("http://gw", "token", "m", tmp_path, "http://ref", tmp_path, tmp_path)
+    run = Sequential(tmp_path, SequentialConfig(subjects=2), gateway, [], [], {}, log=str)
+    run.admin = httpx.Client(base_url="http://gw/admin/v1",
+                             transport=httpx.MockTransport(_refusing_admin))  # fmt: skip
+    run.state["requests"] = [{"id": "fr_1"}, {"id": "fr_2"}]
+
+    run._train("removal-seq", 1, [1])
+    run._train("removal-batch", 2, [2])
+
+    assert run.ended == {
+        "removal-seq": {"k": 1, "reason": "job refused (409): The new version would have LoRA "
+                        "rank 72 > vllm_max_lora_rank 64"},
+        "removal-batch": {"k": 2, "reason": "job failed: out of memory"},
+    }  # fmt: skip
+    assert [r for r in REGIMES if run._running(r)] == ["suppression", "hybrid"]
+    assert run.state["jobs"]["removal-batch"] == []  # a resumed run files it again
+    assert run.write()["ended"] == run.ended
+    report = (tmp_path / "report.md").read_text()
+    assert "removal-seq ended at k = 1: job refused (409)" in report
+    assert "removal-batch ended at k = 2: job failed: out of memory" in report
