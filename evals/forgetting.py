@@ -21,6 +21,9 @@ from evals.data import Subject
 from evals.scoring import GatewayScorer
 
 Content = Literal["qa", "documents", "subject"]
+POLL_S = 1.0
+"""Pause between time-to-effect probes: polling flat out starves the artifact build of a small
+CPU host."""
 
 
 def request_body(subject: Subject, content: Content = "qa") -> dict:
@@ -72,4 +75,5 @@ def time_to_effect(
         _, layers = scorer.chat(messages, max_tokens=1, fresh=True)
         if layers:
             return time.monotonic() - accepted
+        time.sleep(POLL_S)
     return None
