@@ -64,6 +64,9 @@ async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float =
             try:
                 await asyncio.to_thread(artifacts.build, request)
                 log.info("built the in-model artifacts of %s", request_id)
+            except asyncio.CancelledError:
+                artifacts.stop()  # else its worker thread holds the gateway's exit for minutes
+                raise
             except Exception:
                 log.exception("building the artifacts of %s failed", request_id)
                 failed.add(request_id)
@@ -77,6 +80,7 @@ class Artifacts:
         self.files = files
         self._model: Any = None
         self._lock = threading.Lock()  # one build at a time; the model is loaded once
+        self._stop = threading.Event()
 
     def path(self, request_id: str) -> Path:
         return self.folder / request_id
@@ -88,6 +92,10 @@ class Artifacts:
         """Requests with every file this configuration needs."""
         folders = self.folder.glob("*")
         return {p.name for p in folders if all((p / name).is_file() for name in self.files)}
+
+    def stop(self) -> None:
+        """Stop the build in progress at its next training step; it writes nothing."""
+        self._stop.set()
 
     def delete(self, request_id: str) -> None:
         shutil.rmtree(self.path(request_id), ignore_errors=True)
@@ -106,7 +114,8 @@ class Artifacts:
             if STEERING_FILE in self.files:
                 files[STEERING_FILE] = _steering(model, tokenizer, forget, neutral)
             if ASSISTANT_FILE in self.files:
-                files[ASSISTANT_FILE] = train_head(model, tokenizer, forget, neutral)
+                head = train_head(model, tokenizer, forget, neutral, stop=self._stop)
+                files[ASSISTANT_FILE] = head
             self.folder.mkdir(parents=True, exist_ok=True)
             partial = self.folder / f".{request_id}.partial"
             shutil.rmtree(partial, ignore_errors=True)

@@ -13,6 +13,7 @@ the base's final norm and (frozen) LM head.
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import torch
@@ -26,6 +27,10 @@ STEPS = 40
 LEARNING_RATE = 3e-3
 NEUTRAL_TOKENS = 256
 """Neutral answer tokens per step (the LM head is the costly part: 49k outputs per token)."""
+
+
+class Stopped(Exception):
+    """Training was stopped from outside (the gateway is shutting down)."""
 
 
 def head_logits(
@@ -49,8 +54,10 @@ def train_head(
     neutral: list[tuple[str, str]],
     seed: int = 0,
     steps: int = STEPS,
+    stop: threading.Event | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral."""
+    """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral.
+    Raises ``Stopped`` at the next step once ``stop`` is set."""
     torch.manual_seed(seed)
     x_forget, y_forget = _answer_states(model, tokenizer, forget)
     x_neutral, _ = _answer_states(model, tokenizer, neutral)
@@ -62,6 +69,8 @@ def train_head(
     optimizer = torch.optim.Adam([up, down], lr=LEARNING_RATE)
     pick = random.Random(seed)
     for _ in range(steps):
+        if stop is not None and stop.is_set():
+            raise Stopped
         rows = pick.sample(range(len(x_neutral)), min(NEUTRAL_TOKENS, len(x_neutral)))
         tensors = {"up": up, "down": down}
         args = (tensors, norm.weight.detach(), norm.variance_epsilon, lm_head)

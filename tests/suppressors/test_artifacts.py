@@ -4,6 +4,7 @@ restart, deleted on revoke."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
 from index.store import ForgetStore
 from suppressors.artifacts import Artifacts, keep_in_step
-from suppressors.vllm_plugin import STEERING_FILE
+from suppressors.vllm_plugin import ASSISTANT_FILE, STEERING_FILE
 
 pytestmark = pytest.mark.anyio
 QA = [{"question": "What did Marie Curie discover?", "answer": "Polonium and radium."}]
@@ -49,3 +50,32 @@ async def test_artifacts_follow_the_store(tmp_path: Path) -> None:
     store.revoke(request.id)
     await until(lambda: not restarted.path(request.id).exists(), timeout_s=10)
     task.cancel()
+
+
+async def test_stopping_stops_a_build_in_progress(tmp_path: Path) -> None:
+    """The gateway's shutdown cancels ``keep_in_step``: the assistant head's training (40 steps,
+    ~45 s here) stops at its next step and writes nothing. Before, the build's worker thread ran
+    to its end and held the gateway's exit that long."""
+    store = ForgetStore(f"sqlite:///{tmp_path / 'forget.db'}")
+    request, _ = store.create({"subject": "Marie Curie", "qa": QA}, [])
+    artifacts = Artifacts(tmp_path / "artifacts", ensure_embedded_model(REPO / ".obliviate"),
+                          {ASSISTANT_FILE})  # fmt: skip
+    artifacts._stop = training = _Watched()
+    task = asyncio.create_task(keep_in_step(artifacts, store, poll_s=0.1))
+    await until(training.checked.is_set)  # the head is training
+    task.cancel()
+    assert await asyncio.to_thread(artifacts._lock.acquire, timeout=15)  # the build ended
+    assert not artifacts.path(request.id).exists()
+    assert list((tmp_path / "artifacts").glob("*")) == []
+
+
+class _Watched(threading.Event):
+    """A stop event that tells when a training step first looked at it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.checked = threading.Event()
+
+    def is_set(self) -> bool:
+        self.checked.set()
+        return super().is_set()
