@@ -38,6 +38,10 @@ CONFIG_ENV = "OBLIVIATE_CONFIG"
 SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
 
 
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""``--max-lora-rank`` values vLLM accepts."""
+
+
 class Settings(BaseSettings):
     """Everything `obliviate serve` can be told; each field is also a flag and an env variable."""
 
@@ -90,7 +94,7 @@ class Settings(BaseSettings):
         "they are refused while it is on.",
     )
     vllm_max_lora_rank: int = Field(
-        64, ge=8, description="Largest adapter rank; a version chain adds its ranks up."
+        64, description="Largest adapter rank (one of vLLM's); a version chain adds its ranks up."
     )
     vllm_max_loras: int = Field(2, ge=1, description="Adapters one vLLM batch can mix.")
 
@@ -222,6 +226,13 @@ class Settings(BaseSettings):
     def model_name(self) -> str:
         """The name clients use in ``"model"``."""
         return self.served_model_name or self.model
+
+    @field_validator("vllm_max_lora_rank")
+    @classmethod
+    def lora_rank_vllm_takes(cls, value: int) -> int:
+        if value not in VLLM_LORA_RANKS:
+            raise ValueError(f"vLLM takes a max LoRA rank among {VLLM_LORA_RANKS}, not {value}")
+        return value
 
     @field_validator("removal_accelerate")
     @classmethod

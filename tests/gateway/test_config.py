@@ -41,6 +41,8 @@ def test_unknown_key_and_missing_file_are_refused(tmp_path: Path) -> None:
         load_settings(config)
     with pytest.raises(FileNotFoundError):
         load_settings(tmp_path / "missing.toml")
+    with pytest.raises(ValueError, match="vllm_max_lora_rank"):  # vLLM would refuse 100 later
+        load_settings(vllm_max_lora_rank=100)
 
 
 def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
