@@ -2,11 +2,11 @@
 
     python -m evals.load_test --clients 64 --duration 180 --forget-requests 10000
 
-Starts a gateway + embedded vLLM, files ``--forget-requests`` synthetic forget requests, then runs
-the same closed-loop load twice for ``--duration`` seconds each: straight to vLLM, then through
-the gateway while an admin client adds and revokes a forget request every second. Prints per
-target p50/p99 latency and TTFT, output tokens/s and errors, and the gateway's resident memory
-(start, end, peak) sampled every 5 s.
+Starts a gateway + embedded vLLM (on a new data dir, or ``--data-dir`` to keep it), files
+``--forget-requests`` synthetic forget requests, then runs the same closed-loop load twice for
+``--duration`` seconds each: straight to vLLM, then through the gateway while an admin client adds
+and revokes a forget request every second. Prints per target p50/p99 latency and TTFT, output
+tokens/s and errors, and the gateway's resident memory (start, end, peak) sampled every 5 s.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import httpx
 import typer
 
 from evals.gateway_overhead import Samples, pct, stream_request
-from evals.live_gateway import file_forget_requests, start_gateway, stop
+from evals.live_gateway import file_forget_requests, fresh_data_dir, start_gateway, stop
 from gateway.engine.launcher import free_port
 
 ADMIN = "load-admin"
@@ -85,11 +85,16 @@ def main(
     duration: Annotated[float, typer.Option(help="Seconds of load per target.")] = 180,
     max_tokens: Annotated[int, typer.Option(help="Output tokens per streamed request.")] = 32,
     forget_requests: Annotated[int, typer.Option(help="Forget requests filed first.")] = 0,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="The gateway's data dir (default: a new one).")
+    ] = None,
 ) -> None:
     vllm_port = free_port()
-    log = Path(tempfile.mkdtemp()) / "gateway.log"
-    url, process = start_gateway(log, "--vllm-port", str(vllm_port),
-                                 env={"OBLIVIATE_ADMIN_TOKEN": ADMIN})  # fmt: skip
+    work = Path(tempfile.mkdtemp())
+    url, process = start_gateway(
+        work / "gateway.log", "--vllm-port", str(vllm_port), "--data-dir",
+        str(fresh_data_dir(data_dir or work / "data")), env={"OBLIVIATE_ADMIN_TOKEN": ADMIN},
+    )  # fmt: skip
     direct_url = f"http://127.0.0.1:{vllm_port}"
     try:
         start = time.monotonic()
