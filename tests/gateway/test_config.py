@@ -48,7 +48,7 @@ def test_unknown_key_and_missing_file_are_refused(tmp_path: Path) -> None:
 def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from evals.live_gateway import REPO
+    from evals.live_gateway import REPO, fresh_data_dir
     from gateway.app import build_app
     from gateway.engine.embedded_model import ensure_embedded_model
     from suppressors.stack import UnknownLayer
@@ -59,7 +59,8 @@ def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
         'hybrid_layers = ["retrieval"]\n'
     )
     weights = str(ensure_embedded_model(REPO / ".obliviate"))
-    flags = {"upstream": "http://127.0.0.1:9", "model": weights, "data_dir": tmp_path / "data"}
+    data = fresh_data_dir(tmp_path / "data")  # shares the repo's embedder export
+    flags = {"upstream": "http://127.0.0.1:9", "model": weights, "data_dir": data}
     with TestClient(build_app(load_settings(config, **flags))) as client:
         stacks = client.app.state.openai_serving.stacks
         suppression = stacks["suppression"].layers
