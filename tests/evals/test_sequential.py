@@ -4,7 +4,7 @@ subject, then the white-box attacks on its removal versions (``eval whitebox``: 
 8/4-bit quantisation, GCG of 2 steps). The gateway (LoRA on) serves the embedded model as the
 target; its baseline arm stands in for the retain model.
 
-The toy run is marked heavy (`make test-heavy`): about 8 minutes on 2 cores, mostly vLLM's CPU
+The toy run is marked heavy (`make test-heavy`): about 15 minutes on 2 cores, mostly vLLM's CPU
 LoRA path (3.4 s for an 8-token answer on an adapter, 1.2 s on the base with LoRA on, seen
 here)."""
 
