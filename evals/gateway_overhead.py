@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +26,8 @@ import httpx
 import numpy as np
 import typer
 
-from evals.live_gateway import file_forget_requests, fresh_data_dir, start_gateway, stop
+from evals.live_gateway import file_forget_requests, start_beside_vllm, stop
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
-from gateway.engine.launcher import free_port
 from gateway.openai.serving import OVERHEAD_HEADER
 
 ADMIN = "overhead-admin"
@@ -162,16 +160,7 @@ def main(
         Path | None, typer.Option(help="The gateway's data dir (default: a new one).")
     ] = None,
 ) -> None:
-    vllm_port = free_port()
-    work = Path(tempfile.mkdtemp())
-    log = work / "gateway.log"
-    print(f"starting gateway + vLLM (log {log}) ...", flush=True)
-    url, process = start_gateway(
-        log, "--vllm-port", str(vllm_port), "--data-dir",
-        str(fresh_data_dir(data_dir or work / "data")),
-        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN},
-    )  # fmt: skip
-    direct_url = f"http://127.0.0.1:{vllm_port}"
+    url, direct_url, process = start_beside_vllm(ADMIN, data_dir)
     try:
         start = time.monotonic()
         file_forget_requests(url, ADMIN, forget_requests)

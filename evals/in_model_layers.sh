@@ -13,12 +13,12 @@
 # its cached answers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source evals/gateway.sh  # BIN, start, stop
 
 FORGET=${FORGET:-1}
 STACKS=${STACKS:-"full steering corruption logitdiff"}
 MAX_PER_SET=${MAX_PER_SET:-40}
 RUN=${RUN:-.obliviate/runs/in-model-forget$FORGET}
-BIN=.venv/bin
 export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
 declare -A LAYERS=(
     [full]='["retrieval","guard_prompt","steering","embedding_corruption","logit_difference"]'
@@ -32,29 +32,16 @@ TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
 mkdir -p "$RUN/cache"
 cp -n .obliviate/runs/tofu-forget"$FORGET"/cache/{target,retain,stack}.jsonl "$RUN/cache/"
 
-gateway_pid=""
-trap 'kill -INT $gateway_pid 2>/dev/null || true' EXIT
 systems=(--system target=unused --system retain=unused --system stack=unused)
 for name in $STACKS; do
     systems+=(--system "$name=unused")
     [ -f "$RUN/$name.evaluated" ] && continue
-    data=$RUN/gateway-$name
-    $BIN/python -c "from pathlib import Path; from evals.live_gateway import fresh_data_dir; \
-fresh_data_dir(Path('$data'))"
-    port=$($BIN/python -c 'from gateway.engine.launcher import free_port; print(free_port())')
-    OBLIVIATE_SUPPRESSION_LAYERS=${LAYERS[$name]} $BIN/obliviate serve --model "$TARGET" \
-        --served-model-name smollm2-135m-instruct --port "$port" --data-dir "$data" \
-        >"$RUN/serve-$name.log" 2>&1 &
-    gateway_pid=$!
-    until curl -sf "http://127.0.0.1:$port/health" >/dev/null; do
-        kill -0 "$gateway_pid" || { tail -50 "$RUN/serve-$name.log"; exit 1; }
-        sleep 2
-    done
-    $BIN/obliviate eval run --system "$name=http://127.0.0.1:$port" --system retain=unused \
+    start "$TARGET" "$RUN/gateway-$name" "$RUN/serve-$name.log" \
+        OBLIVIATE_SUPPRESSION_LAYERS="${LAYERS[$name]}"
+    $BIN/obliviate eval run --system "$name=$gateway_url" --system retain=unused \
         --reference retain --suppress "$name" --forget "$FORGET" --max-per-set "$MAX_PER_SET" \
         --out "$RUN" >/dev/null
-    kill -INT "$gateway_pid"
-    wait "$gateway_pid" || true
+    stop
     touch "$RUN/$name.evaluated"
 done
 # One report over every system, from the cached answers and times to effect.

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -70,6 +71,23 @@ def start_gateway(
         )
     wait_healthy(url, process, timeout_s, log)
     return url, process
+
+
+def start_beside_vllm(
+    admin_token: str, data_dir: Path | None = None
+) -> tuple[str, str, subprocess.Popen]:
+    """A gateway and its embedded vLLM, both reachable, on ``data_dir`` (default: a new one), for
+    benchmarks that compare the two; (gateway URL, vLLM URL, gateway process)."""
+    vllm_port = free_port()
+    work = Path(tempfile.mkdtemp())
+    log = work / "gateway.log"
+    print(f"starting gateway + vLLM (log {log}) ...", flush=True)
+    url, process = start_gateway(
+        log, "--vllm-port", str(vllm_port), "--data-dir",
+        str(fresh_data_dir(data_dir or work / "data")),
+        env={"OBLIVIATE_ADMIN_TOKEN": admin_token},
+    )  # fmt: skip
+    return url, f"http://127.0.0.1:{vllm_port}", process
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -12,7 +12,6 @@ tokens/s and errors, and the gateway's resident memory (start, end, peak) sample
 from __future__ import annotations
 
 import asyncio
-import tempfile
 import time
 from pathlib import Path
 from typing import Annotated
@@ -21,8 +20,7 @@ import httpx
 import typer
 
 from evals.gateway_overhead import Samples, pct, stream_request
-from evals.live_gateway import file_forget_requests, fresh_data_dir, start_gateway, stop
-from gateway.engine.launcher import free_port
+from evals.live_gateway import file_forget_requests, start_beside_vllm, stop
 
 ADMIN = "load-admin"
 
@@ -89,13 +87,7 @@ def main(
         Path | None, typer.Option(help="The gateway's data dir (default: a new one).")
     ] = None,
 ) -> None:
-    vllm_port = free_port()
-    work = Path(tempfile.mkdtemp())
-    url, process = start_gateway(
-        work / "gateway.log", "--vllm-port", str(vllm_port), "--data-dir",
-        str(fresh_data_dir(data_dir or work / "data")), env={"OBLIVIATE_ADMIN_TOKEN": ADMIN},
-    )  # fmt: skip
-    direct_url = f"http://127.0.0.1:{vllm_port}"
+    url, direct_url, process = start_beside_vllm(ADMIN, data_dir)
     try:
         start = time.monotonic()
         file_forget_requests(url, ADMIN, forget_requests)

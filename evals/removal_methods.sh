@@ -11,45 +11,26 @@
 # RUN/methods. Resumable: a merged version is not trained again, nor a cached answer asked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source evals/gateway.sh  # BIN, start, stop
 
 FORGET=${FORGET:-1}
 METHODS=${METHODS:-"ga graddiff npo simnpo rmu idkdpo"}
 MAX_PER_SET=${MAX_PER_SET:-40}
 RUN=${RUN:-.obliviate/runs/tofu-forget$FORGET}
 WORK=$RUN/removal
-BIN=.venv/bin
 export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
-NAME=smollm2-135m-instruct
 mkdir -p "$WORK"
 
 models=$($BIN/obliviate eval build-models --forget "$FORGET")
 TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
 RETAIN=$(sed -n 's/^retain: \([^ ]*\).*/\1/p' <<<"$models")
 
-gateway_url=""
-gateway_pid=""
-start() {  # start MODEL LOG [ENV=VALUE ...]: serve MODEL, set gateway_url/gateway_pid
-    local model=$1 log=$2 port
-    shift 2
-    port=$($BIN/python -c 'from gateway.engine.launcher import free_port; print(free_port())')
-    env "$@" $BIN/obliviate serve --model "$model" --served-model-name $NAME --port "$port" \
-        --data-dir "$WORK/gateway-$(basename "$log" .log)" >"$log" 2>&1 &
-    gateway_pid=$!
-    gateway_url=http://127.0.0.1:$port
-    until curl -sf "$gateway_url/health" >/dev/null; do
-        kill -0 "$gateway_pid" || { tail -50 "$log"; exit 1; }
-        sleep 2
-    done
-}
-stop() { kill -INT "$gateway_pid"; wait "$gateway_pid" || true; }
-trap 'kill -INT $gateway_pid 2>/dev/null || true' EXIT
-
 todo=""
 for method in $METHODS; do
     [ -f "$WORK/models/$method/config.json" ] || todo="$todo $method"
 done
 if [ -n "$todo" ]; then
-    start "$TARGET" "$WORK/train.log" OBLIVIATE_VLLM_LORA=true \
+    start "$TARGET" "$WORK/gateway-train" "$WORK/train.log" OBLIVIATE_VLLM_LORA=true \
         OBLIVIATE_REMOVAL_RETAIN_DATA=../shared/data/tofu/retain_authors.jsonl
     # The forgotten subjects as forget requests (their names as idempotency keys).
     ids=$($BIN/python - "$gateway_url" "$FORGET" <<'PY'
@@ -85,7 +66,7 @@ systems=(--system target=unused --system retain=unused --system stack=unused)
 for method in $METHODS; do
     systems+=(--system "$method=unused")
     if [ ! -f "$WORK/$method.evaluated" ]; then
-        start "$WORK/models/$method" "$WORK/serve-$method.log"
+        start "$WORK/models/$method" "$WORK/gateway-serve-$method" "$WORK/serve-$method.log"
         $BIN/obliviate eval run --system "$method=$gateway_url" --system retain=unused \
             --reference retain --forget "$FORGET" --max-per-set "$MAX_PER_SET" \
             --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods" >/dev/null
