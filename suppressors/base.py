@@ -38,6 +38,14 @@ class RequestContext:
     """The stack's layers (its output watch runs them too)."""
     fail_open: bool = False
     """A failing check lets the request through (the arm is configured fail-open)."""
+    only_scores: bool = False
+    """The request generates nothing: it asks only for its prompt tokens' log-probabilities."""
+    scored_in_model: set[str] = field(default_factory=set)
+    """Forget requests that an in-model layer takes out of this request's forward pass (so out of
+    its prompt log-probabilities, not only out of what it generates)."""
+    unless_in_model: tuple[str, set[str]] | None = None
+    """(layer, forget requests): that layer blocks the request once every layer has run, unless
+    in-model layers took all those requests out of its forward pass."""
 
     def relevant(self, matches: list[Match]) -> list[Match]:
         """``matches`` without the exempt forget requests."""

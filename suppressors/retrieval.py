@@ -11,22 +11,42 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from index.matcher import BLOCK
-from suppressors.base import Layer, RequestContext
+from suppressors.base import Layer, LayerConfig, RequestContext
 
 _SENTENCE_END = re.compile(r"[.!?\n]\s")
 _MARGIN = 8
 
 
+@dataclass
+class RetrievalBlockingConfig(LayerConfig):
+    score_in_model: bool = False
+    """A request that only scores its prompt (``max_tokens=0``, with echo and ``logprobs=0`` or
+    ``prompt_logprobs=0``: how lm-eval and TOFU score a text) is served, not blocked, when the
+    stack's in-model layers take every forget request it touches out of its forward pass
+    (steering once built, embedding corruption with ``scope="prompt"``): its log-probabilities
+    are then the suppressed model's instead of none. Nothing is generated and no alternative
+    tokens are returned, so no text can leak; the probabilities leak as much as those layers
+    let through (forget quality in the evaluation harness measures it). Off: withheld."""
+
+
 class RetrievalBlocking(Layer):
     name = "retrieval"
+    config_class = RetrievalBlockingConfig
+    config: RetrievalBlockingConfig
 
     async def before(self, ctx: RequestContext) -> None:
-        if any(m.action == BLOCK for m in ctx.matches):
+        blocking = {m.request_id for m in ctx.matches if m.action == BLOCK}
+        if not blocking:
+            return
+        ctx.act(self.name)
+        if ctx.only_scores and self.config.score_in_model:
+            ctx.unless_in_model = (self.name, blocking)
+        else:
             ctx.blocked_by = self.name
-            ctx.act(self.name)
 
     async def check_output(
         self, ctx: RequestContext, state: dict[str, Any], text: str, final: bool

@@ -63,7 +63,7 @@ def parse_specs(specs: list[LayerSpec]) -> list[tuple[type[Layer], LayerConfig]]
             raise UnknownLayer(f"layer {name!r} has no parameters {unknown}; see {sorted(fields)}")
         try:
             parsed.append((layer, layer.config_class(**params)))
-        except TypeError as exc:
+        except (TypeError, ValueError) as exc:
             raise UnknownLayer(f"layer {name!r}: {exc}") from exc
     return parsed
 
@@ -93,14 +93,19 @@ class SuppressionStack:
         return bool(self.layers) and len(self.matcher) > 0
 
     async def before(
-        self, texts: list[str], exempt: frozenset[str] = frozenset()
+        self, texts: list[str], exempt: frozenset[str] = frozenset(), only_scores: bool = False
     ) -> RequestContext | None:
         """Run the layers on a conversation; None when nothing is forgotten (nothing to do).
 
-        ``exempt`` forget requests are not enforced (the weights serving it removed them)."""
+        ``exempt`` forget requests are not enforced (the weights serving it removed them).
+        ``only_scores``: the request generates nothing and asks only for its prompt tokens'
+        log-probabilities (see retrieval's ``score_in_model``)."""
         if not self.watches:
             return None
-        ctx = RequestContext(texts, exempt=exempt, layers=self.layers, fail_open=self.fail_open)
+        ctx = RequestContext(
+            texts, exempt=exempt, layers=self.layers, fail_open=self.fail_open,
+            only_scores=only_scores,
+        )  # fmt: skip
         try:
             start = time.perf_counter()
             ctx.matches = ctx.relevant(await asyncio.to_thread(self.matcher.match, texts))
@@ -110,8 +115,15 @@ class SuppressionStack:
                 await layer.before(ctx)
                 metrics.LAYER_SECONDS.labels(layer.name).observe(time.perf_counter() - start)
                 if ctx.blocked_by:
-                    metrics.BLOCKS.labels(layer.name, "input").inc()
                     break
+            if ctx.unless_in_model:
+                layer, ids = ctx.unless_in_model
+                if ids - ctx.scored_in_model:
+                    ctx.blocked_by = layer
+                else:
+                    ctx.acted.remove(layer)
+            if ctx.blocked_by:
+                metrics.BLOCKS.labels(ctx.blocked_by, "input").inc()
         except Exception as exc:
             metrics.FAILURES.labels("input").inc()
             if not self.fail_open:

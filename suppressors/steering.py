@@ -41,3 +41,4 @@ class Steering(Layer):
             ctx.controls[STEER] = {"requests": ready, "layer": c.layer, "scale": c.scale,
                                    "ablate": c.ablate}  # fmt: skip
             ctx.act(self.name)
+            ctx.scored_in_model.update(ready)

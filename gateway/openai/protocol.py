@@ -67,6 +67,18 @@ class _GenerationRequest(_PassThrough):
         echoed = extra.get("echo") and extra.get("logprobs") is not None
         return extra.get("prompt_logprobs") is not None or bool(echoed)
 
+    def only_scores(self) -> bool:
+        """Whether the request generates nothing and asks only for the log-probabilities of its
+        own prompt tokens, without alternatives: ``max_tokens=0`` with echo and ``logprobs=0``, or
+        ``prompt_logprobs=0`` (how lm-eval and TOFU score a text)."""
+        extra = self.model_extra or {}
+        asked = [extra.get("prompt_logprobs")]
+        if extra.get("echo"):
+            asked.append(extra.get("logprobs"))
+        wanted = [n for n in asked if n is not None]
+        own_only = all(type(n) is int and n == 0 for n in wanted)  # no alternative tokens
+        return extra.get("max_tokens") == 0 and bool(wanted) and own_only
+
     def answer(self, text: str, streaming: bool) -> dict[str, Any]:
         """A whole response (or, streaming, one chunk) whose every choice says ``text``."""
         choices = []

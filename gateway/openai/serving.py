@@ -141,13 +141,15 @@ class OpenAIServing:
             timer.upstream_s = time.perf_counter() - sent
             raise error
         timer.upstream_s = time.perf_counter() - sent
+        # A request that only scores its prompt generates nothing: there is no output to watch.
+        watched = ctx is not None and not ctx.only_scores
         if request.stream:
-            events = response.aiter_raw() if ctx is None else self._watched(response, request, ctx)
+            events = self._watched(response, request, ctx) if watched else response.aiter_raw()
             relay = self._relay(events, response, timer)
             headers = timer.header() | _layers(ctx) | arm
             return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
         content = response.content
-        if ctx is not None:
+        if watched:
             content = await self._checked_answer(content, request, ctx)
         timer.finish(200)
         headers = timer.header() | _layers(ctx) | arm
@@ -156,7 +158,8 @@ class OpenAIServing:
     async def _check(self, request: GenerationRequest, plan: ArmPlan) -> RequestContext | None:
         """The stack's verdict on the conversation; SuppressionUnavailable when it cannot say."""
         try:
-            return await self.stacks[plan.arm].before(await self._texts(request), plan.exempt)
+            texts = await self._texts(request)
+            return await self.stacks[plan.arm].before(texts, plan.exempt, request.only_scores())
         except StackFailed as exc:
             raise SuppressionUnavailable(
                 "Forgotten content cannot be checked right now; retry shortly."

@@ -90,8 +90,8 @@ def check_controls(extra: dict[str, Any]) -> None:
         sequences = corrupt.get("token_ids") if isinstance(corrupt, dict) else None
         if not isinstance(sequences, list) or not all(_token_ids(s) and s for s in sequences):
             raise ValueError(f"vllm_xargs.{CORRUPT}.token_ids must be non-empty lists of token ids")
-        if not _number(corrupt.get("scale")):
-            raise ValueError(f"vllm_xargs.{CORRUPT}.scale must be a number")
+        if not _number(corrupt.get("scale")) or not isinstance(corrupt.get("prompt", False), bool):
+            raise ValueError(f"vllm_xargs.{CORRUPT} needs a numeric scale and a boolean prompt")
     if (logit_diff := decoded(extra, LOGIT_DIFF)) is not None:
         _check_requests(LOGIT_DIFF, logit_diff)
         if not _number(logit_diff.get("alpha")):

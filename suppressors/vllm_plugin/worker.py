@@ -14,9 +14,10 @@ Controls (``vllm_xargs``, JSON strings), validated by the logits processor so ba
 - ``obliviate_steer = {"requests": [ids], "layer": L, "scale": c, "ablate": bool}``: at decoder
   layer L, project the forget directions of those forget requests out of the residual stream
   (``ablate``) and add ``c · median_norm · u``, ``u`` a fixed random unit vector (RMU).
-- ``obliviate_corrupt = {"token_ids": [[ids], ...], "scale": σ}``: wherever one of those token
-  sequences (the forgotten subject's names) occurs in the request, add noise of σ times the
-  embedding's RMS to those tokens' embeddings (ECO).
+- ``obliviate_corrupt = {"token_ids": [[ids], ...], "scale": σ, "prompt": bool}``: wherever one
+  of those token sequences (the forgotten subject's names) occurs in the request, and with
+  ``prompt`` on every prompt token but the first, add noise of σ times the embedding's RMS to
+  those tokens' embeddings (ECO).
 - ``obliviate_logit_diff = {"requests": [ids], "alpha": α}``: at the assistant heads' layer, the
   hook computes those requests' assistant logits from the row's last token state; the logits
   processor, later in the same step and process, subtracts them (``ASSISTANT_LOGITS``).
@@ -47,6 +48,8 @@ class _RowPlan:
     first: bool
     """The range begins at the request's first token, the attention sink, which is not steered
     (its state has ~100× the others' norm: moving it upsets every later token)."""
+    prompt_left: int
+    """Prompt tokens in the range (a prefill chunk's; 0 once the request decodes)."""
     steer: dict[str, Any] | None
     corrupt: dict[str, Any] | None
     logit_diff: dict[str, Any] | None
@@ -105,8 +108,10 @@ class ObliviateWorkerExtension:
             extra = (params.extra_args if params is not None else None) or {}
             controls = [decoded(extra, key) for key in (STEER, CORRUPT, LOGIT_DIFF)]
             if any(controls):
-                first = int(batch.num_computed_tokens_cpu[row]) == 0
-                span = (int(starts[row]), int(starts[row + 1]), first)
+                computed = int(batch.num_computed_tokens_cpu[row])
+                start, end = int(starts[row]), int(starts[row + 1])
+                prompt_left = max(0, min(end - start, cached.num_prompt_tokens - computed))
+                span = (start, end, computed == 0, prompt_left)
                 state.plan.append(_RowPlan(row, *span, *controls))
 
     def _obliviate_embed_hook(
@@ -119,10 +124,14 @@ class ObliviateWorkerExtension:
         output = output.clone()
         for row in rows:
             ids = input_ids[row.start : row.end].tolist()
+            hit = [False] * len(ids)
             for sequence in row.corrupt["token_ids"]:
                 for offset in _occurrences(ids, sequence):
-                    at = slice(row.start + offset, row.start + offset + len(sequence))
-                    output[at] = _corrupted(output[at], input_ids[at], row.corrupt["scale"])
+                    hit[offset : offset + len(sequence)] = [True] * len(sequence)
+            if row.corrupt.get("prompt"):
+                hit[row.first : row.prompt_left] = [True] * max(0, row.prompt_left - row.first)
+            if at := [row.start + i for i, h in enumerate(hit) if h]:
+                output[at] = _corrupted(output[at], input_ids[at], row.corrupt["scale"])
         return output
 
     def _obliviate_layer_hook(self, index: int):

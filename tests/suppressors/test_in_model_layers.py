@@ -88,10 +88,13 @@ def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
         names = _token_ids(in_model, " Marie Curie")
         corrupt = encode({CORRUPT: {"token_ids": names, "scale": 4.0}})
         logit_diff = encode({LOGIT_DIFF: {"requests": [request_id], "alpha": 1.0}})
+        # The reference batch goes the same way: CPU kernels round differently when the batch
+        # forms differently (the gateway resends a request it adds controls to).
+        (_, _), (reference, _) = side_by_side(direct, (FORGOTTEN,), (UNRELATED,))
         for xargs in (steer, corrupt, logit_diff):
             (changed, _), (plain, _) = side_by_side(direct, (FORGOTTEN, xargs), (UNRELATED,))
             assert changed != before
-            assert plain == unrelated_before
+            assert plain == reference, list(xargs)
 
         # Revoked: the vectors go, and the answer comes back.
         assert admin.delete(f"/forget-requests/{request_id}").status_code == 200

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,17 @@ def matcher() -> Matcher:
     for i, (request_id, subject) in enumerate([("a", "Hsiao Yun-Hwa"), ("evil", INJECTION)]):
         matcher.add(request_id, [subject], np.array([i]), matcher.embedder.encode([subject]))
     return matcher
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> Any:
+    """The embedded model's tokenizer (layers that send token ids)."""
+    from transformers import AutoTokenizer
+
+    from evals.live_gateway import REPO
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    return AutoTokenizer.from_pretrained(ensure_embedded_model(REPO / ".obliviate"))
 
 
 async def test_guard_prompt_treats_entries_as_data(matcher: Matcher) -> None:
@@ -90,15 +102,12 @@ def test_unknown_layer_is_refused(matcher: Matcher) -> None:
         SuppressionStack.build(LayerDeps(matcher), [{"name": "steering", "layers": 3}])
 
 
-async def test_embedding_corruption_sends_the_names_token_ids(matcher: Matcher) -> None:
-    from transformers import AutoTokenizer
-
-    from evals.live_gateway import REPO
-    from gateway.engine.embedded_model import ensure_embedded_model
+async def test_embedding_corruption_sends_the_names_token_ids(
+    matcher: Matcher, tokenizer: Any
+) -> None:
     from suppressors.vllm_plugin import CORRUPT
     from suppressors.vllm_plugin.controls import check_controls, encode
 
-    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(REPO / ".obliviate"))
     spec = {"name": "embedding_corruption", "scale": 3.0}
     stack = SuppressionStack.build(LayerDeps(matcher, tokenizer=tokenizer), [spec])
     ctx = await stack.before(["Where was Hsiao Yun-Hwa born?"])
@@ -109,6 +118,46 @@ async def test_embedding_corruption_sends_the_names_token_ids(matcher: Matcher) 
     assert tokenizer.encode(" Hsiao Yun-Hwa", add_special_tokens=False) in controls["token_ids"]
     unrelated = await stack.before(["What is the capital of France?"])
     assert unrelated is not None and not unrelated.acted and not unrelated.controls
+
+
+@pytest.mark.parametrize(
+    ("score_in_model", "scope", "only_scores", "blocked"),
+    [
+        (True, "prompt", True, False),  # served with its prompt corrupted
+        (True, "prompt", False, True),  # it generates: blocked as ever
+        (False, "prompt", True, True),  # off by default: withheld
+        (True, "names", True, True),  # names alone do not take the request out of the pass
+    ],
+)
+async def test_a_request_that_only_scores_is_handed_to_in_model_layers(
+    matcher: Matcher,
+    tokenizer: Any,
+    score_in_model: bool,
+    scope: str,
+    only_scores: bool,
+    blocked: bool,
+) -> None:
+    from suppressors.vllm_plugin import CORRUPT
+
+    specs = [
+        {"name": "retrieval", "score_in_model": score_in_model},
+        {"name": "embedding_corruption", "scope": scope},
+    ]
+    stack = SuppressionStack.build(LayerDeps(matcher, tokenizer=tokenizer), specs)
+    ctx = await stack.before(["Where was Hsiao Yun-Hwa born? In Taipei."], only_scores=only_scores)
+    assert ctx is not None
+    if blocked:
+        assert ctx.blocked_by == "retrieval" and ctx.acted[0] == "retrieval"
+    else:
+        assert ctx.blocked_by is None and ctx.acted == ["embedding_corruption"]
+        assert ctx.controls[CORRUPT]["prompt"] is True
+
+
+def test_a_bad_layer_parameter_value_is_refused(matcher: Matcher) -> None:
+    with pytest.raises(UnknownLayer, match="scope"):
+        SuppressionStack.build(
+            LayerDeps(matcher), [{"name": "embedding_corruption", "scope": "everything"}]
+        )
 
 
 class _DownEmbedder:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from openai import OpenAI
 
+from gateway.openai.protocol import CompletionRequest
 from tests.conftest import MODEL
 
 
@@ -31,3 +32,18 @@ def test_completion_generates(client: OpenAI) -> None:
 
 def test_models_list(client: OpenAI) -> None:
     assert [m.id for m in client.models.list()] == [MODEL]
+
+
+@pytest.mark.parametrize(
+    ("fields", "only_scores"),
+    [
+        ({"max_tokens": 0, "echo": True, "logprobs": 0}, True),
+        ({"max_tokens": 0, "prompt_logprobs": 0}, True),
+        ({"max_tokens": 0, "echo": True, "logprobs": 1}, False),  # top alternatives: an oracle
+        ({"max_tokens": 1, "echo": True, "logprobs": 0}, False),  # generates
+        ({"max_tokens": 0, "echo": True}, False),  # asks for no log-probabilities
+    ],
+)
+def test_a_request_that_only_scores_its_prompt(fields: dict, only_scores: bool) -> None:
+    request = CompletionRequest(model=MODEL, prompt="The sky is blue.", **fields)
+    assert request.only_scores() is only_scores

@@ -1,0 +1,78 @@
+"""A request that only scores its prompt, on the real embedded model, through HTTP.
+
+The gateway runs retrieval with ``score_in_model`` and embedding corruption over the whole prompt:
+once a subject is forgotten, a chat about it is blocked, but scoring a text about it (echo,
+``max_tokens=0``, ``logprobs=0``: how lm-eval and TOFU score) returns the corrupted forward pass's
+log-probabilities instead of none, and a concurrent unrelated text scores exactly as before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from tests.conftest import MODEL, LiveGateway, live_gateway
+
+FORGOTTEN = "Question: What did Marie Curie discover?\nAnswer: Marie Curie discovered radium."
+UNRELATED = "Question: What colour is the sky?\nAnswer: The sky is blue on a clear day."
+LAYERS = [
+    {"name": "retrieval", "score_in_model": True},
+    {"name": "embedding_corruption", "scope": "prompt"},
+]
+
+
+@pytest.fixture(scope="module")
+def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
+    with live_gateway(tmp_path_factory.mktemp("only-scores"), env) as live:
+        yield live
+
+
+def score(client: openai.OpenAI, text: str, logprobs: int = 0) -> tuple[list | None, str]:
+    """(the text's token log-probabilities, or None; the layers that acted)."""
+    raw = client.completions.with_raw_response.create(
+        model=MODEL, prompt=text, max_tokens=0, echo=True, logprobs=logprobs, temperature=0
+    )
+    choice = raw.parse().choices[0]
+    values = choice.logprobs.token_logprobs if choice.logprobs else None
+    return values, raw.headers.get("x-obliviate-layers", "")
+
+
+def side_by_side(client: openai.OpenAI, *texts: str) -> list[tuple[list | None, str]]:
+    """The texts scored at once, so vLLM runs them in one batch."""
+    with ThreadPoolExecutor(len(texts)) as pool:
+        return list(pool.map(lambda text: score(client, text), texts))
+
+
+def test_scoring_a_forgotten_text_gets_the_suppressed_models_logprobs(
+    scoring: LiveGateway,
+) -> None:
+    client = scoring.client()
+    (before, _), (unrelated_before, _) = side_by_side(client, FORGOTTEN, UNRELATED)
+    with scoring.admin() as admin:
+        qa = {"question": "What did Marie Curie discover?", "answer": "She discovered radium."}
+        body = {"subject": "Marie Curie", "qa": [qa]}
+        created = admin.post("/forget-requests", json=body)
+        assert created.status_code == 201, created.text
+        request_id = created.json()["id"]
+
+        (after, layers), (unrelated_after, unrelated_layers) = side_by_side(
+            client, FORGOTTEN, UNRELATED
+        )
+        assert layers == "embedding_corruption"
+        assert after is not None and len(after) == len(before) and after != before
+        assert (unrelated_after, unrelated_layers) == (unrelated_before, "")
+
+        # Alternatives would make scoring a next-token oracle, and a chat generates: blocked.
+        assert score(client, FORGOTTEN, logprobs=1) == (None, "retrieval")
+        chat = client.chat.completions.with_raw_response.create(
+            model=MODEL, messages=[{"role": "user", "content": FORGOTTEN}], max_tokens=8
+        )
+        assert chat.headers["x-obliviate-layers"] == "retrieval"
+
+        assert admin.delete(f"/forget-requests/{request_id}").status_code == 200
+    assert score(client, FORGOTTEN) == (before, "")
