@@ -126,12 +126,12 @@ class ObliviateWorkerExtension:
             ids = input_ids[row.start : row.end].tolist()
             hit = [False] * len(ids)
             for sequence in row.corrupt["token_ids"]:
-                for offset in _occurrences(ids, sequence):
+                for offset in occurrences(ids, sequence):
                     hit[offset : offset + len(sequence)] = [True] * len(sequence)
             if row.corrupt.get("prompt"):
                 hit[row.first : row.prompt_left] = [True] * max(0, row.prompt_left - row.first)
             if at := [row.start + i for i, h in enumerate(hit) if h]:
-                output[at] = _corrupted(output[at], input_ids[at], row.corrupt["scale"])
+                output[at] = corrupted(output[at], input_ids[at], row.corrupt["scale"])
         return output
 
     def _obliviate_layer_hook(self, index: int):
@@ -197,12 +197,12 @@ class ObliviateWorkerExtension:
         return state.files[key]
 
 
-def _occurrences(ids: list[int], sequence: list[int]) -> list[int]:
+def occurrences(ids: list[int], sequence: list[int]) -> list[int]:
     n = len(sequence)
     return [i for i in range(len(ids) - n + 1) if ids[i : i + n] == sequence]
 
 
-def _corrupted(embeddings: torch.Tensor, token_ids: torch.Tensor, scale: float) -> torch.Tensor:
+def corrupted(embeddings: torch.Tensor, token_ids: torch.Tensor, scale: float) -> torch.Tensor:
     """Embeddings plus Gaussian noise (seeded by token id, so greedy answers stay reproducible)."""
     size = embeddings.shape[-1]
     noise = torch.stack(
