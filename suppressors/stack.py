@@ -117,11 +117,11 @@ class SuppressionStack:
                 if ctx.blocked_by:
                     break
             if ctx.unless_in_model:
-                layer, ids = ctx.unless_in_model
+                blocker, ids = ctx.unless_in_model
                 if ids - ctx.scored_in_model:
-                    ctx.blocked_by = layer
+                    ctx.blocked_by = blocker
                 else:
-                    ctx.acted.remove(layer)
+                    ctx.acted.remove(blocker)
             if ctx.blocked_by:
                 metrics.BLOCKS.labels(ctx.blocked_by, "input").inc()
         except Exception as exc:
