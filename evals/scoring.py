@@ -73,11 +73,7 @@ class GatewayScorer:
         return compute() if self.checkpoint is None else self.checkpoint.cached(payload, compute)
 
     def prompt(self, question: str) -> str:
-        """The text the model sees before its answer (the served chat template)."""
-        messages = [{"role": "user", "content": question}]
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True
-        )
+        return chat_prompt(self.tokenizer, question)
 
     def answer_logprobs(self, question: str, answer: str) -> list[float] | None:
         """Log-probabilities of the answer's tokens given the question; None if suppressed."""
@@ -160,15 +156,32 @@ class WeightsScorer(GatewayScorer):
     def _logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
         with _FORWARD:
             model = _loaded(*self.weights)
-        prompt = self.tokenizer(self.prompt(question), add_special_tokens=False)["input_ids"]
         scored = []
         for answer in answers:
-            ids = prompt + self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+            prompt, ids = token_ids(self.tokenizer, question, answer)
             with _FORWARD, torch.no_grad():
-                logits = model(input_ids=torch.tensor([ids])).logits[0, :-1].float()
-            picked = torch.log_softmax(logits, -1)[torch.arange(len(ids) - 1), ids[1:]]
-            scored.append(picked[len(prompt) - 1 :].tolist() or None)
+                logits = model(input_ids=torch.tensor([ids])).logits[0]
+            scored.append(answer_logprobs(logits, ids, len(prompt)) or None)
         return scored
+
+
+def chat_prompt(tokenizer: Any, question: str) -> str:
+    """The text the model sees before its answer (the served chat template)."""
+    messages = [{"role": "user", "content": question}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def token_ids(tokenizer: Any, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """(the chat prompt's token ids, those followed by the answer's)."""
+    prompt = tokenizer(chat_prompt(tokenizer, question), add_special_tokens=False)["input_ids"]
+    return prompt, prompt + tokenizer(answer, add_special_tokens=False)["input_ids"]
+
+
+def answer_logprobs(logits: torch.Tensor, ids: list[int], prompt_tokens: int) -> list[float]:
+    """The answer tokens' log-probabilities, from the logits of one forward pass over ``ids``
+    (the prompt's ``prompt_tokens`` tokens, then the answer's)."""
+    picked = torch.log_softmax(logits[:-1].float(), -1)[torch.arange(len(ids) - 1), ids[1:]]
+    return picked[prompt_tokens - 1 :].tolist()
 
 
 _FORWARD = threading.Lock()

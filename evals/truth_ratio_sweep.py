@@ -32,16 +32,17 @@ from transformers import AutoTokenizer
 from evals import metrics
 from evals.build_models import FinetuneConfig, build_models
 from evals.data import QA, TOFU, Subject, add_perturbations, load_subjects, split
+from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
 from suppressors.artifacts import neutral_pairs
 from suppressors.assistant import LAYER, head_logits, train_head
-from suppressors.vllm_plugin.worker import corrupted, occurrences
+from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
 
 Scores = Callable[[str, str], list[float]]
 """(question, answer) -> the answer tokens' log-probabilities."""
-Noised = Callable[[list[int], list[int], str], set[int]]
-"""(prompt ids, prompt + answer ids, question) -> the positions to corrupt."""
+Noised = Callable[[list[int], str], list[int]]
+"""(prompt + answer ids, question) -> the positions to corrupt."""
 
 
 def scorer(
@@ -53,23 +54,19 @@ def scorer(
     norm, lm_head = model.model.norm, model.lm_head.weight.detach()
 
     def score(question: str, answer: str) -> list[float]:
-        chat = [{"role": "user", "content": question}]
-        prompt = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        ids = prompt_ids + tokenizer(answer, add_special_tokens=False)["input_ids"]
+        prompt, ids = token_ids(tokenizer, question, answer)
         tokens = torch.tensor(ids)
         with torch.no_grad():
             embeddings = model.model.embed_tokens(tokens)
-            if noised and sigma and (at := sorted(noised(prompt_ids, ids, question))):
+            if noised and sigma and (at := noised(ids, question)):
                 embeddings[at] = corrupted(embeddings[at], tokens[at], sigma)
             out = model(inputs_embeds=embeddings[None], output_hidden_states=True)
-            logits = out.logits[0, :-1].float()
+            logits = out.logits[0].float()
             if head is not None and alpha:
-                state = out.hidden_states[LAYER + 1][0, :-1]
+                state = out.hidden_states[LAYER + 1][0]
                 assistant = head_logits(state, head, norm.weight, norm.variance_epsilon, lm_head)
                 logits = logits - alpha * torch.log_softmax(assistant, -1)
-        picked = torch.log_softmax(logits, -1)[torch.arange(len(ids) - 1), tokens[1:]]
-        return picked[len(prompt_ids) - 1 :].tolist()
+        return answer_logprobs(logits, ids, len(prompt))
 
     return score
 
@@ -88,23 +85,18 @@ def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], float
 
 
 def scopes(subject: Subject, tokenizer: Any) -> dict[str, Noised]:
-    """Positions each corruption scope touches."""
+    """Positions each corruption scope touches (the plugin's own ``corrupted_positions``)."""
     names = [
         tokenizer.encode(t, add_special_tokens=False) for t in (subject.name, f" {subject.name}")
     ]
 
-    def named(_prompt: list[int], ids: list[int]) -> set[int]:
-        return {o + i for n in names for o in occurrences(ids, n) for i in range(len(n))}
-
-    def question(prompt: list[int], ids: list[int], text: str) -> set[int]:
-        asked = tokenizer.encode(text, add_special_tokens=False)
-        spans = {o + i for o in occurrences(prompt, asked) for i in range(len(asked))}
-        return named(prompt, ids) | spans
+    def question(ids: list[int], text: str) -> list[int]:
+        return corrupted_positions(ids, [*names, tokenizer.encode(text, add_special_tokens=False)])
 
     return {
-        "names": lambda prompt, ids, _text: named(prompt, ids),
+        "names": lambda ids, _text: corrupted_positions(ids, names),
         "question": question,
-        "prompt": lambda _prompt, ids, _text: set(range(1, len(ids))),
+        "prompt": lambda ids, _text: corrupted_positions(ids, names, range(1, len(ids))),
     }
 
 

@@ -124,13 +124,9 @@ class ObliviateWorkerExtension:
         output = output.clone()
         for row in rows:
             ids = input_ids[row.start : row.end].tolist()
-            hit = [False] * len(ids)
-            for sequence in row.corrupt["token_ids"]:
-                for offset in occurrences(ids, sequence):
-                    hit[offset : offset + len(sequence)] = [True] * len(sequence)
-            if row.corrupt.get("prompt"):
-                hit[row.first : row.prompt_left] = [True] * max(0, row.prompt_left - row.first)
-            if at := [row.start + i for i, h in enumerate(hit) if h]:
+            prompt = range(row.first, row.prompt_left) if row.corrupt.get("prompt") else range(0)
+            positions = corrupted_positions(ids, row.corrupt["token_ids"], prompt)
+            if at := [row.start + i for i in positions]:
                 output[at] = corrupted(output[at], input_ids[at], row.corrupt["scale"])
         return output
 
@@ -197,9 +193,21 @@ class ObliviateWorkerExtension:
         return state.files[key]
 
 
-def occurrences(ids: list[int], sequence: list[int]) -> list[int]:
+def _occurrences(ids: list[int], sequence: list[int]) -> list[int]:
     n = len(sequence)
     return [i for i in range(len(ids) - n + 1) if ids[i : i + n] == sequence]
+
+
+def corrupted_positions(
+    ids: list[int], sequences: list[list[int]], prompt: range = range(0)
+) -> list[int]:
+    """Positions of ``ids`` that embedding corruption touches: every occurrence of one of the
+    ``sequences`` (the forgotten names), and the ``prompt`` positions."""
+    hit = set(prompt)
+    for sequence in sequences:
+        for offset in _occurrences(ids, sequence):
+            hit.update(range(offset, offset + len(sequence)))
+    return sorted(hit)
 
 
 def corrupted(embeddings: torch.Tensor, token_ids: torch.Tensor, scale: float) -> torch.Tensor:
