@@ -43,7 +43,10 @@ class LiveGateway:
         return OpenAI(base_url=f"{self.url}/v1", api_key=API_KEY, max_retries=0, **kwargs)
 
     def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"})
+        # httpx's 5 s default is shorter than a busy LoRA engine's queue on a slow 2-core box.
+        return httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {API_KEY}"}, timeout=60
+        )
 
     def admin(self) -> httpx.Client:
         return httpx.Client(
