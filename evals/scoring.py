@@ -72,9 +72,6 @@ class GatewayScorer:
         """``compute()``, kept in the checkpoint (when there is one) under ``payload``."""
         return compute() if self.checkpoint is None else self.checkpoint.cached(payload, compute)
 
-    def prompt(self, question: str) -> str:
-        return chat_prompt(self.tokenizer, question)
-
     def answer_logprobs(self, question: str, answer: str) -> list[float] | None:
         """Log-probabilities of the answer's tokens given the question; None if suppressed."""
         return self.answers_logprobs(question, [answer])[0]
@@ -82,7 +79,7 @@ class GatewayScorer:
     def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
         """``answer_logprobs`` of several answers to one question, in one request (vLLM scores
         the prompts in one batch)."""
-        prompt = self.prompt(question)
+        prompt = chat_prompt(self.tokenizer, question)
         body = {
             "model": self.model,
             "prompt": [prompt + answer for answer in answers],
