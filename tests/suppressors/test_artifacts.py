@@ -62,7 +62,9 @@ async def test_stopping_stops_a_build_in_progress(tmp_path: Path) -> None:
                           {ASSISTANT_FILE})  # fmt: skip
     artifacts._stop = training = _Watched()
     task = asyncio.create_task(keep_in_step(artifacts, store, poll_s=0.1))
-    await until(training.checked.is_set)  # the head is training
+    # The head is training (a bound against hanging: the forward passes over the neutral pairs
+    # before the first step took over 120 s on a slow CI box).
+    await until(training.checked.is_set, timeout_s=600)
     task.cancel()
     # The build ends at its next step (a bound against hanging, not a timing: a step took
     # over 15 s on a slow 2-core box).
