@@ -23,6 +23,7 @@ from openai import OpenAI
 from sqlalchemy import create_engine, text
 
 from evals.live_gateway import REPO, fresh_data_dir, start_gateway, stop
+from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
 
 MODEL = "smollm2-135m-instruct"
@@ -57,22 +58,33 @@ class LiveGateway:
 
 
 @contextlib.contextmanager
-def live_gateway(root: Path, env: dict[str, str] | None = None) -> Iterator[LiveGateway]:
-    """A gateway + vLLM on a fresh data directory under ``root``; stopped on exit."""
-    vllm_port = free_port()
+def live_gateway(
+    root: Path, env: dict[str, str] | None = None, upstream: LiveGateway | None = None
+) -> Iterator[LiveGateway]:
+    """A gateway on a fresh data directory under ``root``, stopped on exit: with a vLLM of its
+    own, or in front of ``upstream``'s (no engine start, which is most of a start's minutes)."""
     data_dir = fresh_data_dir(root / "data")
+    if upstream is None:
+        vllm_port = free_port()
+        vllm_url = f"http://127.0.0.1:{vllm_port}"
+        engine = ["--vllm-port", str(vllm_port)]
+    else:
+        vllm_url = upstream.vllm_url
+        weights = str(ensure_embedded_model(REPO / ".obliviate"))
+        engine = ["--upstream", vllm_url, "--model", weights, "--served-model-name", MODEL]
     url, process = start_gateway(
         root / "gateway.log",
         "--data-dir", str(data_dir),
         "--api-key", API_KEY,
-        "--vllm-port", str(vllm_port),
+        *engine,
         env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
     )  # fmt: skip
-    yield LiveGateway(url, f"http://127.0.0.1:{vllm_port}", process, root / "gateway.log", data_dir)
+    yield LiveGateway(url, vllm_url, process, root / "gateway.log", data_dir)
     stop(process)
-    # Stopping the gateway stops vLLM with it.
-    with pytest.raises(httpx.ConnectError):
-        httpx.get(f"http://127.0.0.1:{vllm_port}/health", timeout=2)
+    if upstream is None:
+        # Stopping the gateway stops its vLLM with it.
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"{vllm_url}/health", timeout=2)
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +97,10 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
 def lora_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     """A second gateway, with LoRA on (``vllm_lora``), for removal jobs and model versions.
 
-    Shared by the removal and console tests; each deletes the versions it made."""
-    with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
+    Shared by the removal and console tests; each deletes the versions it made. Jobs train on
+    both cores (the default keeps one for serving): the tests wait for them, idle."""
+    env = {"OBLIVIATE_VLLM_LORA": "true", "OBLIVIATE_REMOVAL_THREADS": "2"}
+    with live_gateway(tmp_path_factory.mktemp("lora"), env) as live:
         yield live
 
 

@@ -2,7 +2,9 @@
 
 vLLM mixes ``ObliviateWorkerExtension`` into its worker class; the gateway calls
 ``obliviate_install`` once the server is up (``POST /collective_rpc``, which needs
-``VLLM_SERVER_DEV_MODE=1``), which puts hooks on the embedding and every decoder layer. Each
+``VLLM_SERVER_DEV_MODE=1``), which puts hooks on the embedding and every decoder layer. Several
+gateways (each with its data directory) may front one vLLM: each install adds its artifacts
+folder, and a forget request's files are looked up in all of them (request ids are uuid4s). Each
 forward, a pre-hook on the embedding reads the running requests' ``SamplingParams.extra_args`` in
 batch-row order and maps each flagged row to its token range of the flattened batch
 (``query_start_loc``); the hooks then touch those rows only, so other requests in the batch run
@@ -57,7 +59,7 @@ class _RowPlan:
 
 @dataclass
 class _State:
-    artifacts: Path
+    artifacts: list[Path]
     files: dict[tuple[str, str], dict[str, torch.Tensor] | None] = field(default_factory=dict)
     plan: list[_RowPlan] = field(default_factory=list)
     unit: torch.Tensor | None = None
@@ -76,12 +78,14 @@ class ObliviateWorkerExtension:
         return {"num_hidden_layers": config.num_hidden_layers, "hidden_size": config.hidden_size}
 
     def obliviate_install(self, artifacts_dir: str) -> dict[str, int]:
-        """Hook the model (idempotent); forget-request artifacts are read from ``artifacts_dir``."""
+        """Hook the model (idempotent); forget-request artifacts are also read from
+        ``artifacts_dir``."""
         if self._obliviate is not None:
-            self._obliviate.artifacts = Path(artifacts_dir)
+            if Path(artifacts_dir) not in self._obliviate.artifacts:
+                self._obliviate.artifacts.append(Path(artifacts_dir))
             return self.obliviate_model_info()
         model = self.model_runner.get_model()
-        state = self._obliviate = _State(Path(artifacts_dir))
+        state = self._obliviate = _State([Path(artifacts_dir)])
         generator = torch.Generator().manual_seed(0)
         unit = torch.rand(model.config.hidden_size, generator=generator)  # RMU: uniform, normed
         state.unit = unit / unit.norm()
@@ -188,8 +192,9 @@ class ObliviateWorkerExtension:
         state = self._obliviate
         key = (request_id, name)
         if state.files.get(key) is None:
-            path = state.artifacts / request_id / name
-            state.files[key] = load_file(path) if path.is_file() else None
+            paths = [folder / request_id / name for folder in state.artifacts]
+            found = [path for path in paths if path.is_file()]
+            state.files[key] = load_file(found[0]) if found else None
         return state.files[key]
 
 

@@ -1,7 +1,10 @@
-"""In-model layers (steering, embedding corruption) on the real embedded model, through HTTP.
+"""In-model layers (steering, embedding corruption, logit difference) on the real embedded model,
+through HTTP.
 
-One gateway runs only those two layers, so what changes an answer happens inside vLLM. Each test
-checks that a concurrent unrelated request in the same batch answers byte for byte as without them.
+One gateway runs only those layers, so what changes an answer happens inside vLLM. It fronts the
+session's vLLM (``--upstream``) beside the session gateway, with its own data directory: the
+plugin reads both gateways' artifacts folders. Each test checks that a concurrent unrelated request
+in the same batch answers byte for byte as without them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import httpx
 import openai
 import pytest
 
-from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, STEER
+from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, INSTALL_METHOD, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
 from tests.conftest import MODEL, LiveGateway, live_gateway
 
@@ -31,9 +34,11 @@ LAYERS = [
 
 
 @pytest.fixture(scope="module")
-def in_model(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+def in_model(
+    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveGateway]:
     env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
-    with live_gateway(tmp_path_factory.mktemp("in-model"), env) as live:
+    with live_gateway(tmp_path_factory.mktemp("in-model"), env, upstream=gateway) as live:
         yield live
 
 
@@ -70,6 +75,10 @@ def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
         )
         assert created.status_code == 201
         request_id = created.json()["id"]
+        # Another gateway hooks the same vLLM with its own artifacts folder before these are
+        # read: they still are (before, the last install's folder replaced the others).
+        other = {"method": INSTALL_METHOD, "args": [str(in_model.data_dir / "elsewhere")]}
+        assert httpx.post(f"{in_model.vllm_url}/collective_rpc", json=other).status_code == 200
         # Corruption acts at once; steering and logit difference once their artifacts are built.
         # About 1 minute on a fast 2-core box; over 5 minutes seen on a slow one.
         deadline = time.monotonic() + 900

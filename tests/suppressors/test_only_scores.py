@@ -1,6 +1,7 @@
 """A request that only scores its prompt, on the real embedded model, through HTTP.
 
-The gateway runs retrieval with ``score_in_model`` and embedding corruption over the whole prompt:
+The gateway (in front of the session's vLLM, with its own data directory) runs retrieval with
+``score_in_model`` and embedding corruption over the whole prompt:
 once a subject is forgotten, a chat about it is blocked, but scoring a text about it (echo,
 ``max_tokens=0``, ``logprobs=0``: how lm-eval and TOFU score) returns the corrupted forward pass's
 log-probabilities instead of none, and a concurrent unrelated text scores exactly as before.
@@ -26,9 +27,11 @@ LAYERS = [
 
 
 @pytest.fixture(scope="module")
-def scoring(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+def scoring(
+    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveGateway]:
     env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
-    with live_gateway(tmp_path_factory.mktemp("only-scores"), env) as live:
+    with live_gateway(tmp_path_factory.mktemp("only-scores"), env, upstream=gateway) as live:
         yield live
 
 
