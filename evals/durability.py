@@ -25,7 +25,7 @@ from typing import Annotated
 import httpx
 import typer
 
-from evals.live_gateway import metric, start_gateway
+from evals.live_gateway import fresh_data_dir, metric, start_gateway
 
 ADMIN = "durability-admin"
 MODEL = "smollm2-135m-instruct"
@@ -126,9 +126,10 @@ def _start(data_dir: Path, upstream: str, log: Path):
 def run(trials: int, upstream: str, work: Path, seed: int = 0) -> Soak:
     soak = Soak()
     rng = random.Random(seed)
+    data_dir = fresh_data_dir(work / "data")  # shares the embedder's export: starts are quick
     for number in range(trials):
-        trial(soak, work / "data", upstream, work / f"trial-{number}.log", rng)
-    check(soak, work / "data", upstream, work / "check.log")
+        trial(soak, data_dir, upstream, work / f"trial-{number}.log", rng)
+    check(soak, data_dir, upstream, work / "check.log")
     return soak
 
 

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from evals.live_gateway import start_gateway, stop
+from evals.live_gateway import fresh_data_dir, start_gateway, stop
 from tests.conftest import ADMIN_TOKEN, API_KEY, MODEL, LiveGateway
 
 
@@ -24,7 +24,8 @@ from tests.conftest import ADMIN_TOKEN, API_KEY, MODEL, LiveGateway
 def fuzzed(gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root: Path = tmp_path_factory.mktemp("fuzz")
     url, process = start_gateway(
-        root / "gateway.log", "--upstream", gateway.vllm_url, "--data-dir", str(root / "data"),
+        root / "gateway.log", "--upstream", gateway.vllm_url,
+        "--data-dir", str(fresh_data_dir(root / "data")),
         "--served-model-name", MODEL, "--api-key", API_KEY, "--max-body-bytes", "200000",
         timeout_s=120, env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN},
     )  # fmt: skip

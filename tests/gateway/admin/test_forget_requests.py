@@ -1,9 +1,10 @@
-"""The admin API contract: auth, create/get/list/revoke, idempotency, bad input, durability."""
+"""The admin API contract: auth, create/get/list/revoke, idempotency, bad input.
+
+Durability under kill -9 is the soak in ``tests/evals/test_durability.py``."""
 
 from __future__ import annotations
 
 import os
-import signal
 
 import httpx
 import pytest
@@ -136,40 +137,5 @@ def test_admin_api_closed_without_a_token(gateway: LiveGateway, tmp_path) -> Non
         )
         assert error_of(response, 403)["code"] == "admin_disabled"
         assert "admin API disabled" in (tmp_path / "gw.log").read_text()
-    finally:
-        stop(process)
-
-
-def test_acknowledged_requests_survive_kill_9(gateway: LiveGateway, tmp_path) -> None:
-    """A 201 is a promise: kill -9 right after it, restart, and the request is enforced."""
-    data_dir = fresh_data_dir(tmp_path / "data")
-    args = ("--upstream", gateway.vllm_url, "--data-dir", str(data_dir))
-    env = {"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN}
-    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-    url, process = start_gateway(tmp_path / "a.log", *args, env=env, timeout_s=120)
-    created = []
-    for i in range(5):
-        body = {
-            "subject": f"Quorvath Ilseng {i}",
-            "qa": [{"question": f"Q{i}?", "answer": f"A{i}."}],
-        }
-        response = httpx.post(
-            f"{url}/admin/v1/forget-requests", json=body, headers=headers, timeout=60
-        )
-        assert response.status_code == 201
-        created.append(response.json()["id"])
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-
-    url, process = start_gateway(tmp_path / "b.log", *args, env=env, timeout_s=120)
-    try:
-        listed = httpx.get(
-            f"{url}/admin/v1/forget-requests", params={"limit": 100}, headers=headers
-        )
-        assert [r["id"] for r in listed.json()["data"]] == created
-        chat = {"model": "smollm2-135m-instruct", "max_tokens": 8,
-                "messages": [{"role": "user", "content": "Who is Quorvath Ilseng 3?"}]}  # fmt: skip
-        answer = httpx.post(f"{url}/v1/chat/completions", json=chat, timeout=60)
-        assert "retrieval" in answer.headers["x-obliviate-layers"]
     finally:
         stop(process)

@@ -17,7 +17,7 @@ import httpx
 import openai
 import pytest
 
-from evals.live_gateway import REPO, start_gateway, stop
+from evals.live_gateway import REPO, fresh_data_dir, start_gateway, stop
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
 from tests.conftest import API_KEY, MODEL, LiveGateway
@@ -75,7 +75,8 @@ def test_in_model_layers_need_the_plugin_hooks(gateway: LiveGateway, tmp_path) -
     in-model layers stays unready (503) and says why; in front of the plugin's vLLM it hooks it."""
     weights = str(ensure_embedded_model(REPO / ".obliviate"))
     layers = {"OBLIVIATE_SUPPRESSION_LAYERS": '["retrieval", "steering"]'}
-    args = ("--model", weights, "--served-model-name", MODEL, "--data-dir", str(tmp_path))
+    data_dir = str(fresh_data_dir(tmp_path / "data"))
+    args = ("--model", weights, "--served-model-name", MODEL, "--data-dir", data_dir)
     log = tmp_path / "lacking.log"
     port = free_port()
     command = [str(Path(sys.executable).parent / "obliviate"), "serve", "--port", str(port),

@@ -127,7 +127,7 @@ def test_prompt_logprobs_are_refused_with_lora(gateway: LiveGateway) -> None:
 
 
 def test_routing_by_weights_is_sticky(gateway: LiveGateway, removed: dict) -> None:
-    """200 users, each twice, under 1:1 weights: about half each, and every user keeps an arm."""
+    """100 users, each twice, under 1:1 weights: about half each, and every user keeps an arm."""
     with gateway.admin() as admin:
         before = admin.get("/routing").json()
         put = admin.put("/routing", json={"weights": {"suppression": 1, "removal": 1}})
@@ -141,14 +141,14 @@ def test_routing_by_weights_is_sticky(gateway: LiveGateway, removed: dict) -> No
                     assert response.status_code == 200, response.text
                     return response.headers["x-obliviate-arm"]
 
-                users = [f"user-{i}" for i in range(200)]
+                users = [f"user-{i}" for i in range(100)]
                 first, again = list(pool.map(arm, users)), list(pool.map(arm, users))
         finally:
             admin.put("/routing", json=before)
         bad = admin.put("/routing", json={"version": "removal-99"})
         assert bad.status_code == 409 and "removal-99" in bad.json()["error"]["message"]
     assert first == again
-    assert 0.35 < first.count("removal") / len(first) < 0.65  # binomial sd 0.035
+    assert 0.3 < first.count("removal") / len(first) < 0.7  # binomial sd 0.05
 
 
 def test_failed_and_cancelled_jobs_change_nothing(gateway: LiveGateway, removed: dict) -> None:
