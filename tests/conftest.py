@@ -97,10 +97,8 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
 def lora_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     """A second gateway, with LoRA on (``vllm_lora``), for removal jobs and model versions.
 
-    Shared by the removal and console tests; each deletes the versions it made. Jobs train on
-    both cores (the default keeps one for serving): the tests wait for them, idle."""
-    env = {"OBLIVIATE_VLLM_LORA": "true", "OBLIVIATE_REMOVAL_THREADS": "2"}
-    with live_gateway(tmp_path_factory.mktemp("lora"), env) as live:
+    Shared by the removal and console tests; each deletes the versions it made."""
+    with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
         yield live
 
 
