@@ -192,9 +192,9 @@ class ObliviateWorkerExtension:
         state = self._obliviate
         key = (request_id, name)
         if state.files.get(key) is None:
-            paths = [folder / request_id / name for folder in state.artifacts]
-            found = [path for path in paths if path.is_file()]
-            state.files[key] = load_file(found[0]) if found else None
+            paths = (folder / request_id / name for folder in state.artifacts)
+            found = next((path for path in paths if path.is_file()), None)
+            state.files[key] = load_file(found) if found else None
         return state.files[key]
 
 
