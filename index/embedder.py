@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime
+from tokenizers import Tokenizer
 
 EMBEDDED_EMBEDDER = "all-minilm-l6-v2"
 DEFAULT_CACHE = Path(".obliviate") / "embedders"
@@ -105,17 +106,19 @@ class Embedder:
     def __init__(
         self, model: str = EMBEDDED_EMBEDDER, threads: int = 1, cache: Path = DEFAULT_CACHE
     ):
-        from transformers import AutoTokenizer
-
         folder = export_folder(model, cache)
         if not (folder / "meta.json").exists():
             export(model, folder)
         meta = json.loads((folder / "meta.json").read_text())
         self.name = model
         self.dim: int = meta["dim"]
-        self._max_length: int = meta["max_length"]
         self._inputs: list[str] = meta["inputs"]
-        self._tokenizer = AutoTokenizer.from_pretrained(folder / "tokenizer")
+        # The fast tokenizer's own library, not transformers' wrapper of it: the same ids, and
+        # importing transformers' auto classes costs a gateway start ~20 s on a slow 2-core box.
+        self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer" / "tokenizer.json"))
+        pad = json.loads((folder / "tokenizer" / "tokenizer_config.json").read_text())["pad_token"]
+        self._tokenizer.enable_padding(pad_id=self._tokenizer.token_to_id(pad), pad_token=pad)
+        self._tokenizer.enable_truncation(meta["max_length"])
         options = onnxruntime.SessionOptions()
         # One thread by default: the gateway shares the machine with vLLM, and a second thread
         # fighting vLLM's worker for a core makes both slower (FINDINGS: 10-20x).
@@ -147,14 +150,13 @@ class Embedder:
         vectors: list[np.ndarray] = [np.zeros(0, np.float32)] * len(texts)
         for start in range(0, len(order), _BATCH):
             batch = order[start : start + _BATCH]
-            tokens = self._tokenizer(
-                [texts[i] for i in batch],
-                padding=True,
-                truncation=True,
-                max_length=self._max_length,
-                return_tensors="np",
-            )
-            feed = {name: tokens[name].astype(np.int64) for name in self._inputs}
+            encodings = self._tokenizer.encode_batch([texts[i] for i in batch])
+            columns = {
+                "input_ids": [e.ids for e in encodings],
+                "token_type_ids": [e.type_ids for e in encodings],
+                "attention_mask": [e.attention_mask for e in encodings],
+            }
+            feed = {name: np.array(columns[name], np.int64) for name in self._inputs}
             for i, vector in zip(batch, self._session.run(None, feed)[0], strict=True):
                 vectors[i] = vector.astype(np.float32)
         return vectors

@@ -22,7 +22,7 @@ import pytest
 from openai import OpenAI
 from sqlalchemy import create_engine, text
 
-from evals.live_gateway import REPO, fresh_data_dir, start_gateway, stop
+from evals.live_gateway import REPO, fresh_data_dir, launch_gateway, stop, wait_healthy
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
 
@@ -39,6 +39,7 @@ class LiveGateway:
     process: subprocess.Popen
     log: Path
     data_dir: Path
+    fronts_another: bool
 
     def client(self, **kwargs: object) -> OpenAI:
         return OpenAI(base_url=f"{self.url}/v1", api_key=API_KEY, max_retries=0, **kwargs)
@@ -56,13 +57,24 @@ class LiveGateway:
             timeout=60,
         )
 
+    def wait(self) -> LiveGateway:
+        wait_healthy(self.url, self.process, 900, self.log)
+        return self
 
-@contextlib.contextmanager
-def live_gateway(
+    def stop(self) -> None:
+        stop(self.process)
+        if not self.fronts_another:
+            # Stopping the gateway stops its vLLM with it.
+            with pytest.raises(httpx.ConnectError):
+                httpx.get(f"{self.vllm_url}/health", timeout=2)
+
+
+def launch(
     root: Path, env: dict[str, str] | None = None, upstream: LiveGateway | None = None
-) -> Iterator[LiveGateway]:
-    """A gateway on a fresh data directory under ``root``, stopped on exit: with a vLLM of its
-    own, or in front of ``upstream``'s (no engine start, which is most of a start's minutes)."""
+) -> LiveGateway:
+    """A gateway on a fresh data directory under ``root``, started (``wait()`` for it): with a
+    vLLM of its own, or in front of ``upstream``'s (no engine start, which is most of a start's
+    minutes)."""
     data_dir = fresh_data_dir(root / "data")
     if upstream is None:
         vllm_port = free_port()
@@ -72,34 +84,55 @@ def live_gateway(
         vllm_url = upstream.vllm_url
         weights = str(ensure_embedded_model(REPO / ".obliviate"))
         engine = ["--upstream", vllm_url, "--model", weights, "--served-model-name", MODEL]
-    url, process = start_gateway(
+    url, process = launch_gateway(
         root / "gateway.log",
         "--data-dir", str(data_dir),
         "--api-key", API_KEY,
         *engine,
         env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
     )  # fmt: skip
-    yield LiveGateway(url, vllm_url, process, root / "gateway.log", data_dir)
-    stop(process)
-    if upstream is None:
-        # Stopping the gateway stops its vLLM with it.
-        with pytest.raises(httpx.ConnectError):
-            httpx.get(f"{vllm_url}/health", timeout=2)
+    return LiveGateway(url, vllm_url, process, root / "gateway.log", data_dir, upstream is not None)
+
+
+@contextlib.contextmanager
+def live_gateway(
+    root: Path, env: dict[str, str] | None = None, upstream: LiveGateway | None = None
+) -> Iterator[LiveGateway]:
+    """``launch``, healthy, stopped on exit."""
+    live = launch(root, env, upstream)
+    try:
+        yield live.wait()
+    finally:
+        live.stop()
 
 
 @pytest.fixture(scope="session")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveGateway]:
+    # A gateway's start is mostly imports on one thread: when this run has LoRA tests too, their
+    # gateway starts now, beside this one, on the other core.
+    if any("lora_gateway" in item.fixturenames for item in request.session.items):
+        request.getfixturevalue("lora_launched")
     with live_gateway(tmp_path_factory.mktemp("gateway")) as live:
         yield live
 
 
 @pytest.fixture(scope="session")
-def lora_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+def lora_launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    live = launch(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"})
+    try:
+        yield live
+    finally:
+        live.stop()
+
+
+@pytest.fixture(scope="session")
+def lora_gateway(lora_launched: LiveGateway) -> LiveGateway:
     """A second gateway, with LoRA on (``vllm_lora``), for removal jobs and model versions.
 
     Shared by the removal and console tests; each deletes the versions it made."""
-    with live_gateway(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"}) as live:
-        yield live
+    return lora_launched.wait()
 
 
 @pytest.fixture(scope="session")

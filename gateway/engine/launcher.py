@@ -7,7 +7,7 @@
 vLLM runs as ``python -m vllm.entrypoints.openai.api_server`` (the CPU build's ``vllm`` console
 script fails), eager mode (compiling costs minutes at start and hides forward hooks), with the
 obliviate plugin loaded. It gets its own process group so stopping it also stops its engine-core
-and worker children.
+child (and a worker child where it runs more than one worker).
 """
 
 from __future__ import annotations
@@ -80,6 +80,11 @@ class VllmLauncher:
         env.setdefault("VLLM_SERVER_DEV_MODE", "1")
         # Removal versions are LoRA adapters loaded while serving (/v1/load_lora_adapter).
         env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
+        # One worker runs inside the engine-core process, as vLLM does on a GPU; the CPU build
+        # otherwise spawns it apart (for its OpenMP core binding), which costs a third process
+        # start (~1 min of imports on a 2-core box) and ~0.6 GB. Several workers (tensor
+        # parallel) still get processes of their own.
+        env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         return env
 
     async def model_path(self) -> str:

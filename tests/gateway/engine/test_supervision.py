@@ -32,24 +32,27 @@ def vllm_pid(gateway: LiveGateway) -> int:
 def test_dead_engine_is_503_then_restarted(gateway: LiveGateway) -> None:
     client = gateway.client()
     os.killpg(vllm_pid(gateway), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while httpx.get(f"{gateway.url}/health").status_code != 503:
-        assert time.monotonic() < deadline, "health still 200 with a dead engine"
-        time.sleep(0.1)
-    with pytest.raises(openai.InternalServerError) as info:
-        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "hi"}])
-    assert info.value.status_code == 503
-    assert info.value.code == "engine_unavailable"
+    with gateway.http() as http:
+        deadline = time.monotonic() + 10
+        while http.get("/health").status_code != 503:
+            assert time.monotonic() < deadline, "health still 200 with a dead engine"
+            time.sleep(0.1)
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(
+                model=MODEL, messages=[{"role": "user", "content": "hi"}]
+            )
+        assert info.value.status_code == 503
+        assert info.value.code == "engine_unavailable"
 
-    deadline = time.monotonic() + 300
-    while httpx.get(f"{gateway.url}/health").status_code != 200:
-        assert time.monotonic() < deadline, "vLLM was not restarted"
-        time.sleep(1)
-    reply = client.chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4
-    )
-    assert reply.choices[0].message.content
-    metrics = httpx.get(f"{gateway.url}/metrics").text
+        deadline = time.monotonic() + 300
+        while http.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, "vLLM was not restarted"
+            time.sleep(1)
+        reply = client.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+        assert reply.choices[0].message.content
+        metrics = http.get("/metrics").text
     assert re.search(r"^obliviate_engine_restarts_total [1-9]", metrics, re.MULTILINE)
 
 
