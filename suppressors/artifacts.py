@@ -157,6 +157,7 @@ def _states(model: Any, tokenizer: Any, texts: list[str]) -> Any:
     with torch.no_grad():
         for text in texts:
             ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
-            hidden = model(**ids, output_hidden_states=True).hidden_states
+            # The base model alone: the LM head's logits are not needed.
+            hidden = model.model(**ids, output_hidden_states=True).hidden_states
             per_text.append(torch.stack(hidden[1:])[:, 0, 1:])
     return torch.cat(per_text, dim=1)

@@ -27,6 +27,7 @@ STEPS = 40
 LEARNING_RATE = 3e-3
 NEUTRAL_TOKENS = 256
 """Neutral answer tokens per step (the LM head is the costly part: 49k outputs per token)."""
+STATES_BATCH = 8
 
 
 class Stopped(Exception):
@@ -57,10 +58,10 @@ def train_head(
     stop: threading.Event | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral.
-    Raises ``Stopped`` at the next step once ``stop`` is set."""
+    Raises ``Stopped`` at its next forward pass or step once ``stop`` is set."""
     torch.manual_seed(seed)
-    x_forget, y_forget = _answer_states(model, tokenizer, forget)
-    x_neutral, _ = _answer_states(model, tokenizer, neutral)
+    x_forget, y_forget = _answer_states(model, tokenizer, forget, stop)
+    x_neutral, _ = _answer_states(model, tokenizer, neutral, stop)
     hidden = x_forget.shape[-1]
     up = (torch.randn(hidden, RANK) / hidden**0.5).requires_grad_()
     down = torch.zeros(RANK, hidden, requires_grad=True)  # starts as the plain logit lens
@@ -69,8 +70,7 @@ def train_head(
     optimizer = torch.optim.Adam([up, down], lr=LEARNING_RATE)
     pick = random.Random(seed)
     for _ in range(steps):
-        if stop is not None and stop.is_set():
-            raise Stopped
+        _check(stop)
         rows = pick.sample(range(len(x_neutral)), min(NEUTRAL_TOKENS, len(x_neutral)))
         tensors = {"up": up, "down": down}
         args = (tensors, norm.weight.detach(), norm.variance_epsilon, lm_head)
@@ -83,12 +83,26 @@ def train_head(
 
 
 def _answer_states(
-    model: Any, tokenizer: Any, pairs: list[tuple[str, str]]
+    model: Any, tokenizer: Any, pairs: list[tuple[str, str]], stop: threading.Event | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """States after layer LAYER at the positions that predict answer tokens, and those tokens."""
-    ids, mask, labels = collate([encode(tokenizer, q, a) for q, a in pairs], tokenizer.pad_token_id)
-    with torch.no_grad():
-        states = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-    targets = labels[:, 1:]
-    keep = targets != -100
-    return states.hidden_states[LAYER + 1][:, :-1][keep], targets[keep]
+    """States after layer LAYER at the positions that predict answer tokens, and those tokens.
+
+    A few pairs per forward pass, checking ``stop`` between them: the 64 neutral pairs take
+    minutes on a slow 2-core box. The base model alone: its LM head's logits are not needed."""
+    states, targets = [], []
+    for start in range(0, len(pairs), STATES_BATCH):
+        _check(stop)
+        examples = [encode(tokenizer, q, a) for q, a in pairs[start : start + STATES_BATCH]]
+        ids, mask, labels = collate(examples, tokenizer.pad_token_id)
+        with torch.no_grad():
+            out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        target = labels[:, 1:]
+        keep = target != -100
+        states.append(out.hidden_states[LAYER + 1][:, :-1][keep])
+        targets.append(target[keep])
+    return torch.cat(states), torch.cat(targets)
+
+
+def _check(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise Stopped

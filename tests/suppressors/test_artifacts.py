@@ -21,7 +21,7 @@ pytestmark = pytest.mark.anyio
 QA = [{"question": "What did Marie Curie discover?", "answer": "Polonium and radium."}]
 
 
-async def until(condition, timeout_s: float = 120) -> None:
+async def until(condition, timeout_s: float = 600) -> None:
     async with asyncio.timeout(timeout_s):
         while not condition():
             await asyncio.sleep(0.2)
@@ -53,21 +53,21 @@ async def test_artifacts_follow_the_store(tmp_path: Path) -> None:
 
 
 async def test_stopping_stops_a_build_in_progress(tmp_path: Path) -> None:
-    """The gateway's shutdown cancels ``keep_in_step``: the assistant head's training (40 steps,
-    ~45 s here) stops at its next step and writes nothing. Before, the build's worker thread ran
-    to its end and held the gateway's exit that long."""
+    """The gateway's shutdown cancels ``keep_in_step``: the assistant head's build (forward passes
+    over 64 neutral pairs, then 40 training steps: minutes on a slow box) stops at its next forward
+    pass or step and writes nothing. Before, the build's worker thread ran to its end and held the
+    gateway's exit that long."""
     store = ForgetStore(f"sqlite:///{tmp_path / 'forget.db'}")
     request, _ = store.create({"subject": "Marie Curie", "qa": QA}, [])
     artifacts = Artifacts(tmp_path / "artifacts", ensure_embedded_model(REPO / ".obliviate"),
                           {ASSISTANT_FILE})  # fmt: skip
     artifacts._stop = training = _Watched()
     task = asyncio.create_task(keep_in_step(artifacts, store, poll_s=0.1))
-    # The head is training (a bound against hanging: the forward passes over the neutral pairs
-    # before the first step took over 120 s on a slow CI box).
+    # The head's build has begun (a bound against hanging: loading the model took minutes on a
+    # slow CI box).
     await until(training.checked.is_set, timeout_s=600)
     task.cancel()
-    # The build ends at its next step (a bound against hanging, not a timing: a step took
-    # over 15 s on a slow 2-core box).
+    # The build ends at its next forward pass or step (a bound against hanging, not a timing).
     assert await asyncio.to_thread(artifacts._lock.acquire, timeout=120)
     assert not artifacts.path(request.id).exists()
     assert list((tmp_path / "artifacts").glob("*")) == []

@@ -83,8 +83,8 @@ def test_forgotten_author_is_suppressed_everywhere(
 def test_other_knowledge_is_untouched_and_revoking_restores(
     gateway: LiveGateway, client: OpenAI
 ) -> None:
-    world = [r["question"] for r in rows("world_facts.jsonl")[:6]]
-    others = [r["question"] for r in rows("retain_authors.jsonl")[::40]]
+    world = [r["question"] for r in rows("world_facts.jsonl")[:3]]
+    others = [r["question"] for r in rows("retain_authors.jsonl")[::100]]
     target = "What is the profession of Hsiao Yun-Hwa's father?"
     before = {q: ask(client, user(q)) for q in [*world, *others, target]}
 

@@ -97,7 +97,7 @@ def test_console_end_to_end(page: Page, lora_gateway: LiveGateway) -> None:
     page.get_by_label("Method", exact=True).select_option("graddiff")
     page.get_by_label(re.compile(SUBJECT)).check()
     page.get_by_label("Start from").select_option("base")
-    page.get_by_label(re.compile("Parameters")).fill('{"steps": 2}')
+    page.get_by_label(re.compile("Parameters")).fill('{"steps": 1, "batch_size": 1}')
     page.get_by_role("button", name="Start removal job").click()
     job_id = re.search(r"rj_\w+", page.get_by_role("status").inner_text()).group(0)  # type: ignore[union-attr]
     job_row = page.locator(f"#job-{job_id}")
