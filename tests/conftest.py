@@ -1,7 +1,9 @@
 """One live gateway for the whole session: real `obliviate serve`, real vLLM CPU server, SmolLM2.
 
-Starting vLLM costs ~40 s (plus ~50 s once to convert the embedded model), so every test that needs
-the engine shares this process. Tests must leave it healthy.
+Starting vLLM costs 2-3 minutes on a slow 2-core box (plus ~50 s once to convert the embedded
+model), so every test that needs the engine shares this process, or fronts its vLLM with a gateway
+of its own (``--upstream``). Tests must leave it healthy. Removal tests share a second one, with
+LoRA on, which starts beside the first.
 """
 
 from __future__ import annotations

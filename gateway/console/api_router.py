@@ -34,7 +34,6 @@ from gateway.console.serving import (
 )
 from gateway.errors import PermissionDenied
 from gateway.routing.protocol import ARM_HEADER, Arm
-from removal.methods import METHODS
 
 HERE = Path(__file__).parent
 COOKIE = "obliviate_console"
@@ -238,6 +237,8 @@ async def _jobs_page(
     form: dict | None = None,
     error: str | None = None,
 ) -> HTMLResponse:
+    from removal.methods import METHODS  # torch: not part of every gateway's start
+
     pending = await api.call(
         "GET", "/forget-requests", params={"status": "suppressed", "limit": 100}
     )

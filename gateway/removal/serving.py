@@ -20,6 +20,7 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
 
@@ -37,7 +38,9 @@ from removal.registry import (
     Registry,
     RemovalJob,
 )
-from removal.trainer import TrainSpec, method_config
+
+if TYPE_CHECKING:
+    from removal.trainer import TrainSpec
 
 log = logging.getLogger(__name__)
 RETAIN_DEFAULT = (
@@ -84,6 +87,9 @@ class RemovalService:
                 "Removal versions are served as LoRA adapters: start the gateway with "
                 "vllm_lora = true (OBLIVIATE_VLLM_LORA=true)."
             )
+        # Imported here: torch, ~7 s of a gateway's start on a slow box, once a job is made.
+        from removal.trainer import method_config
+
         try:
             config = method_config(body.method, body.params)
         except (TypeError, ValueError) as exc:
@@ -219,6 +225,8 @@ class RemovalService:
                 await self.upstream.unload_adapter(version_id)
 
     def _spec(self, job: RemovalJob, output: Path) -> TrainSpec:
+        from removal.trainer import TrainSpec
+
         forget = [p for i in job.forget_request_ids for p in training_pairs(self.store.get(i))]
         retain_path = self.settings.removal_retain_data or RETAIN_DEFAULT
         retain = [
