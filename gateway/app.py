@@ -40,7 +40,7 @@ from index.embedder import Embedder
 from index.forget_index import ForgetIndex
 from removal.registry import Registry
 from suppressors.artifacts import Artifacts, keep_in_step
-from suppressors.base import LayerDeps
+from suppressors.base import LayerDeps, load_tokenizer
 from suppressors.stack import LayerSpec, SuppressionStack, parse_specs
 
 log = logging.getLogger(__name__)
@@ -95,9 +95,7 @@ def layer_deps(settings: Settings, index: ForgetIndex, specs: list[LayerSpec]) -
     weights = settings.weights()
     deps = LayerDeps(index.matcher, Artifacts(settings.shared / "artifacts", weights, files))
     if any(layer.in_model for layer in layers):
-        from transformers import AutoTokenizer
-
-        deps.tokenizer = AutoTokenizer.from_pretrained(weights)
+        deps.tokenizer = load_tokenizer(weights)
     return deps
 
 

@@ -56,4 +56,4 @@ class EmbeddingCorruption(Layer):
     @lru_cache(maxsize=4096)  # noqa: B019 (one layer object per gateway)
     def _token_ids(self, term: str) -> tuple[list[int], ...]:
         encode = self.deps.tokenizer.encode
-        return tuple(encode(text, add_special_tokens=False) for text in (term, f" {term}"))
+        return tuple(encode(text, add_special_tokens=False).ids for text in (term, f" {term}"))

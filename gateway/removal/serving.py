@@ -190,8 +190,10 @@ class RemovalService:
         (job_dir / "spec.json").write_text(json.dumps(spec.__dict__))
         log.info("removal job %s (%s) started", job.id, job.method)
         with (job_dir / "worker.log").open("wb") as out:
+            # `accelerate launch` through its own module: the CLI's entry point imports every
+            # subcommand first (`estimate` pulls in transformers and sklearn: ~30 s here).
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "accelerate.commands.accelerate_cli", "launch",
+                sys.executable, "-m", "accelerate.commands.launch",
                 "--config_file", str(self.settings.accelerate_config()),
                 "-m", "removal.worker", str(job_dir),
                 stdout=out, stderr=asyncio.subprocess.STDOUT, start_new_session=True,

@@ -10,7 +10,7 @@ import pytest
 
 from index.embedder import Embedder
 from index.matcher import GUARD, Match, Matcher, MatcherConfig
-from suppressors.base import LayerDeps, RequestContext
+from suppressors.base import LayerDeps, RequestContext, load_tokenizer
 from suppressors.guard_prompt import GUARD_INSTRUCTION, SUBJECTS_PREFIX
 from suppressors.stack import OutputWatcher, StackFailed, SuppressionStack, UnknownLayer
 
@@ -29,12 +29,10 @@ def matcher() -> Matcher:
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     """The embedded model's tokenizer (layers that send token ids)."""
-    from transformers import AutoTokenizer
-
     from evals.live_gateway import REPO
     from gateway.engine.embedded_model import ensure_embedded_model
 
-    return AutoTokenizer.from_pretrained(ensure_embedded_model(REPO / ".obliviate"))
+    return load_tokenizer(ensure_embedded_model(REPO / ".obliviate"))
 
 
 async def test_guard_prompt_treats_entries_as_data(matcher: Matcher) -> None:
@@ -115,7 +113,7 @@ async def test_embedding_corruption_sends_the_names_token_ids(
     controls = ctx.controls[CORRUPT]
     check_controls(encode(ctx.controls))
     assert controls["scale"] == 3.0
-    assert tokenizer.encode(" Hsiao Yun-Hwa", add_special_tokens=False) in controls["token_ids"]
+    assert tokenizer.encode(" Hsiao Yun-Hwa", add_special_tokens=False).ids in controls["token_ids"]
     unrelated = await stack.before(["What is the capital of France?"])
     assert unrelated is not None and not unrelated.acted and not unrelated.controls
 
