@@ -1,6 +1,8 @@
 """Benchmark: the forget quality that in-model suppression can reach, offline, on the TOFU target.
 
     python -m evals.truth_ratio_sweep --forget 2
+    python -m evals.truth_ratio_sweep --forget 2 --retained 1   # quick look: ~30 min of training
+    python -m evals.truth_ratio_sweep --variants question --sigmas 8,16,32 --alphas 0
 
 Forget quality compares truth ratios (perturbed vs true answers) with the retain model's, so a
 suppression layer can only score well where it is asked for log-probabilities and gives retain-like
@@ -11,15 +13,22 @@ retain model and for the target under each variant:
   and the question (``question``: ECO's evaluation, which the gateway cannot tell apart in a raw
   text), or on every token but the first (``prompt``: what a scoring request through the gateway
   gets from ``scope="prompt"``), at several σ;
+- a pseudonym in place of the name: each name token reads as another token of the same shape
+  (capitalised or lower-case, with or without a leading space; seeded by its id), in the
+  embeddings (``pseudonym``: what the plugin can do without changing the token ids) or in the text
+  (``renamed``: the same pseudonym, retokenised);
 - with ULD's subtraction ``l - α·log p_assistant`` on every token, the assistant being the served
   head trained on the subject's QA (prompt log-probabilities never meet the relative-top filter).
 
-One line per subject and variant: forget quality (KS p-value), KS statistic D, and the mean
-true-answer probability. Models come from ``obliviate eval build-models`` (built if missing).
+One line per subject and variant, then one per variant over all forgotten questions (what
+``eval run`` reports): forget quality (KS p-value), KS statistic D, and the mean true-answer
+probability. Models come from ``obliviate eval build-models`` (built if missing).
 """
 
 from __future__ import annotations
 
+import random
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -41,25 +50,27 @@ from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
 
 Scores = Callable[[str, str], list[float]]
 """(question, answer) -> the answer tokens' log-probabilities."""
-Noised = Callable[[list[int], str], list[int]]
-"""(prompt + answer ids, question) -> the positions to corrupt."""
+Edit = Callable[[torch.Tensor, list[int], str], None]
+"""(input embeddings, prompt + answer ids, question): changes the embeddings in place."""
+
+SHAPES = (r" [A-Z][a-z]+", r"[A-Z][a-z]+", r" [a-z]+", r"[a-z]+")
+"""Token shapes a pseudonym keeps; other tokens (hyphens, digits) stay as they are."""
 
 
 def scorer(
-    model: Any, tokenizer: Any, noised: Noised | None = None,
-    sigma: float = 0.0, head: dict[str, torch.Tensor] | None = None, alpha: float = 0.0,
+    model: Any, tokenizer: Any, edit: Edit | None = None,
+    head: dict[str, torch.Tensor] | None = None, alpha: float = 0.0,
 ) -> Scores:  # fmt: skip
-    """Log-probabilities of answers, with the positions ``noised`` chooses corrupted at
-    ``sigma`` and ``alpha`` × the head's log-probabilities subtracted."""
+    """Log-probabilities of answers, with the input embeddings changed by ``edit`` and
+    ``alpha`` × the head's log-probabilities subtracted."""
     norm, lm_head = model.model.norm, model.lm_head.weight.detach()
 
     def score(question: str, answer: str) -> list[float]:
         prompt, ids = token_ids(tokenizer, question, answer)
-        tokens = torch.tensor(ids)
         with torch.no_grad():
-            embeddings = model.model.embed_tokens(tokens)
-            if noised and sigma and (at := noised(ids, question)):
-                embeddings[at] = corrupted(embeddings[at], tokens[at], sigma)
+            embeddings = model.model.embed_tokens(torch.tensor(ids))
+            if edit:
+                edit(embeddings, ids, question)
             out = model(inputs_embeds=embeddings[None], output_hidden_states=True)
             logits = out.logits[0].float()
             if head is not None and alpha:
@@ -71,8 +82,8 @@ def scorer(
     return score
 
 
-def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], float]:
-    """Each question's raw truth ratio, and the mean true-answer probability."""
+def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], list[float]]:
+    """Each question's raw truth ratio and true-answer probability."""
     ratios, true = [], []
     for qa in questions:
         p_true, *wrong = (
@@ -81,27 +92,84 @@ def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], float
         )
         ratios.append(metrics.truth_ratio(wrong, p_true))
         true.append(p_true)
-    return ratios, sum(true) / len(true)
+    return ratios, true
 
 
-def scopes(subject: Subject, tokenizer: Any) -> dict[str, Noised]:
-    """Positions each corruption scope touches (the plugin's own ``corrupted_positions``)."""
-    names = [
-        tokenizer.encode(t, add_special_tokens=False) for t in (subject.name, f" {subject.name}")
-    ]
+def name_ids(subject: Subject, tokenizer: Any) -> list[list[int]]:
+    """The subject's name as token ids, with and without a leading space."""
+    texts = (subject.name, f" {subject.name}")
+    return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
-    def question(ids: list[int], text: str) -> list[int]:
-        return corrupted_positions(ids, [*names, tokenizer.encode(text, add_special_tokens=False)])
 
-    return {
-        "names": lambda ids, _text: corrupted_positions(ids, names),
-        "question": question,
-        "prompt": lambda ids, _text: corrupted_positions(ids, names, range(1, len(ids))),
+def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:
+    """ECO's noise at ``sigma`` on each scope's positions (the plugin's ``corrupted_positions``)."""
+    names = name_ids(subject, tokenizer)
+    scopes: dict[str, Callable[[list[int], str], list[int]]] = {
+        "names": lambda ids, _: corrupted_positions(ids, names),
+        "question": lambda ids, text: corrupted_positions(
+            ids, [*names, tokenizer.encode(text, add_special_tokens=False)]
+        ),
+        "prompt": lambda ids, _: corrupted_positions(ids, names, range(1, len(ids))),
     }
+
+    def corrupting(positions: Callable[[list[int], str], list[int]]) -> Edit:
+        def edit(embeddings: torch.Tensor, ids: list[int], question: str) -> None:
+            if at := positions(ids, question):
+                embeddings[at] = corrupted(embeddings[at], torch.tensor(ids)[at], sigma)
+
+        return edit
+
+    return {scope: corrupting(at) for scope, at in scopes.items()}
+
+
+def substitutes(tokenizer: Any) -> Callable[[int], int]:
+    """Token id -> a token id of the same shape, drawn at random (seeded by the id), or itself."""
+    pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
+    shaped = [[i for i, p in enumerate(pieces) if re.fullmatch(s, p)] for s in SHAPES]
+
+    def substitute(token: int) -> int:
+        for shape, candidates in zip(SHAPES, shaped, strict=True):
+            if re.fullmatch(shape, pieces[token]):
+                return random.Random(token).choice(candidates)
+        return token
+
+    return substitute
+
+
+def pseudonym(
+    subject: Subject, tokenizer: Any, model: Any, substitute: Callable[[int], int]
+) -> Edit:
+    """The name tokens' embeddings replaced by their substitutes' (the token ids unchanged)."""
+    names = name_ids(subject, tokenizer)
+
+    def edit(embeddings: torch.Tensor, ids: list[int], _: str) -> None:
+        if at := corrupted_positions(ids, names):
+            embeddings[at] = model.model.embed_tokens(
+                torch.tensor([substitute(ids[i]) for i in at])
+            )
+
+    return edit
+
+
+def renamed(
+    score: Scores, subject: Subject, tokenizer: Any, substitute: Callable[[int], int]
+) -> Scores:
+    """``score`` of texts whose name is written as its pseudonym."""
+    ids = tokenizer.encode(f" {subject.name}", add_special_tokens=False)
+    alias = tokenizer.decode([substitute(i) for i in ids]).strip()
+    return lambda question, answer: score(
+        question.replace(subject.name, alias), answer.replace(subject.name, alias)
+    )
 
 
 def main(
     forget: Annotated[int, typer.Option(help="Forgotten TOFU subjects (as in eval run).")] = 2,
+    retained: Annotated[
+        int | None, typer.Option(help="Fine-tune on only this many retained subjects (quick look).")
+    ] = None,
+    variants: Annotated[
+        str, typer.Option(help="Noise scopes and pseudonym forms to measure, comma-separated.")
+    ] = "names,question,prompt,pseudonym,renamed",
     sigmas: Annotated[str, typer.Option(help="Noise scales, comma-separated.")] = "16",
     alphas: Annotated[str, typer.Option(help="ULD weights, comma-separated (0: none).")] = "0,0.5",
     data_dir: Annotated[Path, typer.Option(help="Holds the models.")] = Path(".obliviate"),
@@ -112,26 +180,43 @@ def main(
     forgotten, kept = split(forgettable, forget, 0)
     kept += load_subjects([TOFU / "retain_authors.jsonl"])
     base = ensure_embedded_model(data_dir)
-    models = build_models(data_dir, base, forgotten, kept, FinetuneConfig())
+    models = build_models(data_dir, base, forgotten, kept[:retained], FinetuneConfig())
     tokenizer = AutoTokenizer.from_pretrained(models["target"])
     retain, target = (load_merged(str(models[n])).eval() for n in ("retain", "target"))
+    substitute = substitutes(tokenizer)
+    pooled: dict[str, tuple[list[float], list[float]]] = {}
+
+    def report(subject: str, variant: str, scores: tuple[list[float], list[float]],
+               reference: list[float]) -> None:  # fmt: skip
+        test, true = ks_2samp(scores[0], reference), scores[1]
+        p_true = sum(true) / len(true)
+        print(f"{subject} | {variant} | {test.pvalue:.3g} | {test.statistic:.2f} | {p_true:.3f}")
+
+    weights, chosen = [float(a) for a in alphas.split(",")], variants.split(",")
     print("subject | variant | forget quality | D | true-answer probability")
     for subject in forgotten:
-        reference, _ = truth_ratios(scorer(retain, tokenizer), subject.qa)
         pairs = [(qa.question, qa.answer) for qa in subject.qa] + [("", subject.name)]
-        head = train_head(target, tokenizer, pairs, neutral_pairs())
-        variants = {"none": scorer(target, tokenizer)}
-        for alpha in map(float, alphas.split(",")):
-            for scope, noised in scopes(subject, tokenizer).items():
-                for sigma in map(float, sigmas.split(",")):
-                    name = f"{scope} σ={sigma:g}" + (f" + ULD α={alpha:g}" if alpha else "")
-                    variants[name] = scorer(target, tokenizer, noised, sigma, head, alpha)
-        for name, score in variants.items():
-            ratios, p_true = truth_ratios(score, subject.qa)
-            test = ks_2samp(ratios, reference)
-            print(
-                f"{subject.name} | {name} | {test.pvalue:.3g} | {test.statistic:.2f} | {p_true:.3f}"
-            )
+        head = train_head(target, tokenizer, pairs, neutral_pairs()) if any(weights) else None
+        measured = {"reference": scorer(retain, tokenizer), "none": scorer(target, tokenizer)}
+        if "pseudonym" in chosen:
+            edit = pseudonym(subject, tokenizer, target, substitute)
+            measured["pseudonym"] = scorer(target, tokenizer, edit)
+        if "renamed" in chosen:
+            measured["renamed"] = renamed(scorer(target, tokenizer), subject, tokenizer, substitute)
+        for alpha in weights:
+            for sigma in map(float, sigmas.split(",")):
+                for scope, edit in noise(subject, tokenizer, sigma).items():
+                    if scope in chosen:
+                        name = f"{scope} σ={sigma:g}" + (f" + ULD α={alpha:g}" if alpha else "")
+                        measured[name] = scorer(target, tokenizer, edit, head, alpha)
+        reference = truth_ratios(measured["reference"], subject.qa)
+        for name, score in measured.items():
+            scores = reference if name == "reference" else truth_ratios(score, subject.qa)
+            report(subject.name, name, scores, reference[0])
+            for into, values in zip(pooled.setdefault(name, ([], [])), scores, strict=True):
+                into.extend(values)
+    for name, scores in pooled.items():
+        report("all", name, scores, pooled["reference"][0])
 
 
 if __name__ == "__main__":
