@@ -155,8 +155,8 @@ def renamed(
     score: Scores, subject: Subject, tokenizer: Any, substitute: Callable[[int], int]
 ) -> Scores:
     """``score`` of texts whose name is written as its pseudonym."""
-    ids = tokenizer.encode(f" {subject.name}", add_special_tokens=False)
-    alias = tokenizer.decode([substitute(i) for i in ids]).strip()
+    _, spaced = name_ids(subject, tokenizer)
+    alias = tokenizer.decode([substitute(i) for i in spaced]).strip()
     return lambda question, answer: score(
         question.replace(subject.name, alias), answer.replace(subject.name, alias)
     )
