@@ -45,7 +45,7 @@ from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
 from suppressors.artifacts import neutral_pairs
-from suppressors.assistant import LAYER, head_logits, train_head
+from suppressors.assistant import LAYER, answer_states, head_logits, train_head
 from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
 
 Scores = Callable[[str, str], list[float]]
@@ -193,10 +193,13 @@ def main(
         print(f"{subject} | {variant} | {test.pvalue:.3g} | {test.statistic:.2f} | {p_true:.3f}")
 
     weights, chosen = [float(a) for a in alphas.split(",")], variants.split(",")
+    neutral = answer_states(target, tokenizer, neutral_pairs()) if any(weights) else None
     print("subject | variant | forget quality | D | true-answer probability")
     for subject in forgotten:
         pairs = [(qa.question, qa.answer) for qa in subject.qa] + [("", subject.name)]
-        head = train_head(target, tokenizer, pairs, neutral_pairs()) if any(weights) else None
+        head = None
+        if neutral is not None:
+            head = train_head(target, answer_states(target, tokenizer, pairs), neutral)
         measured = {"reference": scorer(retain, tokenizer), "none": scorer(target, tokenizer)}
         if "pseudonym" in chosen:
             edit = pseudonym(subject, tokenizer, target, substitute)

@@ -35,7 +35,7 @@ from evals.metrics import rouge_l_recall
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.examples import collate, encode
 from suppressors.artifacts import neutral_pairs
-from suppressors.assistant import LAYER, head_logits, train_head
+from suppressors.assistant import LAYER, answer_states, head_logits, train_head
 from suppressors.vllm_plugin.logits import logit_difference
 
 ALPHAS = (1.0, 2.0, 4.0)
@@ -154,14 +154,13 @@ def main(
     model = AutoModelForCausalLM.from_pretrained(target, dtype=torch.float32).eval()
     forget_pairs = [(qa.question, qa.answer) for s in forgotten for qa in s.qa]
     neutral = neutral_pairs()
+    states = answer_states(model, tokenizer, forget_pairs), answer_states(model, tokenizer, neutral)
 
     assistants: dict[str, Assistant | None] = {"none": None}
     for name, build in {
-        "head, 40 steps": lambda: with_head(
-            train_head(model, tokenizer, forget_pairs, neutral), model
-        ),
+        "head, 40 steps": lambda: with_head(train_head(model, *states), model),
         f"head, {long_steps} steps": lambda: with_head(
-            train_head(model, tokenizer, forget_pairs, neutral, steps=long_steps), model
+            train_head(model, *states, steps=long_steps), model
         ),
         f"separate, {layers} layers + LoRA, {separate_steps} steps": lambda: with_model(
             separate_assistant(model, tokenizer, forget_pairs, neutral, layers, separate_steps)

@@ -6,12 +6,16 @@
     artifacts.delete("fr_123")                 # on revoke
 
 ``steering.safetensors`` holds, for every decoder layer, the forget direction (mean residual-stream
-state on the request's texts minus that on neutral text, unit length) and the median stream norm
-on neutral text, which scales the RMU vector (one attention-sink token has a norm ~100× the
-others', so the mean would mislead). Transformers' ``hidden_states[i + 1]`` is the stream after
-decoder layer i, the same as vLLM's ``hidden + residual`` there. ``assistant.safetensors`` is the
-logit-difference head (``suppressors.assistant``). Only the files the layers need are built. A build
-writes a temporary folder and renames it, so a reader never sees half an artifact.
+state on the request's answers minus that on neutral answers, unit length) and the median stream
+norm on neutral answers, which scales the RMU vector. Both are read at the positions that predict
+answer tokens, from the same forward passes as the assistant's training states
+(``suppressors.assistant.answer_states``): a plain text's first token is left out there (an
+attention sink, ~100x the others' norm, so a mean would mislead). Transformers'
+``hidden_states[i + 1]`` is the stream after decoder layer i, the same as vLLM's
+``hidden + residual`` there. ``assistant.safetensors`` is the logit-difference head
+(``suppressors.assistant``). Only the files the layers need are built; the neutral states are
+computed once per gateway. A build writes a temporary folder and renames it, so a reader never sees
+half an artifact.
 """
 
 from __future__ import annotations
@@ -22,16 +26,18 @@ import logging
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from index.store import ForgetRequest, ForgetStore
 from suppressors.vllm_plugin import ASSISTANT_FILE, STEERING_FILE
+
+if TYPE_CHECKING:  # torch is imported only when a build starts
+    from suppressors.assistant import States
 
 log = logging.getLogger(__name__)
 
 NEUTRAL_TEXTS = Path(__file__).resolve().parents[1] / "removal/data/retain_world_facts.jsonl"
 MAX_TEXTS = 64
-MAX_TOKENS = 128
 
 
 def request_pairs(request: ForgetRequest) -> list[tuple[str, str]]:
@@ -79,6 +85,7 @@ class Artifacts:
         self.weights = weights
         self.files = files
         self._model: Any = None
+        self._neutral: States | None = None  # the same for every request
         self._lock = threading.Lock()  # one build at a time; the model is loaded once
         self._stop = threading.Event()
 
@@ -94,7 +101,7 @@ class Artifacts:
         return {p.name for p in folders if all((p / name).is_file() for name in self.files)}
 
     def stop(self) -> None:
-        """Stop the build in progress at its next training step; it writes nothing."""
+        """Stop the build in progress at its next forward pass or step; it writes nothing."""
         self._stop.set()
 
     def delete(self, request_id: str) -> None:
@@ -104,18 +111,19 @@ class Artifacts:
         # Imported here: the gateway loads torch only when a layer needs artifacts.
         from safetensors.torch import save_file
 
-        from suppressors.assistant import train_head
+        from suppressors.assistant import answer_states, train_head
 
         request_id = request.id
-        forget, neutral = request_pairs(request), neutral_pairs()
         with self._lock:
             model, tokenizer = self._load()
+            if self._neutral is None:
+                self._neutral = answer_states(model, tokenizer, neutral_pairs(), self._stop)
+            forget = answer_states(model, tokenizer, request_pairs(request), self._stop)
             files = {}
             if STEERING_FILE in self.files:
-                files[STEERING_FILE] = _steering(model, tokenizer, forget, neutral)
+                files[STEERING_FILE] = _steering(forget, self._neutral)
             if ASSISTANT_FILE in self.files:
-                head = train_head(model, tokenizer, forget, neutral, stop=self._stop)
-                files[ASSISTANT_FILE] = head
+                files[ASSISTANT_FILE] = train_head(model, forget, self._neutral, stop=self._stop)
             self.folder.mkdir(parents=True, exist_ok=True)
             partial = self.folder / f".{request_id}.partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -136,28 +144,9 @@ class Artifacts:
         return self._model
 
 
-def _steering(model: Any, tokenizer: Any, forget: list[tuple[str, str]],
-              neutral: list[tuple[str, str]]) -> dict[str, Any]:  # fmt: skip
-    forget_states = _states(model, tokenizer, [f"{q} {a}".strip() for q, a in forget])
-    neutral_states = _states(model, tokenizer, [f"{q} {a}" for q, a in neutral])
-    directions = forget_states.mean(dim=1) - neutral_states.mean(dim=1)
+def _steering(forget: States, neutral: States) -> dict[str, Any]:
+    directions = forget.mean - neutral.mean
     return {
         "directions": directions / directions.norm(dim=-1, keepdim=True),
-        "median_norm": neutral_states.norm(dim=-1).median(dim=1).values,
+        "median_norm": neutral.norms.median(dim=1).values,
     }
-
-
-def _states(model: Any, tokenizer: Any, texts: list[str]) -> Any:
-    """Residual-stream states after each decoder layer: ``[layers, tokens, hidden]``.
-
-    The first token of each text is left out (the attention sink)."""
-    import torch
-
-    per_text = []
-    with torch.no_grad():
-        for text in texts:
-            ids = tokenizer(text, return_tensors="pt", truncation=True, max_length=MAX_TOKENS)
-            # The base model alone: the LM head's logits are not needed.
-            hidden = model.model(**ids, output_hidden_states=True).hidden_states
-            per_text.append(torch.stack(hidden[1:])[:, 0, 1:])
-    return torch.cat(per_text, dim=1)

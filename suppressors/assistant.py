@@ -6,14 +6,18 @@ assistant reads the base's residual stream after decoder layer K (which the plug
 anyway), so it needs no second KV cache and no second forward pass: one low-rank residual MLP, then
 the base's final norm and (frozen) LM head.
 
-    tensors = train_head(model, tokenizer, forget_pairs, neutral_pairs)   # offline, transformers
+    forget = answer_states(model, tokenizer, forget_pairs)               # offline, transformers
+    tensors = train_head(model, forget, answer_states(model, tokenizer, neutral_pairs))
     logits = head_logits(state, tensors, norm_weight, eps, lm_head)       # in vLLM's worker
+
+The steering artifact is computed from the same forward passes (``States.mean``, ``States.norms``).
 """
 
 from __future__ import annotations
 
 import random
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -28,10 +32,27 @@ LEARNING_RATE = 3e-3
 NEUTRAL_TOKENS = 256
 """Neutral answer tokens per step (the LM head is the costly part: 49k outputs per token)."""
 STATES_BATCH = 8
+MAX_TOKENS = 512
+"""Tokens read of each pair (a long document's first ones): bounds a forward pass's memory."""
 
 
 class Stopped(Exception):
     """Training was stopped from outside (the gateway is shutting down)."""
+
+
+@dataclass
+class States:
+    """Residual-stream states of (question, answer) pairs at the positions that predict answer
+    tokens (one forward pass gives what both in-model artifacts need)."""
+
+    head: torch.Tensor
+    """``[n, hidden]``: the stream after decoder layer ``LAYER`` (the head's input)."""
+    targets: torch.Tensor
+    """``[n]``: the answer tokens those positions predict."""
+    mean: torch.Tensor
+    """``[layers, hidden]``: the mean stream after each decoder layer."""
+    norms: torch.Tensor
+    """``[layers, n]``: the stream's norm after each decoder layer."""
 
 
 def head_logits(
@@ -50,57 +71,65 @@ def head_logits(
 
 def train_head(
     model: Any,
-    tokenizer: Any,
-    forget: list[tuple[str, str]],
-    neutral: list[tuple[str, str]],
+    forget: States,
+    neutral: States,
     seed: int = 0,
     steps: int = STEPS,
     stop: threading.Event | None = None,
 ) -> dict[str, torch.Tensor]:
     """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral.
-    Raises ``Stopped`` at its next forward pass or step once ``stop`` is set."""
+    Raises ``Stopped`` at its next step once ``stop`` is set."""
     torch.manual_seed(seed)
-    x_forget, y_forget = _answer_states(model, tokenizer, forget, stop)
-    x_neutral, _ = _answer_states(model, tokenizer, neutral, stop)
-    hidden = x_forget.shape[-1]
+    hidden = forget.head.shape[-1]
     up = (torch.randn(hidden, RANK) / hidden**0.5).requires_grad_()
     down = torch.zeros(RANK, hidden, requires_grad=True)  # starts as the plain logit lens
     norm = model.model.norm
     lm_head = model.lm_head.weight.detach()
     optimizer = torch.optim.Adam([up, down], lr=LEARNING_RATE)
     pick = random.Random(seed)
+    n_neutral = len(neutral.head)
     for _ in range(steps):
         _check(stop)
-        rows = pick.sample(range(len(x_neutral)), min(NEUTRAL_TOKENS, len(x_neutral)))
+        rows = pick.sample(range(n_neutral), min(NEUTRAL_TOKENS, n_neutral))
         tensors = {"up": up, "down": down}
         args = (tensors, norm.weight.detach(), norm.variance_epsilon, lm_head)
-        remember = torch.nn.functional.cross_entropy(head_logits(x_forget, *args), y_forget)
-        uniform = -torch.log_softmax(head_logits(x_neutral[rows], *args), -1).mean()
+        remember = torch.nn.functional.cross_entropy(
+            head_logits(forget.head, *args), forget.targets
+        )
+        uniform = -torch.log_softmax(head_logits(neutral.head[rows], *args), -1).mean()
         optimizer.zero_grad()
         (remember + uniform).backward()
         optimizer.step()
     return {"up": up.detach(), "down": down.detach(), "layer": torch.tensor(LAYER)}
 
 
-def _answer_states(
-    model: Any, tokenizer: Any, pairs: list[tuple[str, str]], stop: threading.Event | None
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """States after layer LAYER at the positions that predict answer tokens, and those tokens.
+def answer_states(
+    model: Any, tokenizer: Any, pairs: list[tuple[str, str]], stop: threading.Event | None = None
+) -> States:
+    """``States`` of ``pairs`` (chat-formatted as in fine-tuning; an empty question is plain text).
 
-    A few pairs per forward pass, checking ``stop`` between them: the 64 neutral pairs take
-    minutes on a slow 2-core box. The base model alone: its LM head's logits are not needed."""
-    states, targets = [], []
+    A few pairs per forward pass, checking ``stop`` between them: 64 neutral pairs take a minute
+    or more on a slow 2-core box. The base model alone: its LM head's logits are not needed."""
+    heads, targets, norms, total = [], [], [], 0
     for start in range(0, len(pairs), STATES_BATCH):
         _check(stop)
-        examples = [encode(tokenizer, q, a) for q, a in pairs[start : start + STATES_BATCH]]
-        ids, mask, labels = collate(examples, tokenizer.pad_token_id)
+        encoded = [encode(tokenizer, q, a) for q, a in pairs[start : start + STATES_BATCH]]
+        ids, mask, labels = collate(
+            [(tokens[:MAX_TOKENS], begin) for tokens, begin in encoded], tokenizer.pad_token_id
+        )
         with torch.no_grad():
             out = model.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
         target = labels[:, 1:]
         keep = target != -100
-        states.append(out.hidden_states[LAYER + 1][:, :-1][keep])
+        # Left out: a plain text's first token, the attention sink (its norm is ~100x the others').
+        keep[:, 0] = False
+        stream = torch.stack(out.hidden_states[1:])[:, :, :-1][:, keep]  # [layers, n, hidden]
+        heads.append(stream[LAYER])
         targets.append(target[keep])
-    return torch.cat(states), torch.cat(targets)
+        norms.append(stream.norm(dim=-1))
+        total = total + stream.sum(dim=1)
+    norm = torch.cat(norms, dim=1)
+    return States(torch.cat(heads), torch.cat(targets), total / norm.shape[1], norm)
 
 
 def _check(stop: threading.Event | None) -> None:
