@@ -108,19 +108,22 @@ def native_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def build_models(
-    data_dir: Path, base: Path, forget: list[Subject], retain: list[Subject], config: FinetuneConfig
-) -> dict[str, Path]:
-    """The target (forget + retain QA) and the retain model (retain QA only).
+def build_model(
+    data_dir: Path, base: Path, subjects: list[Subject], config: FinetuneConfig
+) -> Path:
+    """The base fine-tuned on the subjects' QA (reused when built before).
 
     Pairs are put in a canonical order first, so every split of the same data shares one target.
     """
+    pairs = sorted((p for s in subjects for p in s.qa), key=lambda p: (p.question, p.answer))
+    return finetune(base, pairs, model_dir(data_dir, base, pairs, config), config)
 
-    def pairs(subjects: list[Subject]) -> list[QA]:
-        return sorted((p for s in subjects for p in s.qa), key=lambda p: (p.question, p.answer))
 
-    retain_pairs, all_pairs = pairs(retain), pairs(forget + retain)
+def build_models(
+    data_dir: Path, base: Path, forget: list[Subject], retain: list[Subject], config: FinetuneConfig
+) -> dict[str, Path]:
+    """The target (forget + retain QA) and the retain model (retain QA only)."""
     return {
-        name: finetune(base, pairs, model_dir(data_dir, base, pairs, config), config)
-        for name, pairs in (("target", all_pairs), ("retain", retain_pairs))
+        "target": build_model(data_dir, base, forget + retain, config),
+        "retain": build_model(data_dir, base, retain, config),
     }

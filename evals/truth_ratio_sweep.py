@@ -3,6 +3,7 @@
     python -m evals.truth_ratio_sweep --forget 2
     python -m evals.truth_ratio_sweep --forget 2 --retained 1   # quick look: ~30 min of training
     python -m evals.truth_ratio_sweep --variants question --sigmas 8,16,32 --alphas 0
+    python -m evals.truth_ratio_sweep --retained 1 --variants prompt --alphas 0 --reseeded 3
 
 Forget quality compares truth ratios (perturbed vs true answers) with the retain model's, so a
 suppression layer can only score well where it is asked for log-probabilities and gives retain-like
@@ -18,7 +19,9 @@ retain model and for the target under each variant:
   embeddings (``pseudonym``: what the plugin can do without changing the token ids) or in the text
   (``renamed``: the same pseudonym, retokenised);
 - with ULD's subtraction ``l - α·log p_assistant`` on every token, the assistant being the served
-  head trained on the subject's QA (prompt log-probabilities never meet the relative-top filter).
+  head trained on the subject's QA (prompt log-probabilities never meet the relative-top filter);
+- the retain model retrained with other seeds (``--reseeded``): exact unlearning, which shows how
+  close to 1 forget quality can come on these questions at all.
 
 One line per subject and variant, then one per variant over all forgotten questions (what
 ``eval run`` reports): forget quality (KS p-value), KS statistic D, and the mean true-answer
@@ -39,7 +42,7 @@ from scipy.stats import ks_2samp
 from transformers import AutoTokenizer
 
 from evals import metrics
-from evals.build_models import FinetuneConfig, build_models
+from evals.build_models import FinetuneConfig, build_model, build_models
 from evals.data import QA, TOFU, Subject, add_perturbations, load_subjects, split
 from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
@@ -172,6 +175,9 @@ def main(
     ] = "names,question,prompt,pseudonym,renamed",
     sigmas: Annotated[str, typer.Option(help="Noise scales, comma-separated.")] = "16",
     alphas: Annotated[str, typer.Option(help="ULD weights, comma-separated (0: none).")] = "0,0.5",
+    reseeded: Annotated[
+        int, typer.Option(help="Also retrain the retain model with seeds 1..N and score it.")
+    ] = 0,
     data_dir: Annotated[Path, typer.Option(help="Holds the models.")] = Path(".obliviate"),
 ) -> None:
     torch.set_num_threads(2)
@@ -183,6 +189,12 @@ def main(
     models = build_models(data_dir, base, forgotten, kept[:retained], FinetuneConfig())
     tokenizer = AutoTokenizer.from_pretrained(models["target"])
     retain, target = (load_merged(str(models[n])).eval() for n in ("retain", "target"))
+    retrained = {
+        f"retain model, seed {seed}": load_merged(
+            str(build_model(data_dir, base, kept[:retained], FinetuneConfig(seed=seed)))
+        ).eval()
+        for seed in range(1, reseeded + 1)
+    }
     substitute = substitutes(tokenizer)
     pooled: dict[str, tuple[list[float], list[float]]] = {}
 
@@ -201,6 +213,7 @@ def main(
         if neutral is not None:
             head = train_head(target, answer_states(target, tokenizer, pairs), neutral)
         measured = {"reference": scorer(retain, tokenizer), "none": scorer(target, tokenizer)}
+        measured |= {name: scorer(model, tokenizer) for name, model in retrained.items()}
         if "pseudonym" in chosen:
             edit = pseudonym(subject, tokenizer, target, substitute)
             measured["pseudonym"] = scorer(target, tokenizer, edit)
