@@ -184,14 +184,14 @@ def main(
     forgettable = load_subjects([TOFU / "forget_authors.jsonl"])
     add_perturbations(forgettable)
     forgotten, kept = split(forgettable, forget, 0)
-    kept += load_subjects([TOFU / "retain_authors.jsonl"])
+    kept = (kept + load_subjects([TOFU / "retain_authors.jsonl"]))[:retained]
     base = ensure_embedded_model(data_dir)
-    models = build_models(data_dir, base, forgotten, kept[:retained], FinetuneConfig())
+    models = build_models(data_dir, base, forgotten, kept, FinetuneConfig())
     tokenizer = AutoTokenizer.from_pretrained(models["target"])
     retain, target = (load_merged(str(models[n])).eval() for n in ("retain", "target"))
     retrained = {
         f"retain model, seed {seed}": load_merged(
-            str(build_model(data_dir, base, kept[:retained], FinetuneConfig(seed=seed)))
+            str(build_model(data_dir, base, kept, FinetuneConfig(seed=seed)))
         ).eval()
         for seed in range(1, reseeded + 1)
     }
