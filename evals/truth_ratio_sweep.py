@@ -4,6 +4,7 @@
     python -m evals.truth_ratio_sweep --forget 2 --retained 1   # quick look: ~30 min of training
     python -m evals.truth_ratio_sweep --variants question --sigmas 8,16,32 --alphas 0
     python -m evals.truth_ratio_sweep --retained 1 --variants prompt --alphas 0 --reseeded 3
+    python -m evals.truth_ratio_sweep --retained 1 --variants chat --answer-sigmas 1,2,4 --alphas 0
 
 Forget quality compares truth ratios (perturbed vs true answers) with the retain model's, so a
 suppression layer can only score well where it is asked for log-probabilities and gives retain-like
@@ -125,6 +126,19 @@ def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:
     return {scope: corrupting(at) for scope, at in scopes.items()}
 
 
+def chat_noise(tokenizer: Any, sigma: float, answer_sigma: float) -> Edit:
+    """ECO's noise at ``sigma`` on the chat prompt's tokens but the first, at ``answer_sigma`` on
+    the answer's."""
+
+    def edit(embeddings: torch.Tensor, ids: list[int], question: str) -> None:
+        start = len(token_ids(tokenizer, question, "")[0])
+        for at, scale in ((range(1, start), sigma), (range(start, len(ids)), answer_sigma)):
+            if at and scale:
+                embeddings[at] = corrupted(embeddings[at], torch.tensor(ids)[at], scale)
+
+    return edit
+
+
 def substitutes(tokenizer: Any) -> Callable[[int], int]:
     """Token id -> a token id of the same shape, drawn at random (seeded by the id), or itself."""
     pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
@@ -172,9 +186,13 @@ def main(
     ] = None,
     variants: Annotated[
         str, typer.Option(help="Noise scopes and pseudonym forms to measure, comma-separated.")
-    ] = "names,question,prompt,pseudonym,renamed",
+    ] = "names,question,prompt,chat,pseudonym,renamed",
     sigmas: Annotated[str, typer.Option(help="Noise scales, comma-separated.")] = "16",
     alphas: Annotated[str, typer.Option(help="ULD weights, comma-separated (0: none).")] = "0,0.5",
+    answer_sigmas: Annotated[
+        str, typer.Option(help="Noise scales on the answer in ``chat``, comma-separated.")
+    ] = "2",
+    seed: Annotated[int, typer.Option(help="Chooses the forgotten subjects (as in eval run).")] = 0,
     reseeded: Annotated[
         int, typer.Option(help="Also retrain the retain model with seeds 1..N and score it.")
     ] = 0,
@@ -183,7 +201,7 @@ def main(
     torch.set_num_threads(2)
     forgettable = load_subjects([TOFU / "forget_authors.jsonl"])
     add_perturbations(forgettable)
-    forgotten, kept = split(forgettable, forget, 0)
+    forgotten, kept = split(forgettable, forget, seed)
     kept = (kept + load_subjects([TOFU / "retain_authors.jsonl"]))[:retained]
     base = ensure_embedded_model(data_dir)
     models = build_models(data_dir, base, forgotten, kept, FinetuneConfig())
@@ -221,10 +239,16 @@ def main(
             measured["renamed"] = renamed(scorer(target, tokenizer), subject, tokenizer, substitute)
         for alpha in weights:
             for sigma in map(float, sigmas.split(",")):
-                for scope, edit in noise(subject, tokenizer, sigma).items():
-                    if scope in chosen:
-                        name = f"{scope} σ={sigma:g}" + (f" + ULD α={alpha:g}" if alpha else "")
-                        measured[name] = scorer(target, tokenizer, edit, head, alpha)
+                scopes = noise(subject, tokenizer, sigma)
+                edits = {f"{scope} σ={sigma:g}": edit for scope, edit in scopes.items()}
+                edits |= {
+                    f"chat σ={sigma:g}, answer σ={a:g}": chat_noise(tokenizer, sigma, a)
+                    for a in map(float, answer_sigmas.split(","))
+                }
+                for name, edit in edits.items():
+                    if name.split()[0] in chosen:
+                        uld = f" + ULD α={alpha:g}" if alpha else ""
+                        measured[name + uld] = scorer(target, tokenizer, edit, head, alpha)
         reference = truth_ratios(measured["reference"], subject.qa)
         for name, score in measured.items():
             scores = reference if name == "reference" else truth_ratios(score, subject.qa)
