@@ -105,6 +105,12 @@ def name_ids(subject: Subject, tokenizer: Any) -> list[list[int]]:
     return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
 
 
+def corrupt(embeddings: torch.Tensor, ids: list[int], at: list[int], sigma: float) -> None:
+    """ECO's noise at ``sigma`` (the plugin's ``corrupted``) on positions ``at``, in place."""
+    if at and sigma:
+        embeddings[at] = corrupted(embeddings[at], torch.tensor(ids)[at], sigma)
+
+
 def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:
     """ECO's noise at ``sigma`` on each scope's positions (the plugin's ``corrupted_positions``)."""
     names = name_ids(subject, tokenizer)
@@ -118,8 +124,7 @@ def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:
 
     def corrupting(positions: Callable[[list[int], str], list[int]]) -> Edit:
         def edit(embeddings: torch.Tensor, ids: list[int], question: str) -> None:
-            if at := positions(ids, question):
-                embeddings[at] = corrupted(embeddings[at], torch.tensor(ids)[at], sigma)
+            corrupt(embeddings, ids, positions(ids, question), sigma)
 
         return edit
 
@@ -132,9 +137,8 @@ def chat_noise(tokenizer: Any, sigma: float, answer_sigma: float) -> Edit:
 
     def edit(embeddings: torch.Tensor, ids: list[int], question: str) -> None:
         start = len(token_ids(tokenizer, question, "")[0])
-        for at, scale in ((range(1, start), sigma), (range(start, len(ids)), answer_sigma)):
-            if at and scale:
-                embeddings[at] = corrupted(embeddings[at], torch.tensor(ids)[at], scale)
+        corrupt(embeddings, ids, list(range(1, start)), sigma)
+        corrupt(embeddings, ids, list(range(start, len(ids))), answer_sigma)
 
     return edit
 
@@ -208,10 +212,10 @@ def main(
     tokenizer = AutoTokenizer.from_pretrained(models["target"])
     retain, target = (load_merged(str(models[n])).eval() for n in ("retain", "target"))
     retrained = {
-        f"retain model, seed {seed}": load_merged(
-            str(build_model(data_dir, base, kept, FinetuneConfig(seed=seed)))
+        f"retain model, seed {k}": load_merged(
+            str(build_model(data_dir, base, kept, FinetuneConfig(seed=k)))
         ).eval()
-        for seed in range(1, reseeded + 1)
+        for k in range(1, reseeded + 1)
     }
     substitute = substitutes(tokenizer)
     pooled: dict[str, tuple[list[float], list[float]]] = {}
@@ -223,6 +227,7 @@ def main(
         print(f"{subject} | {variant} | {test.pvalue:.3g} | {test.statistic:.2f} | {p_true:.3f}")
 
     weights, chosen = [float(a) for a in alphas.split(",")], variants.split(",")
+    scales, answer_scales = ([float(x) for x in v.split(",")] for v in (sigmas, answer_sigmas))
     neutral = answer_states(target, tokenizer, neutral_pairs()) if any(weights) else None
     print("subject | variant | forget quality | D | true-answer probability")
     for subject in forgotten:
@@ -238,16 +243,17 @@ def main(
         if "renamed" in chosen:
             measured["renamed"] = renamed(scorer(target, tokenizer), subject, tokenizer, substitute)
         for alpha in weights:
-            for sigma in map(float, sigmas.split(",")):
-                scopes = noise(subject, tokenizer, sigma)
-                edits = {f"{scope} σ={sigma:g}": edit for scope, edit in scopes.items()}
-                edits |= {
-                    f"chat σ={sigma:g}, answer σ={a:g}": chat_noise(tokenizer, sigma, a)
-                    for a in map(float, answer_sigmas.split(","))
-                }
-                for name, edit in edits.items():
-                    if name.split()[0] in chosen:
-                        uld = f" + ULD α={alpha:g}" if alpha else ""
+            for sigma in scales:
+                edits = [
+                    (scope, f"{scope} σ={sigma:g}", edit)
+                    for scope, edit in noise(subject, tokenizer, sigma).items()
+                ] + [
+                    ("chat", f"chat σ={sigma:g}, answer σ={a:g}", chat_noise(tokenizer, sigma, a))
+                    for a in answer_scales
+                ]
+                uld = f" + ULD α={alpha:g}" if alpha else ""
+                for scope, name, edit in edits:
+                    if scope in chosen:
                         measured[name + uld] = scorer(target, tokenizer, edit, head, alpha)
         reference = truth_ratios(measured["reference"], subject.qa)
         for name, score in measured.items():
