@@ -20,6 +20,10 @@ from gateway.app import build_app
 from gateway.config import Settings, load_settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+# How long an idle client connection stays open. Clients pool theirs for 5 s (httpx, and so the
+# openai client); with uvicorn's default, also 5 s, the server could close one as a request went
+# out on it, and the client got "Server disconnected without sending a response". nginx's default.
+KEEP_ALIVE_S = 75
 app = typer.Typer(help="obliviate: an OpenAI-compatible gateway that makes a served LLM forget.")
 
 
@@ -116,7 +120,13 @@ def serve(
         vllm_start_timeout_s=vllm_start_timeout_s,
         vllm_max_restarts=vllm_max_restarts,
     )
-    uvicorn.run(build_app(settings), host=settings.host, port=settings.port, log_level=log_level)
+    uvicorn.run(
+        build_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
 
 
 @app.command()

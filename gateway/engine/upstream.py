@@ -23,7 +23,9 @@ from suppressors.vllm_plugin import INSTALL_METHOD, WORKER_EXTENSION
 
 # Generation can take minutes on a CPU: no read timeout, but fail fast when vLLM is not there.
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
-LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256)
+# Idle connections are dropped before vLLM closes them (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s by
+# default), so a request never goes out on a connection vLLM is closing.
+LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0)
 
 
 class EngineLacksPlugin(RuntimeError):

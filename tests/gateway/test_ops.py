@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.client
+import time
+from urllib.parse import urlsplit
+
 import httpx
 from openai import OpenAI
 
@@ -11,6 +15,20 @@ from tests.conftest import MODEL, LiveGateway
 
 def test_health(gateway: LiveGateway) -> None:
     assert httpx.get(f"{gateway.url}/health").status_code == 200
+
+
+def test_an_idle_connection_stays_open(gateway: LiveGateway) -> None:
+    """Clients pool an idle connection for 5 s (httpx, the openai client): the gateway keeps it
+    open longer, so a request sent on it is not lost to the server closing it at that moment."""
+    url = urlsplit(gateway.url)
+    connection = http.client.HTTPConnection(url.hostname or "", url.port)
+    for pause in (6, 0):
+        connection.request("GET", "/health")
+        response = connection.getresponse()
+        response.read()
+        assert response.status == 200
+        time.sleep(pause)
+    connection.close()
 
 
 def test_overhead_header_and_metrics(gateway: LiveGateway, client: OpenAI) -> None:
