@@ -44,9 +44,11 @@ class FinetuneConfig:
 
 
 def model_dir(data_dir: Path, base: Path, pairs: list[QA], config: FinetuneConfig) -> Path:
+    # The resolved base: one folder whether the data dir was written relative or absolute.
     digest = hashlib.sha256(
         json.dumps(
-            [str(base), [(p.question, p.answer) for p in pairs], asdict(config)], sort_keys=True
+            [str(base.resolve()), [(p.question, p.answer) for p in pairs], asdict(config)],
+            sort_keys=True,
         ).encode()
     ).hexdigest()
     return data_dir / "models" / f"finetuned-{digest[:16]}"
