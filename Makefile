@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml
 	# 8.4 for the install itself). Without .pyc files, importing vLLM takes ~30 s more in every
 	# process. The few files written for other Python versions fail to compile, as they do in pip.
 	-$(PY) -m compileall -q -j 0 $(VENV)/lib
+	# optimum-quanto compiles its CPU kernel into the venv the first time a 4-bit weight is read:
+	# here, once, rather than inside the first white-box run or test (33 s here; the test that
+	# paid it took 288 s in CI).
+	$(PY) -c "from optimum.quanto.library.extensions import get_extension as g; g('quanto_cpp').lib"
 	# The console's browser tests drive Debian's Chromium (Playwright never downloads one).
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
 	# Replica tests start a throwaway PostgreSQL server (Debian's package) on loopback.
