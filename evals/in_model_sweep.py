@@ -30,6 +30,7 @@ from evals.live_gateway import start_gateway, stop
 from evals.metrics import rouge_l_recall
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
+from gateway.engine.upstream import LIMITS
 from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
 
@@ -60,8 +61,8 @@ def main(
     forgotten, kept = split(forgettable, forget, 0)
     retained = load_subjects([TOFU / "retain_authors.jsonl"])
     retain_qa = random.Random(0).sample([qa for s in retained for qa in s.qa], questions)
-    # Spelled as `obliviate eval build-models` spells it, run from the repository: its models
-    # are cached under a digest of the base folder's path (built here otherwise: long).
+    # The models `obliviate eval build-models` makes with the repository's data dir (built here
+    # otherwise: long).
     data_dir = Path(".obliviate")
     base = ensure_embedded_model(data_dir)
     target = build_models(data_dir, base, forgotten, kept + retained, FinetuneConfig())["target"]
@@ -83,7 +84,7 @@ def main(
         while not all((work / "data/artifacts" / i / ASSISTANT_FILE).is_file() for i in ids):
             time.sleep(1)
         print(f"artifacts of {len(ids)} request(s) built in {time.monotonic() - start:.0f} s")
-        vllm = httpx.Client(base_url=f"http://127.0.0.1:{vllm_port}", timeout=600)
+        vllm = httpx.Client(base_url=f"http://127.0.0.1:{vllm_port}", timeout=600, limits=LIMITS)
         names = []
         for text in [variant for s in forgotten for variant in (s.name, f" {s.name}")]:
             body = {"model": MODEL, "prompt": text, "add_special_tokens": False}
