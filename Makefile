@@ -22,8 +22,8 @@ $(STAMP): pyproject.toml
 	# process. The few files written for other Python versions fail to compile, as they do in pip.
 	-$(PY) -m compileall -q -j 0 $(VENV)/lib
 	# optimum-quanto compiles its CPU kernel into the venv the first time a 4-bit weight is read:
-	# here, once, rather than inside the first white-box run or test (33 s here; the test that
-	# paid it took 288 s in CI).
+	# here, once, rather than inside the first white-box run or test (33 s on a fast 2-core
+	# box; the test that paid it took 288 s in CI).
 	$(PY) -c "from optimum.quanto.library.extensions import get_extension as g; g('quanto_cpp').lib"
 	# The console's browser tests drive Debian's Chromium (Playwright never downloads one).
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium)
