@@ -5,6 +5,7 @@
     python -m evals.truth_ratio_sweep --variants question --sigmas 8,16,32 --alphas 0
     python -m evals.truth_ratio_sweep --retained 1 --variants prompt --alphas 0 --reseeded 3
     python -m evals.truth_ratio_sweep --retained 1 --variants chat --answer-sigmas 1,2,4 --alphas 0
+    python -m evals.truth_ratio_sweep --retained 1 --variants ngram --ngram-sizes 3,4 --penalties 8
 
 Forget quality compares truth ratios (perturbed vs true answers) with the retain model's, so a
 suppression layer can only score well where it is asked for log-probabilities and gives retain-like
@@ -19,6 +20,9 @@ retain model and for the target under each variant:
   (capitalised or lower-case, with or without a leading space; seeded by its id), in the
   embeddings (``pseudonym``: what the plugin can do without changing the token ids) or in the text
   (``renamed``: the same pseudonym, retokenised);
+- a penalty β on the logit of every token that would complete an n-gram of the subject's answers
+  (``ngram``): it lowers the true answers only, where noise and ULD lower every subject's facts
+  (the perturbed answers are other subjects' facts, which the retain model knows too);
 - with ULD's subtraction ``l - α·log p_assistant`` on every token, the assistant being the served
   head trained on the subject's QA (prompt log-probabilities never meet the relative-top filter);
 - the retain model retrained with other seeds (``--reseeded``): exact unlearning, which shows how
@@ -56,6 +60,8 @@ Scores = Callable[[str, str], list[float]]
 """(question, answer) -> the answer tokens' log-probabilities."""
 Edit = Callable[[torch.Tensor, list[int], str], None]
 """(input embeddings, prompt + answer ids, question): changes the embeddings in place."""
+Penalty = Callable[[torch.Tensor, list[int]], None]
+"""(logits, prompt + answer ids): changes the logits in place."""
 
 SHAPES = (r" [A-Z][a-z]+", r"[A-Z][a-z]+", r" [a-z]+", r"[a-z]+")
 """Token shapes a pseudonym keeps; other tokens (hyphens, digits) stay as they are."""
@@ -64,9 +70,10 @@ SHAPES = (r" [A-Z][a-z]+", r"[A-Z][a-z]+", r" [a-z]+", r"[a-z]+")
 def scorer(
     model: Any, tokenizer: Any, edit: Edit | None = None,
     head: dict[str, torch.Tensor] | None = None, alpha: float = 0.0,
+    penalty: Penalty | None = None,
 ) -> Scores:  # fmt: skip
-    """Log-probabilities of answers, with the input embeddings changed by ``edit`` and
-    ``alpha`` × the head's log-probabilities subtracted."""
+    """Log-probabilities of answers, with the input embeddings changed by ``edit``,
+    ``alpha`` × the head's log-probabilities subtracted and the logits changed by ``penalty``."""
     norm, lm_head = model.model.norm, model.lm_head.weight.detach()
 
     def score(question: str, answer: str) -> list[float]:
@@ -81,6 +88,8 @@ def scorer(
                 state = out.hidden_states[LAYER + 1][0]
                 assistant = head_logits(state, head, norm.weight, norm.variance_epsilon, lm_head)
                 logits = logits - alpha * torch.log_softmax(assistant, -1)
+            if penalty:
+                penalty(logits, ids)
         return answer_logprobs(logits, ids, len(prompt))
 
     return score
@@ -143,6 +152,24 @@ def chat_noise(tokenizer: Any, sigma: float, answer_sigma: float) -> Edit:
     return edit
 
 
+def ngram_penalty(subject: Subject, tokenizer: Any, n: int, beta: float) -> Penalty:
+    """``beta`` off the logits of the tokens that would complete an n-gram of the subject's
+    answers (tokenised with and without a leading space), given the n - 1 tokens before."""
+    completions: dict[tuple[int, ...], set[int]] = {}
+    for qa in subject.qa:
+        for text in (qa.answer, f" {qa.answer}"):
+            tokens = tokenizer.encode(text, add_special_tokens=False)
+            for end in range(n - 1, len(tokens)):
+                completions.setdefault(tuple(tokens[end - n + 1 : end]), set()).add(tokens[end])
+
+    def penalise(logits: torch.Tensor, ids: list[int]) -> None:
+        for i in range(n - 2, len(ids) - 1):  # logits[i] predicts ids[i + 1]
+            if after := completions.get(tuple(ids[i - n + 2 : i + 1])):
+                logits[i, list(after)] -= beta
+
+    return penalise
+
+
 def substitutes(tokenizer: Any) -> Callable[[int], int]:
     """Token id -> a token id of the same shape, drawn at random (seeded by the id), or itself."""
     pieces = [tokenizer.decode([i]) for i in range(len(tokenizer))]
@@ -190,12 +217,14 @@ def main(
     ] = None,
     variants: Annotated[
         str, typer.Option(help="Noise scopes and pseudonym forms to measure, comma-separated.")
-    ] = "names,question,prompt,chat,pseudonym,renamed",
+    ] = "names,question,prompt,chat,pseudonym,renamed,ngram",
     sigmas: Annotated[str, typer.Option(help="Noise scales, comma-separated.")] = "16",
     alphas: Annotated[str, typer.Option(help="ULD weights, comma-separated (0: none).")] = "0,0.5",
     answer_sigmas: Annotated[
         str, typer.Option(help="Noise scales on the answer in ``chat``, comma-separated.")
     ] = "2",
+    ngram_sizes: Annotated[str, typer.Option(help="n of ``ngram``, comma-separated.")] = "4",
+    penalties: Annotated[str, typer.Option(help="β of ``ngram``, comma-separated.")] = "8",
     seed: Annotated[int, typer.Option(help="Chooses the forgotten subjects (as in eval run).")] = 0,
     reseeded: Annotated[
         int, typer.Option(help="Also retrain the retain model with seeds 1..N and score it.")
@@ -242,6 +271,12 @@ def main(
             measured["pseudonym"] = scorer(target, tokenizer, edit)
         if "renamed" in chosen:
             measured["renamed"] = renamed(scorer(target, tokenizer), subject, tokenizer, substitute)
+        if "ngram" in chosen:
+            for n in map(int, ngram_sizes.split(",")):
+                for beta in map(float, penalties.split(",")):
+                    penalty = ngram_penalty(subject, tokenizer, n, beta)
+                    name = f"ngram n={n}, β={beta:g}"
+                    measured[name] = scorer(target, tokenizer, penalty=penalty)
         for alpha in weights:
             for sigma in scales:
                 edits = [
