@@ -108,10 +108,9 @@ def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], list[
     return ratios, true
 
 
-def name_ids(subject: Subject, tokenizer: Any) -> list[list[int]]:
-    """The subject's name as token ids, with and without a leading space."""
-    texts = (subject.name, f" {subject.name}")
-    return [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+def spellings(tokenizer: Any, text: str) -> list[list[int]]:
+    """``text`` as token ids, with and without a leading space (as the tokenizer splits words)."""
+    return [tokenizer.encode(t, add_special_tokens=False) for t in (text, f" {text}")]
 
 
 def corrupt(embeddings: torch.Tensor, ids: list[int], at: list[int], sigma: float) -> None:
@@ -122,7 +121,7 @@ def corrupt(embeddings: torch.Tensor, ids: list[int], at: list[int], sigma: floa
 
 def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:
     """ECO's noise at ``sigma`` on each scope's positions (the plugin's ``corrupted_positions``)."""
-    names = name_ids(subject, tokenizer)
+    names = spellings(tokenizer, subject.name)
     scopes: dict[str, Callable[[list[int], str], list[int]]] = {
         "names": lambda ids, _: corrupted_positions(ids, names),
         "question": lambda ids, text: corrupted_positions(
@@ -157,8 +156,7 @@ def ngram_penalty(subject: Subject, tokenizer: Any, n: int, beta: float) -> Pena
     answers (tokenised with and without a leading space), given the n - 1 tokens before."""
     completions: dict[tuple[int, ...], set[int]] = {}
     for qa in subject.qa:
-        for text in (qa.answer, f" {qa.answer}"):
-            tokens = tokenizer.encode(text, add_special_tokens=False)
+        for tokens in spellings(tokenizer, qa.answer):
             for end in range(n - 1, len(tokens)):
                 completions.setdefault(tuple(tokens[end - n + 1 : end]), set()).add(tokens[end])
 
@@ -188,7 +186,7 @@ def pseudonym(
     subject: Subject, tokenizer: Any, model: Any, substitute: Callable[[int], int]
 ) -> Edit:
     """The name tokens' embeddings replaced by their substitutes' (the token ids unchanged)."""
-    names = name_ids(subject, tokenizer)
+    names = spellings(tokenizer, subject.name)
 
     def edit(embeddings: torch.Tensor, ids: list[int], _: str) -> None:
         if at := corrupted_positions(ids, names):
@@ -203,7 +201,7 @@ def renamed(
     score: Scores, subject: Subject, tokenizer: Any, substitute: Callable[[int], int]
 ) -> Scores:
     """``score`` of texts whose name is written as its pseudonym."""
-    _, spaced = name_ids(subject, tokenizer)
+    _, spaced = spellings(tokenizer, subject.name)
     alias = tokenizer.decode([substitute(i) for i in spaced]).strip()
     return lambda question, answer: score(
         question.replace(subject.name, alias), answer.replace(subject.name, alias)
@@ -216,7 +214,7 @@ def main(
         int | None, typer.Option(help="Fine-tune on only this many retained subjects (quick look).")
     ] = None,
     variants: Annotated[
-        str, typer.Option(help="Noise scopes and pseudonym forms to measure, comma-separated.")
+        str, typer.Option(help="Noise scopes, pseudonym forms and penalties, comma-separated.")
     ] = "names,question,prompt,chat,pseudonym,renamed,ngram",
     sigmas: Annotated[str, typer.Option(help="Noise scales, comma-separated.")] = "16",
     alphas: Annotated[str, typer.Option(help="ULD weights, comma-separated (0: none).")] = "0,0.5",
