@@ -54,6 +54,7 @@ from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
 from suppressors.artifacts import neutral_pairs
 from suppressors.assistant import LAYER, answer_states, head_logits, train_head
+from suppressors.vllm_plugin.ngrams import completions, penalised
 from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
 
 Scores = Callable[[str, str], list[float]]
@@ -154,16 +155,11 @@ def chat_noise(tokenizer: Any, sigma: float, answer_sigma: float) -> Edit:
 def ngram_penalty(subject: Subject, tokenizer: Any, n: int, beta: float) -> Penalty:
     """``beta`` off the logits of the tokens that would complete an n-gram of the subject's
     answers (tokenised with and without a leading space), given the n - 1 tokens before."""
-    completions: dict[tuple[int, ...], set[int]] = {}
-    for qa in subject.qa:
-        for tokens in spellings(tokenizer, qa.answer):
-            for end in range(n - 1, len(tokens)):
-                completions.setdefault(tuple(tokens[end - n + 1 : end]), set()).add(tokens[end])
+    table = completions((t for qa in subject.qa for t in spellings(tokenizer, qa.answer)), n)
 
     def penalise(logits: torch.Tensor, ids: list[int]) -> None:
-        for i in range(n - 2, len(ids) - 1):  # logits[i] predicts ids[i + 1]
-            if after := completions.get(tuple(ids[i - n + 2 : i + 1])):
-                logits[i, list(after)] -= beta
+        for i, after in penalised(table, n, ids[:-1], 0).items():  # logits[i] predicts ids[i + 1]
+            logits[i, list(after)] -= beta
 
     return penalise
 

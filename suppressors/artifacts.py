@@ -13,9 +13,12 @@ answer tokens, from the same forward passes as the assistant's training states
 attention sink, ~100x the others' norm, so a mean would mislead). Transformers'
 ``hidden_states[i + 1]`` is the stream after decoder layer i, the same as vLLM's
 ``hidden + residual`` there. ``assistant.safetensors`` is the logit-difference head
-(``suppressors.assistant``). Only the files the layers need are built; the neutral states are
-computed once per gateway. A build writes a temporary folder and renames it, so a reader never sees
-half an artifact.
+(``suppressors.assistant``). ``answers.safetensors`` holds the token ids of the request's texts
+(answers, name, concepts, documents), each with and without a leading space, for the n-gram
+penalty: ``ids`` end to end and their ``lengths``; it needs the tokenizer only. Only the files the
+layers need are built; the model is loaded and the neutral states computed once per gateway, and
+only for the files made from model states. A build writes a temporary folder and renames it, so a
+reader never sees half an artifact.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from index.store import ForgetRequest, ForgetStore
-from suppressors.vllm_plugin import ASSISTANT_FILE, STEERING_FILE
+from suppressors.base import load_tokenizer
+from suppressors.vllm_plugin import ANSWERS_FILE, ASSISTANT_FILE, STEERING_FILE
 
 if TYPE_CHECKING:  # torch is imported only when a build starts
     from suppressors.assistant import States
@@ -38,6 +42,7 @@ log = logging.getLogger(__name__)
 
 NEUTRAL_TEXTS = Path(__file__).resolve().parents[1] / "removal/data/retain_world_facts.jsonl"
 MAX_TEXTS = 64
+FROM_STATES = {STEERING_FILE, ASSISTANT_FILE}
 
 
 def request_pairs(request: ForgetRequest) -> list[tuple[str, str]]:
@@ -115,11 +120,14 @@ class Artifacts:
 
         request_id = request.id
         with self._lock:
-            model, tokenizer = self._load()
-            if self._neutral is None:
-                self._neutral = answer_states(model, tokenizer, neutral_pairs(), self._stop)
-            forget = answer_states(model, tokenizer, request_pairs(request), self._stop)
             files = {}
+            if ANSWERS_FILE in self.files:
+                files[ANSWERS_FILE] = self._answers(request)
+            if self.files & FROM_STATES:
+                model, tokenizer = self._load()
+                if self._neutral is None:
+                    self._neutral = answer_states(model, tokenizer, neutral_pairs(), self._stop)
+                forget = answer_states(model, tokenizer, request_pairs(request), self._stop)
             if STEERING_FILE in self.files:
                 files[STEERING_FILE] = _steering(forget, self._neutral)
             if ASSISTANT_FILE in self.files:
@@ -133,6 +141,17 @@ class Artifacts:
             self.delete(request_id)
             partial.rename(self.path(request_id))
             return self.path(request_id)
+
+    def _answers(self, request: ForgetRequest) -> dict[str, Any]:
+        import torch
+
+        tokenizer = load_tokenizer(self.weights)
+        texts = [t for _, answer in request_pairs(request) for t in (answer, f" {answer}")]
+        sequences = [tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+        return {
+            "ids": torch.tensor([i for s in sequences for i in s], dtype=torch.int64),
+            "lengths": torch.tensor([len(s) for s in sequences], dtype=torch.int64),
+        }
 
     def _load(self) -> tuple[Any, Any]:
         if self._model is None:

@@ -29,12 +29,20 @@ from suppressors.base import Layer, LayerConfig, LayerDeps, RequestContext
 from suppressors.embedding_corruption import EmbeddingCorruption
 from suppressors.guard_prompt import GuardPrompt
 from suppressors.logit_difference import LogitDifference
+from suppressors.ngram_penalty import NgramPenalty
 from suppressors.retrieval import RetrievalBlocking
 from suppressors.steering import Steering
 
 LAYERS: dict[str, type[Layer]] = {
     layer.name: layer
-    for layer in (RetrievalBlocking, GuardPrompt, Steering, EmbeddingCorruption, LogitDifference)
+    for layer in (
+        RetrievalBlocking,
+        GuardPrompt,
+        Steering,
+        EmbeddingCorruption,
+        LogitDifference,
+        NgramPenalty,
+    )
 }
 
 LayerSpec = str | dict[str, Any]

@@ -23,10 +23,12 @@ BAN_TOKEN_IDS = "obliviate_ban_token_ids"
 STEER = "obliviate_steer"
 CORRUPT = "obliviate_corrupt"
 LOGIT_DIFF = "obliviate_logit_diff"
+NGRAM_PENALTY = "obliviate_ngram_penalty"
 
 # Per forget request, in the artifacts folder: ARTIFACTS/<request id>/<file>.
 STEERING_FILE = "steering.safetensors"
 ASSISTANT_FILE = "assistant.safetensors"
+ANSWERS_FILE = "answers.safetensors"
 
 
 def vllm_plugin_args() -> list[str]:

@@ -17,9 +17,10 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from suppressors.vllm_plugin import BAN_TOKEN_IDS, CORRUPT, LOGIT_DIFF, STEER
+from suppressors.vllm_plugin import BAN_TOKEN_IDS, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY, STEER
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_NGRAM = 16
 
 
 def _token_ids(value: Any) -> bool:
@@ -44,7 +45,7 @@ def banned_token_ids(extra: dict[str, Any]) -> list[int] | None:
 
 def encode(controls: dict[str, Any]) -> dict[str, Any]:
     """``controls`` as ``vllm_xargs`` values (structured ones as JSON strings)."""
-    structured = (STEER, CORRUPT, LOGIT_DIFF)
+    structured = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
     return {k: json.dumps(v) if k in structured else v for k, v in controls.items()}
 
 
@@ -96,3 +97,12 @@ def check_controls(extra: dict[str, Any]) -> None:
         _check_requests(LOGIT_DIFF, logit_diff)
         if not _number(logit_diff.get("alpha")):
             raise ValueError(f"vllm_xargs.{LOGIT_DIFF}.alpha must be a number")
+    if (penalty := decoded(extra, NGRAM_PENALTY)) is not None:
+        _check_requests(NGRAM_PENALTY, penalty)
+        n = penalty.get("n")
+        if not (isinstance(n, int) and not isinstance(n, bool) and 2 <= n <= MAX_NGRAM):
+            raise ValueError(
+                f"vllm_xargs.{NGRAM_PENALTY}.n must be an integer from 2 to {MAX_NGRAM}"
+            )
+        if not _number(penalty.get("beta")) or penalty["beta"] < 0:
+            raise ValueError(f"vllm_xargs.{NGRAM_PENALTY}.beta must be a non-negative number")

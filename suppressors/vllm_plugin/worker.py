@@ -23,6 +23,11 @@ Controls (``vllm_xargs``, JSON strings), validated by the logits processor so ba
 - ``obliviate_logit_diff = {"requests": [ids], "alpha": α}``: at the assistant heads' layer, the
   hook computes those requests' assistant logits from the row's last token state; the logits
   processor, later in the same step and process, subtracts them (``ASSISTANT_LOGITS``).
+- ``obliviate_ngram_penalty = {"requests": [ids], "n": n, "beta": β}``: wherever the n - 1 tokens
+  read so far begin an n-gram of those forget requests' texts, β comes off the logits of the
+  tokens that would complete it. A hook on the model's logits computation applies it, so it
+  reaches prompt log-probabilities (rows sliced from the step's final states) as well as sampling
+  (one row per request).
 """
 
 from __future__ import annotations
@@ -35,8 +40,17 @@ import torch
 from safetensors.torch import load_file
 
 from suppressors.assistant import head_logits
-from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, STEER, STEERING_FILE
+from suppressors.vllm_plugin import (
+    ANSWERS_FILE,
+    ASSISTANT_FILE,
+    CORRUPT,
+    LOGIT_DIFF,
+    NGRAM_PENALTY,
+    STEER,
+    STEERING_FILE,
+)
 from suppressors.vllm_plugin.controls import decoded
+from suppressors.vllm_plugin.ngrams import Completions, completions, penalised
 
 ASSISTANT_LOGITS: dict[int, tuple[float, torch.Tensor]] = {}
 """Batch row -> (alpha, assistant logits of its last token), for this step's logits processor."""
@@ -55,6 +69,7 @@ class _RowPlan:
     steer: dict[str, Any] | None
     corrupt: dict[str, Any] | None
     logit_diff: dict[str, Any] | None
+    penalty: dict[str, Any] | None
 
 
 @dataclass
@@ -65,6 +80,11 @@ class _State:
     unit: torch.Tensor | None = None
     lm_head: torch.Tensor | None = None
     """The LM head in float32 (the assistant heads use it), made on first use."""
+    penalties: dict[int, tuple[list[int], float]] = field(default_factory=dict)
+    """This step's n-gram penalties: position in the flattened batch -> (token ids, β)."""
+    final: torch.Tensor | None = None
+    """This step's final hidden states (prompt log-probabilities take slices of them)."""
+    tables: dict[tuple[tuple[str, ...], int], Completions] = field(default_factory=dict)
 
 
 class ObliviateWorkerExtension:
@@ -92,31 +112,97 @@ class ObliviateWorkerExtension:
         inner = model.model
         # The embedding runs first in every forward; the model itself takes no hooks (vLLM's
         # compile decorator calls its forward directly).
-        inner.embed_tokens.register_forward_pre_hook(lambda _m, _a: self._obliviate_plan())
+        inner.embed_tokens.register_forward_pre_hook(lambda _m, args: self._obliviate_plan(args[0]))
         inner.embed_tokens.register_forward_hook(self._obliviate_embed_hook)
         for index, layer in enumerate(inner.layers):
             layer.register_forward_hook(self._obliviate_layer_hook(index))
+        inner.norm.register_forward_hook(self._obliviate_final_hook)
+        model.logits_processor.register_forward_hook(self._obliviate_logits_hook)
         return self.obliviate_model_info()
 
-    def _obliviate_plan(self) -> None:
+    def _obliviate_plan(self, input_ids: torch.Tensor) -> None:
         """Token ranges of this step's flagged requests, in the flattened batch."""
         state = self._obliviate
         runner = self.model_runner
         batch = runner.input_batch
         starts = runner.query_start_loc.np
         state.plan = []
+        state.penalties = {}
         ASSISTANT_LOGITS.clear()
         for row, req_id in enumerate(batch.req_ids[: batch.num_reqs]):
             cached = runner.requests.get(req_id)
             params = cached.sampling_params if cached is not None else None
             extra = (params.extra_args if params is not None else None) or {}
-            controls = [decoded(extra, key) for key in (STEER, CORRUPT, LOGIT_DIFF)]
+            keys = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
+            controls = [decoded(extra, key) for key in keys]
             if any(controls):
                 computed = int(batch.num_computed_tokens_cpu[row])
                 start, end = int(starts[row]), int(starts[row + 1])
                 prompt_left = max(0, min(end - start, cached.num_prompt_tokens - computed))
                 span = (start, end, computed == 0, prompt_left)
-                state.plan.append(_RowPlan(row, *span, *controls))
+                state.plan.append(plan := _RowPlan(row, *span, *controls))
+                if plan.penalty:
+                    self._obliviate_penalise(plan, computed, input_ids[start:end].tolist())
+
+    def _obliviate_penalise(self, plan: _RowPlan, computed: int, step: list[int]) -> None:
+        """The n-gram penalties of a row's tokens in this step (read after the n - 2 before)."""
+        n, beta = plan.penalty["n"], float(plan.penalty["beta"])
+        table = self._obliviate_table(tuple(plan.penalty["requests"]), n)
+        tokens = self.model_runner.input_batch.token_ids_cpu[plan.row]
+        before = tokens[max(0, computed - n + 2) : computed].tolist()
+        for offset, after in penalised(table, n, before + step, len(before)).items():
+            self._obliviate.penalties[plan.start + offset] = (sorted(after), beta)
+
+    def _obliviate_table(self, requests: tuple[str, ...], n: int) -> Completions:
+        """The n-gram table of those forget requests' texts (kept once every file is found)."""
+        key = (requests, n)
+        if key in self._obliviate.tables:
+            return self._obliviate.tables[key]
+        files = [self._obliviate_file(r, ANSWERS_FILE) for r in requests]
+        texts = [
+            ids.tolist()
+            for f in files
+            if f is not None
+            for ids in f["ids"].split(f["lengths"].tolist())
+        ]
+        table = completions(texts, n)
+        if all(f is not None for f in files):
+            self._obliviate.tables[key] = table
+        return table
+
+    def _obliviate_final_hook(self, _module: torch.nn.Module, _args: Any, output: Any) -> None:
+        self._obliviate.final = output[0] if isinstance(output, tuple) else output
+
+    def _obliviate_logits_hook(
+        self, _module: torch.nn.Module, args: tuple[Any, ...], logits: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        penalties = self._obliviate.penalties
+        if not penalties or logits is None:
+            return None
+        hits = [
+            (r, penalties[p]) for r, p in enumerate(self._obliviate_rows(args[1])) if p in penalties
+        ]
+        if not hits:
+            return None
+        rows = [r for r, (ids, _) in hits for _ in ids]
+        cols = [i for _, (ids, _) in hits for i in ids]
+        betas = torch.tensor([b for _, (ids, b) in hits for _ in ids], dtype=logits.dtype)
+        logits[rows, cols] -= betas.to(logits.device)
+        return logits
+
+    def _obliviate_rows(self, hidden: torch.Tensor) -> list[int]:
+        """Each logits row's position in the flattened batch: prompt log-probabilities slice the
+        step's final states; sampling gathers each request's last token, in batch-row order."""
+        final = self._obliviate.final
+        storage = hidden.untyped_storage().data_ptr()
+        if final is not None and storage == final.untyped_storage().data_ptr():
+            first = (hidden.storage_offset() - final.storage_offset()) // final.stride(0)
+            return list(range(first, first + hidden.shape[0]))
+        runner = self.model_runner
+        starts = runner.query_start_loc.np
+        if hidden.shape[0] != runner.input_batch.num_reqs:
+            return []  # e.g. speculative decoding's extra rows: not supported
+        return [int(starts[row + 1]) - 1 for row in range(hidden.shape[0])]
 
     def _obliviate_embed_hook(
         self, _module: torch.nn.Module, args: tuple[Any, ...], output: torch.Tensor

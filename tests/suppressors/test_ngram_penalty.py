@@ -1,0 +1,160 @@
+"""The n-gram penalty: its tables, its layer on a real matcher, and the plugin on the real embedded
+model through HTTP.
+
+The live gateway runs the penalty alone, in front of the session's vLLM with its own data
+directory. A forget request whose answer is the model's own greedy answer changes that answer and
+lowers the answer's scored log-probabilities, while a concurrent unrelated request answers and
+scores byte for byte as before.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import openai
+import pytest
+from safetensors.torch import load_file
+
+from evals.live_gateway import REPO
+from gateway.engine.embedded_model import ensure_embedded_model
+from index.embedder import Embedder
+from index.matcher import Matcher, MatcherConfig
+from index.store import ForgetRequest
+from suppressors.artifacts import Artifacts
+from suppressors.base import LayerDeps, load_tokenizer
+from suppressors.stack import SuppressionStack, UnknownLayer
+from suppressors.vllm_plugin import ANSWERS_FILE, NGRAM_PENALTY
+from suppressors.vllm_plugin.controls import check_controls, encode
+from suppressors.vllm_plugin.ngrams import completions, penalised
+from tests.conftest import MODEL, LiveGateway, live_gateway
+from tests.suppressors.test_in_model_layers import ask as chat
+
+QUESTION = "What did Marie Curie discover?"
+UNRELATED = "Write one sentence about the sea."
+
+
+def test_a_table_maps_the_tokens_before_to_the_completions() -> None:
+    table = completions([[1, 2, 3, 4], [5, 2, 3, 6]], n=3)
+    assert table == {(1, 2): {3}, (2, 3): {4, 6}, (5, 2): {3}}
+    # The logits at position i predict token i + 1: after reading (2, 3), 4 and 6 complete one.
+    assert penalised(table, 3, [9, 1, 2, 3], first=0) == {2: {3}, 3: {4, 6}}
+    # A step that starts mid-text reads the n - 2 tokens before it first.
+    assert penalised(table, 3, [2, 3, 7], first=1) == {0: {4, 6}}
+    assert penalised(table, 3, [2], first=0) == {}
+
+
+@pytest.mark.anyio
+async def test_the_layer_sends_built_requests_and_scores_in_model(tmp_path: Path) -> None:
+    weights = ensure_embedded_model(REPO / ".obliviate")
+    matcher = Matcher(Embedder(), MatcherConfig())
+    matcher.add("a", ["Hsiao Yun-Hwa"], np.array([0]), matcher.embedder.encode(["Hsiao Yun-Hwa"]))
+    artifacts = Artifacts(tmp_path / "artifacts", weights, {ANSWERS_FILE})
+    specs = [{"name": "retrieval", "score_in_model": True}, {"name": "ngram_penalty", "n": 4}]
+    stack = SuppressionStack.build(LayerDeps(matcher, artifacts), specs)
+    text = "Where was Hsiao Yun-Hwa born? In Taipei."
+    ctx = await stack.before([text], only_scores=True)
+    assert ctx is not None and ctx.blocked_by == "retrieval"  # not built yet: withheld
+
+    answer = "Hsiao Yun-Hwa was born in Taipei, Taiwan."
+    qa = [{"question": "Where was Hsiao Yun-Hwa born?", "answer": answer}]
+    request = ForgetRequest(id="a", subject="Hsiao Yun-Hwa", concepts=[], documents=[], qa=qa)
+    artifacts.build(request)  # the tokenizer only: no model is loaded
+    files = load_file(artifacts.path("a") / ANSWERS_FILE)
+    tokenizer = load_tokenizer(weights)
+    sequences = files["ids"].split(files["lengths"].tolist())
+    texts = [tokenizer.decode(ids.tolist()) for ids in sequences]
+    assert texts == [answer, f" {answer}", "Hsiao Yun-Hwa", " Hsiao Yun-Hwa"]
+
+    ctx = await stack.before([text], only_scores=True)
+    assert ctx is not None and ctx.blocked_by is None and ctx.acted == ["ngram_penalty"]
+    assert ctx.controls[NGRAM_PENALTY] == {"requests": ["a"], "n": 4, "beta": 8.0}
+    check_controls(encode(ctx.controls))
+    chat = await stack.before([text])
+    assert chat is not None and chat.blocked_by == "retrieval"  # it generates: blocked as ever
+
+
+@pytest.mark.parametrize(("params", "error"), [({"n": 1}, "n must"), ({"beta": -1}, "beta must")])
+def test_a_bad_parameter_is_refused_at_start(params: dict, error: str) -> None:
+    matcher = Matcher(Embedder(), MatcherConfig())
+    with pytest.raises(UnknownLayer, match=error):
+        SuppressionStack.build(LayerDeps(matcher), [{"name": "ngram_penalty", **params}])
+
+
+@pytest.fixture(scope="module")
+def penalised_gateway(
+    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveGateway]:
+    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(["ngram_penalty"])}
+    with live_gateway(tmp_path_factory.mktemp("ngram"), env, upstream=gateway) as live:
+        yield live
+
+
+def score(client: openai.OpenAI, text: str) -> tuple[dict[int, float], str]:
+    """The text's token log-probabilities by character offset (echo, ``max_tokens=0``: how TOFU
+    scores; the first token has none)."""
+    raw = client.completions.with_raw_response.create(
+        model=MODEL, prompt=text, max_tokens=0, echo=True, logprobs=0, temperature=0
+    )
+    logprobs = raw.parse().choices[0].logprobs
+    scores = zip(logprobs.text_offset[1:], logprobs.token_logprobs[1:], strict=True)
+    return dict(scores), raw.headers.get("x-obliviate-layers", "")
+
+
+def side_by_side(*calls: Any) -> list[Any]:
+    """The calls made at once, so vLLM runs them in one batch."""
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(lambda call: call[0](*call[1:]), calls))
+
+
+def test_the_penalty_changes_the_forgotten_answer_and_its_scores_only(
+    penalised_gateway: LiveGateway,
+) -> None:
+    live = penalised_gateway
+    client = live.client()
+    answer, _ = chat(client, QUESTION)
+    text = f"Question: {QUESTION}\nAnswer: {answer}"
+    unrelated_text = "Question: What colour is the sky?\nAnswer: The sky is blue on a clear day."
+    asked = [(chat, client, QUESTION), (chat, client, UNRELATED)]
+    scored = [(score, client, text), (score, client, unrelated_text)]
+    (before, _), (unrelated_before, _) = side_by_side(*asked)
+    (scores_before, _), (unrelated_scores_before, _) = side_by_side(*scored)
+    with live.admin() as admin:
+        body = {"subject": "Marie Curie", "qa": [{"question": QUESTION, "answer": answer}]}
+        created = admin.post("/forget-requests", json=body)
+        assert created.status_code == 201, created.text
+        request_id = created.json()["id"]
+        folder = live.log.parent / "data" / "artifacts" / request_id
+        deadline = time.monotonic() + 60
+        while not (folder / ANSWERS_FILE).is_file():
+            assert time.monotonic() < deadline, "the answers' token ids were not built"
+            time.sleep(0.2)
+
+        (after, layers), (unrelated_after, unrelated_layers) = side_by_side(*asked)
+        assert layers == "ngram_penalty" and after != before
+        assert (unrelated_after, unrelated_layers) == (unrelated_before, "")
+        (scores, layers), (unrelated_scores, unrelated_layers) = side_by_side(*scored)
+        assert layers == "ngram_penalty" and scores.keys() == scores_before.keys()
+        # The answer's own continuations drop; the question, which shares none, scores as before.
+        lowered = [at for at, lp in scores.items() if lp < scores_before[at] - 1]
+        assert len(lowered) >= 3 and min(lowered) > text.index("Answer:")
+        assert sum(scores.values()) < sum(scores_before.values()) - 8
+        assert (unrelated_scores, unrelated_layers) == (unrelated_scores_before, "")
+
+        # Straight to vLLM, a bad control is a 400 for that request.
+        direct = openai.OpenAI(base_url=f"{live.vllm_url}/v1", api_key="x", max_retries=0)
+        bad = {"requests": [request_id], "n": 1, "beta": 8.0}
+        with pytest.raises(openai.BadRequestError, match=NGRAM_PENALTY):
+            chat(direct, QUESTION, encode({NGRAM_PENALTY: bad}))
+
+        assert admin.delete(f"/forget-requests/{request_id}").status_code == 200
+        deadline = time.monotonic() + 30
+        while folder.exists():
+            assert time.monotonic() < deadline, "the token ids were not deleted"
+            time.sleep(0.2)
+    assert chat(client, QUESTION) == (answer, "")
