@@ -20,7 +20,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import numpy as np
@@ -59,8 +59,14 @@ async def short_request(client: httpx.AsyncClient, samples: Samples) -> None:
 
 
 async def stream_request(
-    client: httpx.AsyncClient, samples: Samples, max_tokens: int, model: str = EMBEDDED_MODEL_NAME
+    client: httpx.AsyncClient,
+    samples: Samples,
+    max_tokens: int,
+    model: str = EMBEDDED_MODEL_NAME,
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """One stream of ``max_tokens`` tokens; ``extra`` fields replace the body's (messages,
+    ``vllm_xargs``)."""
     body = {
         "model": model,
         "messages": PROMPT,
@@ -69,7 +75,7 @@ async def stream_request(
         "temperature": 0,
         "stream": True,
         "stream_options": {"include_usage": True},
-    }
+    } | (extra or {})
     start = time.perf_counter()
     first = None
     async with client.stream("POST", "/v1/chat/completions", json=body) as response:
@@ -91,7 +97,12 @@ def _has_content(line: str) -> bool:
 
 
 async def run_round(
-    url: str, samples: Samples, concurrency: int, max_tokens: int, model: str = EMBEDDED_MODEL_NAME
+    url: str,
+    samples: Samples,
+    concurrency: int,
+    max_tokens: int,
+    model: str = EMBEDDED_MODEL_NAME,
+    extra: dict[str, Any] | None = None,
 ) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=None) as client:
         start = time.perf_counter()
@@ -100,7 +111,10 @@ async def run_round(
                 await short_request(client, samples)
         else:
             await asyncio.gather(
-                *(stream_request(client, samples, max_tokens, model) for _ in range(concurrency))
+                *(
+                    stream_request(client, samples, max_tokens, model, extra)
+                    for _ in range(concurrency)
+                )
             )
         samples.wall_s += time.perf_counter() - start
 

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 source evals/gateway.sh  # BIN, start, stop
 
 FORGET=${FORGET:-1}
-STACKS=${STACKS:-"full steering corruption logitdiff eco scored"}
+STACKS=${STACKS:-"full steering corruption logitdiff eco scored ngram scoredngram"}
 MAX_PER_SET=${MAX_PER_SET:-40}
 RUN=${RUN:-.obliviate/runs/in-model-forget$FORGET}
 export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
@@ -30,6 +30,9 @@ declare -A LAYERS=(
     # The text layers answer every chat; a request that only scores its prompt goes to the
     # corrupted forward pass (retrieval's score_in_model), so forget quality measures it.
     [scored]='[{"name":"retrieval","score_in_model":true},"guard_prompt",{"name":"embedding_corruption","scope":"prompt","scale":16},"logit_difference"]'
+    [ngram]='["ngram_penalty"]'
+    # The same with the n-gram penalty as the one in-model layer (the best forget quality offline).
+    [scoredngram]='[{"name":"retrieval","score_in_model":true},"guard_prompt","ngram_penalty"]'
 )
 
 models=$($BIN/obliviate eval build-models --forget "$FORGET")

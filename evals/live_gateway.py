@@ -87,10 +87,11 @@ def launch_gateway(
 
 
 def start_beside_vllm(
-    admin_token: str, data_dir: Path | None = None
+    admin_token: str, data_dir: Path | None = None, env: dict[str, str] | None = None
 ) -> tuple[str, str, subprocess.Popen]:
     """A gateway and its embedded vLLM, both reachable, on ``data_dir`` (default: a new one), for
-    benchmarks that compare the two; (gateway URL, vLLM URL, gateway process)."""
+    benchmarks that compare the two; (gateway URL, vLLM URL, gateway process). ``env`` adds
+    variables (its suppression layers)."""
     vllm_port = free_port()
     work = Path(tempfile.mkdtemp())
     log = work / "gateway.log"
@@ -98,7 +99,7 @@ def start_beside_vllm(
     url, process = start_gateway(
         log, "--vllm-port", str(vllm_port), "--data-dir",
         str(fresh_data_dir(data_dir or work / "data")),
-        env={"OBLIVIATE_ADMIN_TOKEN": admin_token},
+        env={"OBLIVIATE_ADMIN_TOKEN": admin_token, **(env or {})},
     )  # fmt: skip
     return url, f"http://127.0.0.1:{vllm_port}", process
 
