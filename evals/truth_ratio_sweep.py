@@ -54,6 +54,7 @@ from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
 from suppressors.artifacts import neutral_pairs
 from suppressors.assistant import LAYER, answer_states, head_logits, train_head
+from suppressors.base import spellings
 from suppressors.vllm_plugin.ngrams import completions, penalised
 from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
 
@@ -109,11 +110,6 @@ def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], list[
     return ratios, true
 
 
-def spellings(tokenizer: Any, text: str) -> list[list[int]]:
-    """``text`` as token ids, with and without a leading space (as the tokenizer splits words)."""
-    return [tokenizer.encode(t, add_special_tokens=False) for t in (text, f" {text}")]
-
-
 def corrupt(embeddings: torch.Tensor, ids: list[int], at: list[int], sigma: float) -> None:
     """ECO's noise at ``sigma`` (the plugin's ``corrupted``) on positions ``at``, in place."""
     if at and sigma:
@@ -122,7 +118,7 @@ def corrupt(embeddings: torch.Tensor, ids: list[int], at: list[int], sigma: floa
 
 def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:
     """ECO's noise at ``sigma`` on each scope's positions (the plugin's ``corrupted_positions``)."""
-    names = spellings(tokenizer, subject.name)
+    names = spellings(tokenizer.backend_tokenizer, subject.name)
     scopes: dict[str, Callable[[list[int], str], list[int]]] = {
         "names": lambda ids, _: corrupted_positions(ids, names),
         "question": lambda ids, text: corrupted_positions(
@@ -155,7 +151,9 @@ def chat_noise(tokenizer: Any, sigma: float, answer_sigma: float) -> Edit:
 def ngram_penalty(subject: Subject, tokenizer: Any, n: int, beta: float) -> Penalty:
     """``beta`` off the logits of the tokens that would complete an n-gram of the subject's
     answers (tokenised with and without a leading space), given the n - 1 tokens before."""
-    table = completions((t for qa in subject.qa for t in spellings(tokenizer, qa.answer)), n)
+    table = completions(
+        (t for qa in subject.qa for t in spellings(tokenizer.backend_tokenizer, qa.answer)), n
+    )
 
     def penalise(logits: torch.Tensor, ids: list[int]) -> None:
         for i, after in penalised(table, n, ids[:-1], 0).items():  # logits[i] predicts ids[i + 1]
@@ -182,7 +180,7 @@ def pseudonym(
     subject: Subject, tokenizer: Any, model: Any, substitute: Callable[[int], int]
 ) -> Edit:
     """The name tokens' embeddings replaced by their substitutes' (the token ids unchanged)."""
-    names = spellings(tokenizer, subject.name)
+    names = spellings(tokenizer.backend_tokenizer, subject.name)
 
     def edit(embeddings: torch.Tensor, ids: list[int], _: str) -> None:
         if at := corrupted_positions(ids, names):
@@ -197,7 +195,7 @@ def renamed(
     score: Scores, subject: Subject, tokenizer: Any, substitute: Callable[[int], int]
 ) -> Scores:
     """``score`` of texts whose name is written as its pseudonym."""
-    _, spaced = spellings(tokenizer, subject.name)
+    _, spaced = spellings(tokenizer.backend_tokenizer, subject.name)
     alias = tokenizer.decode([substitute(i) for i in spaced]).strip()
     return lambda question, answer: score(
         question.replace(subject.name, alias), answer.replace(subject.name, alias)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from index.store import ForgetRequest, ForgetStore
-from suppressors.base import load_tokenizer
+from suppressors.base import load_tokenizer, spellings
 from suppressors.vllm_plugin import ANSWERS_FILE, ASSISTANT_FILE, STEERING_FILE
 
 if TYPE_CHECKING:  # torch is imported only when a build starts
@@ -146,8 +146,7 @@ class Artifacts:
         import torch
 
         tokenizer = load_tokenizer(self.weights)
-        texts = [t for _, answer in request_pairs(request) for t in (answer, f" {answer}")]
-        sequences = [tokenizer.encode(t, add_special_tokens=False).ids for t in texts]
+        sequences = [s for _, text in request_pairs(request) for s in spellings(tokenizer, text)]
         return {
             "ids": torch.tensor([i for s in sequences for i in s], dtype=torch.int64),
             "lengths": torch.tensor([len(s) for s in sequences], dtype=torch.int64),

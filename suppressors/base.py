@@ -70,6 +70,11 @@ class LayerDeps:
     """The served model's tokenizer (layers that send token ids)."""
 
 
+def spellings(tokenizer: Tokenizer, text: str) -> list[list[int]]:
+    """``text``'s token ids, without and with a leading space (as the tokenizer splits words)."""
+    return [tokenizer.encode(t, add_special_tokens=False).ids for t in (text, f" {text}")]
+
+
 def load_tokenizer(weights: Path | str) -> Tokenizer:
     """The served model's tokenizer: its folder's ``tokenizer.json``, or a hub id's.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
-from suppressors.base import Layer, LayerConfig, RequestContext
+from suppressors.base import Layer, LayerConfig, RequestContext, spellings
 from suppressors.vllm_plugin import CORRUPT
 
 MAX_SEQUENCES = 32
@@ -55,5 +55,4 @@ class EmbeddingCorruption(Layer):
 
     @lru_cache(maxsize=4096)  # noqa: B019 (one layer object per gateway)
     def _token_ids(self, term: str) -> tuple[list[int], ...]:
-        encode = self.deps.tokenizer.encode
-        return tuple(encode(text, add_special_tokens=False).ids for text in (term, f" {term}"))
+        return tuple(spellings(self.deps.tokenizer, term))
