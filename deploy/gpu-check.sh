@@ -7,8 +7,9 @@
 #   MODEL=/models/llama-3-8b deploy/gpu-check.sh
 #
 # It starts the gateway on the GPU vLLM with the in-model layers, then checks chat, streaming, a
-# forget request acted on by per-request steering and logit difference, and prints throughput at
-# concurrency 1, 16 and 64.
+# forget request acted on by per-request steering, logit difference and the n-gram penalty (which
+# must also lower the answer's prompt log-probabilities), and prints throughput at concurrency 1,
+# 16 and 64.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -21,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 WORK=$(mktemp -d)
 cat > "$WORK/obliviate.toml" <<TOML
 data_dir = "$WORK/data"
-suppression_layers = ["steering", "logit_difference"]
+suppression_layers = ["steering", "logit_difference", "ngram_penalty"]
 vllm_dtype = "bfloat16"
 ${MODEL:+model = \"$MODEL\"}
 TOML

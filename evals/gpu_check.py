@@ -1,6 +1,6 @@
 """What `deploy/gpu-check.sh` runs against a gateway on a GPU: one line per check, then
 throughput at concurrency 1/16/64. Usable against any gateway whose stack runs the in-model
-layers ``steering`` and ``logit_difference``.
+layers ``steering``, ``logit_difference`` and ``ngram_penalty``.
 
     python -m evals.gpu_check --url http://127.0.0.1:8400 --model smollm2-135m-instruct
 """
@@ -18,6 +18,7 @@ from openai import AsyncOpenAI, OpenAI
 FORGOTTEN = "What did Marie Curie discover?"
 ANSWER = "Marie Curie discovered polonium and radium."
 PROMPT = "Write a short story about a lighthouse keeper."
+IN_MODEL = ("steering", "logit_difference", "ngram_penalty")
 
 
 def ask(client: OpenAI, model: str, question: str) -> tuple[str, str]:
@@ -27,10 +28,20 @@ def ask(client: OpenAI, model: str, question: str) -> tuple[str, str]:
     return raw.parse().choices[0].message.content or "", raw.headers.get("x-obliviate-layers", "")
 
 
+def score(client: OpenAI, model: str, text: str) -> float:
+    """The text's log-probability (echo, ``max_tokens=0``: prompt log-probabilities)."""
+    reply = client.completions.create(
+        model=model, prompt=text, max_tokens=0, echo=True, logprobs=0, temperature=0
+    )
+    return sum(lp for lp in reply.choices[0].logprobs.token_logprobs if lp is not None)
+
+
 def functional(url: str, model: str, admin_token: str, wait_s: float) -> None:
     client = OpenAI(base_url=f"{url}/v1", api_key=admin_token, max_retries=0)
     before, _ = ask(client, model, FORGOTTEN)
     print(f"chat: {before!r}")
+    scored = f"Question: {FORGOTTEN}\nAnswer: {ANSWER}"
+    scored_before = score(client, model, scored)
     stream = client.chat.completions.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=32, stream=True
     )
@@ -44,13 +55,17 @@ def functional(url: str, model: str, admin_token: str, wait_s: float) -> None:
     print(f"forget request: {created.json()['id']}")
     start = time.monotonic()
     layers = ""
-    while not {"steering", "logit_difference"} <= set(layers.split(",")):
+    while not set(IN_MODEL) <= set(layers.split(",")):
         if time.monotonic() - start > wait_s:
             raise SystemExit(f"in-model layers did not act within {wait_s} s (layers: {layers!r})")
         time.sleep(1)
         after, layers = ask(client, model, FORGOTTEN)
     print(f"in-model layers acted after {time.monotonic() - start:.1f} s: {layers}")
     print(f"forgotten question: before {before!r}, after {after!r}")
+    scored_after = score(client, model, scored)
+    print(f"scored answer: {scored_before:.2f} nats before, {scored_after:.2f} after")
+    if not scored_after < scored_before:
+        raise SystemExit("the n-gram penalty did not lower the scored answer")
     admin.delete(f"/forget-requests/{created.json()['id']}").raise_for_status()
 
 
@@ -65,8 +80,9 @@ async def throughput(url: str, model: str, api_key: str, concurrency: int, token
         while queue:
             queue.pop()
             reply = await client.completions.create(
-                model=model, prompt=PROMPT, max_tokens=tokens, temperature=0.8, seed=len(queue)
-            )
+                model=model, prompt=PROMPT, max_tokens=tokens, temperature=0.8, seed=len(queue),
+                extra_body={"min_tokens": tokens},  # else a raw prompt often ends at once
+            )  # fmt: skip
             generated += reply.usage.completion_tokens
 
     start = time.monotonic()
