@@ -7,8 +7,8 @@
 # Uses only the commands a user has: for each stack, serve the target with that stack
 # (OBLIVIATE_SUPPRESSION_LAYERS) on a fresh data dir, and `obliviate eval run --suppress` it, which
 # files the forgotten subjects as forget requests and times them until a layer acts (the in-model
-# layers act once their artifacts are built). The target/retain/stack answers cached by
-# `obliviate eval run --forget N --out tofu-forgetN` are reused (their URLs are never called).
+# layers act once their artifacts are built). The target/retain/stack answers come from
+# .obliviate/runs/tofu-forgetN, measured there first if missing (`baseline`, evals/gateway.sh).
 # Resumable: a stack measured to the end is not served again; an interrupted one resumes from
 # its cached answers.
 set -euo pipefail
@@ -37,6 +37,8 @@ declare -A LAYERS=(
 
 models=$($BIN/obliviate eval build-models --forget "$FORGET")
 TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
+RETAIN=$(sed -n 's/^retain: \([^ ]*\).*/\1/p' <<<"$models")
+baseline .obliviate/runs/tofu-forget"$FORGET" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN"
 mkdir -p "$RUN/cache"
 cp -n .obliviate/runs/tofu-forget"$FORGET"/cache/{target,retain,stack}.jsonl "$RUN/cache/"
 

@@ -6,9 +6,8 @@
 # Uses only the commands a user has: serve the target with LoRA, file the forgotten subjects as
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
 # retain authors), merge each version into the target, serve it, and `obliviate eval run` it beside
-# the target and retain model. The target/retain/stack answers cached by `obliviate eval run
-# --forget N --out RUN` are reused (their URLs are then never called); the report goes to
-# RUN/methods. Resumable: a merged version is not trained again, nor a cached answer asked again.
+# the target and retain model. The target/retain/stack answers of RUN are reused, measured first
+# if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged version is not trained again, nor a cached answer asked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source evals/gateway.sh  # BIN, start, stop
@@ -60,6 +59,7 @@ PY
 fi
 
 # Answers are cached per system; the methods' report reuses the target/retain/stack answers.
+baseline "$RUN" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN"
 mkdir -p "$RUN/methods/cache"
 cp -n "$RUN"/cache/{target,retain,stack}.jsonl "$RUN/methods/cache/"
 systems=(--system target=unused --system retain=unused --system stack=unused)
