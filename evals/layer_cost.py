@@ -25,8 +25,9 @@ import typer
 
 from evals.data import TOFU, load_subjects
 from evals.gateway_overhead import Samples, run_round
-from evals.live_gateway import start_beside_vllm, stop
-from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
+from evals.live_gateway import REPO, start_beside_vllm, stop
+from gateway.engine.embedded_model import ensure_embedded_model
+from suppressors.base import load_tokenizer, spellings
 from suppressors.embedding_corruption import EmbeddingCorruptionConfig
 from suppressors.logit_difference import LogitDifferenceConfig
 from suppressors.ngram_penalty import NgramPenaltyConfig
@@ -74,11 +75,7 @@ def main(
         while not (folder / ASSISTANT_FILE).is_file():
             time.sleep(1)
         print(f"artifacts of {subject.name} built in {time.monotonic() - start:.0f} s")
-        names = [
-            httpx.post(f"{direct_url}/tokenize", json={"model": EMBEDDED_MODEL_NAME, "prompt": t,
-                       "add_special_tokens": False}).json()["tokens"]
-            for t in (subject.name, f" {subject.name}")
-        ]  # fmt: skip
+        names = spellings(load_tokenizer(ensure_embedded_model(REPO / ".obliviate")), subject.name)
         messages = [{"role": "user", "content": f"Tell me all about {subject.name}'s books."}]
         settings = {
             name: {"messages": messages} | ({"vllm_xargs": xargs} if xargs else {})

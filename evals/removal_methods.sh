@@ -7,7 +7,8 @@
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
 # retain authors), merge each version into the target, serve it, and `obliviate eval run` it beside
 # the target and retain model. The target/retain/stack answers of RUN are reused, measured first
-# if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged version is not trained again, nor a cached answer asked again.
+# if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged
+# version is not trained again, nor a cached answer asked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source evals/gateway.sh  # BIN, start, stop

@@ -24,12 +24,15 @@ reader never sees half an artifact.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import shutil
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from tokenizers import Tokenizer
 
 from index.store import ForgetRequest, ForgetStore
 from suppressors.base import load_tokenizer, spellings
@@ -142,11 +145,15 @@ class Artifacts:
             partial.rename(self.path(request_id))
             return self.path(request_id)
 
+    @functools.cached_property
+    def _tokenizer(self) -> Tokenizer:
+        return load_tokenizer(self.weights)
+
     def _answers(self, request: ForgetRequest) -> dict[str, Any]:
         import torch
 
-        tokenizer = load_tokenizer(self.weights)
-        sequences = [s for _, text in request_pairs(request) for s in spellings(tokenizer, text)]
+        pairs = request_pairs(request)
+        sequences = [s for _, text in pairs for s in spellings(self._tokenizer, text)]
         return {
             "ids": torch.tensor([i for s in sequences for i in s], dtype=torch.int64),
             "lengths": torch.tensor([len(s) for s in sequences], dtype=torch.int64),

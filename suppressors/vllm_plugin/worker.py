@@ -52,6 +52,8 @@ from suppressors.vllm_plugin import (
 from suppressors.vllm_plugin.controls import decoded
 from suppressors.vllm_plugin.ngrams import Completions, completions, penalised
 
+CONTROLS = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
+"""The structured controls, in ``_RowPlan``'s field order."""
 ASSISTANT_LOGITS: dict[int, tuple[float, torch.Tensor]] = {}
 """Batch row -> (alpha, assistant logits of its last token), for this step's logits processor."""
 
@@ -133,8 +135,7 @@ class ObliviateWorkerExtension:
             cached = runner.requests.get(req_id)
             params = cached.sampling_params if cached is not None else None
             extra = (params.extra_args if params is not None else None) or {}
-            keys = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
-            controls = [decoded(extra, key) for key in keys]
+            controls = [decoded(extra, key) for key in CONTROLS]
             if any(controls):
                 computed = int(batch.num_computed_tokens_cpu[row])
                 start, end = int(starts[row]), int(starts[row + 1])
