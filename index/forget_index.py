@@ -31,16 +31,26 @@ import numpy as np
 
 from index.chunking import chunk_request
 from index.embedder import Embedder
-from index.matcher import Matcher, MatcherConfig
+from index.matcher import Matcher, MatcherConfig, numbers
 from index.store import REVOKED, ForgetRequest, ForgetStore, NewChunk
 
 log = logging.getLogger(__name__)
 
 
-def terms_of(record: ForgetRequest | dict[str, Any]) -> list[str]:
+def terms_of(record: ForgetRequest) -> list[str]:
     """The names searched lexically: the subject and the concepts."""
-    get = record.get if isinstance(record, dict) else lambda k, d=None: getattr(record, k, d)
-    return [t for t in [get("subject") or "", *(get("concepts") or [])] if t.strip()]
+    return [t for t in [record.subject or "", *(record.concepts or [])] if t.strip()]
+
+
+def numbers_of(record: ForgetRequest) -> frozenset[str]:
+    """The numbers in the request's texts: a text naming only other numbers is not about it."""
+    fields = {
+        "subject": record.subject,
+        "concepts": record.concepts or [],
+        "documents": record.documents or [],
+        "qa": record.qa or [],
+    }
+    return numbers("\n".join(text for _, text in chunk_request(fields)))
 
 
 class ForgetIndex:
@@ -96,7 +106,9 @@ class ForgetIndex:
             log.warning("forget index differs from the store: rebuilding %d chunks", len(owners))
             self._rebuild_vectors()
             self._persist(expected)
-        self.matcher.load({r.id: terms_of(r) for r in active}, owners)
+        self.matcher.load(
+            {r.id: terms_of(r) for r in active}, owners, {r.id: numbers_of(r) for r in active}
+        )
         log.info("forget index: %d requests, %d chunks", len(active), len(owners))
 
     def _persist(self, manifest: dict[str, Any] | None = None) -> None:
@@ -160,7 +172,7 @@ class ForgetIndex:
         """Add one request to the matcher (held: ``_write_lock``); once only."""
         if record.id in self.matcher.terms:
             return
-        self.matcher.add(record.id, terms_of(record), ids, vectors)
+        self.matcher.add(record.id, terms_of(record), ids, vectors, numbers_of(record))
         self._unsaved = True
         index = self.matcher.vectors
         if not index.approximate and len(index) > index.approximate_after:

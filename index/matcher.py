@@ -8,10 +8,16 @@
 Dense similarity alone cannot tell "the father of <forgotten author>" from "the father of <other
 author>" (TOFU questions share templates), so a name found in the text blocks, while similarity
 alone blocks only near-verbatim matches and otherwise marks the request as related (``guard``).
+Numbers tell templates apart where names are missing: a text that names numbers (of two digits or
+more), none of which occur in a forget request's texts, is about another subject and does not
+match that request densely. "The author born in Baku on February 14, 1960" scored 0.86 against
+"... born in Baku, Azerbaijan on April 13, 1970" (Elvin Mammadov), and the guard prompt naming him
+then made the TOFU target answer "Elvin Mammadov": a blocked question about another author.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass, field
 from typing import Literal
@@ -23,6 +29,16 @@ from index.lexicon import Lexicon
 from index.vectors import VectorIndex
 
 BLOCK, GUARD = "block", "guard"
+_NUMBER = re.compile(r"\b\d{2,}\b")  # one digit is too common ("#7", "3 books") to tell apart
+
+
+def numbers(text: str) -> frozenset[str]:
+    """The numbers of two digits or more in ``text`` (not digits inside a word: leetspeak).
+
+    >>> sorted(numbers("born on 10/18/1934, not 5 times, H5140"))
+    ['10', '1934', '18']
+    """
+    return frozenset(_NUMBER.findall(text))
 
 
 @dataclass
@@ -63,6 +79,7 @@ class Matcher:
         self.owner: dict[int, str] = {}  # chunk id -> request id
         self.chunks: dict[str, np.ndarray] = {}  # request id -> its chunk ids
         self.terms: dict[str, list[str]] = {}  # request id -> its names (subject first)
+        self.numbers: dict[str, frozenset[str]] = {}  # request id -> numbers of its texts
         # faiss and the dicts are not safe to read while another thread writes them.
         self._lock = threading.Lock()
 
@@ -73,20 +90,35 @@ class Matcher:
         """Hold while replacing ``self.vectors`` wholesale."""
         return self._lock
 
-    def add(self, request_id: str, terms: list[str], ids: np.ndarray, vectors: np.ndarray) -> None:
+    def add(
+        self,
+        request_id: str,
+        terms: list[str],
+        ids: np.ndarray,
+        vectors: np.ndarray,
+        request_numbers: frozenset[str] = frozenset(),
+    ) -> None:
+        """Enforce a request: its names, its chunks' vectors, and the numbers of its texts."""
         with self._lock:
             self.lexicon.set(request_id, terms)
             self.terms[request_id] = terms
+            self.numbers[request_id] = request_numbers
             self.vectors.add(ids, vectors)
             self.owner.update(dict.fromkeys(ids.tolist(), request_id))
             self.chunks[request_id] = ids
 
-    def load(self, terms: dict[str, list[str]], owners: dict[int, str]) -> None:
-        """Set names and chunk owners for vectors already in ``self.vectors``."""
+    def load(
+        self,
+        terms: dict[str, list[str]],
+        owners: dict[int, str],
+        request_numbers: dict[str, frozenset[str]],
+    ) -> None:
+        """Set names, numbers and chunk owners for vectors already in ``self.vectors``."""
         with self._lock:
             for request_id, request_terms in terms.items():
                 self.lexicon.set(request_id, request_terms)
             self.terms = dict(terms)
+            self.numbers = dict(request_numbers)
             self.owner = owners
             by_request: dict[str, list[int]] = {r: [] for r in terms}
             for chunk_id, request_id in owners.items():
@@ -97,6 +129,7 @@ class Matcher:
         with self._lock:
             self.lexicon.remove(request_id)
             self.terms.pop(request_id, None)
+            self.numbers.pop(request_id, None)
             ids = self.chunks.pop(request_id, np.zeros(0, np.int64))
             self.vectors.remove(ids)
             for chunk_id in ids.tolist():
@@ -107,17 +140,21 @@ class Matcher:
         texts = [t for t in texts if t.strip()]
         if not self.chunks or not texts:
             return []
-        queries = self.embedder.encode(texts[-self.config.max_texts :]) if dense else None
+        embedded = texts[-self.config.max_texts :] if dense else []
+        queries = self.embedder.encode(embedded) if embedded else None
         similarity: dict[str, float] = {}
         with self._lock:
             found = self.lexicon.find("\n".join(texts))
-            if queries is None:
-                scores, ids = np.zeros(0), np.zeros(0, np.int64)
-            else:
+            if queries is not None:
                 scores, ids = self.vectors.search(queries, self.config.top_k)
-            for score, chunk_id in zip(scores.ravel().tolist(), ids.ravel().tolist(), strict=True):
-                request_id = self.owner.get(chunk_id)
-                if request_id is not None and score > similarity.get(request_id, -1.0):
+            for row, text in enumerate(embedded):
+                mentioned = numbers(text)
+                for score, chunk_id in zip(scores[row].tolist(), ids[row].tolist(), strict=True):
+                    request_id = self.owner.get(chunk_id)
+                    if request_id is None or score <= similarity.get(request_id, -1.0):
+                        continue
+                    if mentioned and not mentioned & self.numbers.get(request_id, frozenset()):
+                        continue  # its numbers are another subject's
                     similarity[request_id] = score
         matches = []
         for request_id in found.keys() | similarity.keys():
