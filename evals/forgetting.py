@@ -5,8 +5,10 @@
 Each subject becomes one forget request (its name and QA pairs) through the admin API, with an
 Idempotency-Key derived from its content, so a resumed run never files a subject twice. Time to
 effect is measured from the 201 to the first answer of the direct question that a layer
-suppressed; a resumed run reads it back from the checkpoint (keyed by the request's content),
-without asking the gateway.
+suppressed, once the request's in-model layers are built as well (the record's
+``in_model_ready``: before that, a stack that scores forgotten texts in-model withholds them, and
+forget quality would mix both states); a resumed run reads it back from the checkpoint (keyed by
+the request's content), without asking the gateway.
 """
 
 from __future__ import annotations
@@ -70,19 +72,34 @@ def forget_subjects(
 def _file_and_time(
     admin: httpx.Client, scorer: GatewayScorer, body: dict, question: str, timeout_s: float
 ) -> float | None:
-    _, accepted = file_request(admin, body)
-    return time_to_effect(scorer, question, accepted, timeout_s)
+    record, accepted = file_request(admin, body)
+    return time_to_effect(scorer, admin, record["id"], question, accepted, timeout_s)
 
 
 def time_to_effect(
-    scorer: GatewayScorer, question: str, accepted: float, timeout_s: float
+    scorer: GatewayScorer,
+    admin: httpx.Client,
+    request_id: str,
+    question: str,
+    accepted: float,
+    timeout_s: float,
 ) -> float | None:
-    """Seconds from ``accepted`` until a layer acts on ``question`` (the text layers at once, the
-    in-model ones once the request's artifacts are built); None after the timeout."""
+    """Seconds from ``accepted`` until a layer acts on ``question`` and forget request
+    ``request_id`` has its in-model layers built (when the gateway has any); None after the
+    timeout."""
     messages = [{"role": "user", "content": question}]
+    acted = False
     while time.monotonic() - accepted < timeout_s:
-        _, layers = scorer.chat(messages, max_tokens=1, fresh=True)
-        if layers:
+        if not acted:
+            _, layers = scorer.chat(messages, max_tokens=1, fresh=True)
+            acted = bool(layers)
+        if acted and _in_model_ready(admin, request_id):
             return time.monotonic() - accepted
         time.sleep(POLL_S)
     return None
+
+
+def _in_model_ready(admin: httpx.Client, request_id: str) -> bool:
+    response = admin.get(f"/forget-requests/{request_id}")
+    response.raise_for_status()
+    return response.json().get("in_model_ready") is not False

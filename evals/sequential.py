@@ -138,7 +138,8 @@ class Sequential:
         record, accepted = file_request(self.admin, request_body(subject, self.config.content))
         filing_s = time.monotonic() - start
         scorer = self._scorer(f"effect-{k}", "suppression", None)
-        effect = time_to_effect(scorer, subject.qa[0].question, accepted, timeout_s=60)
+        question = subject.qa[0].question
+        effect = time_to_effect(scorer, self.admin, record["id"], question, accepted, timeout_s=60)
         scorer.close()
         self.state["requests"].append(
             {"id": record["id"], "subject": subject.name, "time_to_effect_s": effect}

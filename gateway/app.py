@@ -125,6 +125,7 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.forget_index = index
         metrics.FORGET_INDEX_REQUESTS.set_function(lambda: len(index.matcher.terms))
         deps = await asyncio.to_thread(layer_deps, settings, index, specs)
+        app.state.artifacts = deps.artifacts
         stacks = {
             arm: SuppressionStack.build(deps, layers, arm in settings.fail_open_arms)
             for arm, layers in arm_layers.items()

@@ -18,13 +18,23 @@ from gateway.auth import require_admin_token
 from gateway.body import parse_body
 from gateway.errors import Conflict, NotFound
 from index.forget_index import ForgetIndex
-from index.store import IdempotencyConflict
+from index.store import REVOKED, ForgetRequest, IdempotencyConflict
+from suppressors.artifacts import Artifacts
 
 router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin_token)])
 
 
 def _index(request: Request) -> ForgetIndex:
     return request.app.state.forget_index
+
+
+def _record(request: Request, record: ForgetRequest) -> ForgetRequestRecord:
+    """The record as the API shows it, with whether its in-model layers' files are built."""
+    artifacts: Artifacts = request.app.state.artifacts
+    if not artifacts.files or record.status == REVOKED:
+        return ForgetRequestRecord.of(record)
+    ready = all(artifacts.ready(record.id, name) for name in artifacts.files)
+    return ForgetRequestRecord.of(record, ready)
 
 
 def _not_found(request_id: str) -> NotFound:
@@ -46,7 +56,7 @@ async def create_forget_request(request: Request) -> Response:
             param="Idempotency-Key",
             code="idempotency_key_reused",
         ) from exc
-    payload = ForgetRequestRecord.of(record).model_dump()
+    payload = _record(request, record).model_dump()
     # A replay answers like the first time, and says it is one (as Stripe's API does).
     headers = {} if created else {"Idempotent-Replayed": "true"}
     return JSONResponse(payload, status_code=201, headers=headers)
@@ -66,7 +76,7 @@ async def list_forget_requests(
 ) -> ForgetRequestList:
     store = _index(request).store
     records = await asyncio.to_thread(store.page, limit + 1, after, status, q.strip())
-    data = [ForgetRequestRecord.of(r) for r in records[:limit]]
+    data = [_record(request, r) for r in records[:limit]]
     return ForgetRequestList(
         data=data,
         first_id=data[0].id if data else None,
@@ -80,7 +90,7 @@ async def get_forget_request(request: Request, request_id: str) -> ForgetRequest
     record = await asyncio.to_thread(_index(request).store.get, request_id)
     if record is None:
         raise _not_found(request_id)
-    return ForgetRequestRecord.of(record)
+    return _record(request, record)
 
 
 @router.delete("/forget-requests/{request_id}")
@@ -88,4 +98,4 @@ async def revoke_forget_request(request: Request, request_id: str) -> ForgetRequ
     record = await asyncio.to_thread(_index(request).revoke, request_id)
     if record is None:
         raise _not_found(request_id)
-    return ForgetRequestRecord.of(record)
+    return _record(request, record)

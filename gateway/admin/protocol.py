@@ -60,9 +60,13 @@ class ForgetRequestRecord(BaseModel):
     note: str
     created_at: int
     updated_at: int
+    in_model_ready: bool | None = None
+    """Whether the files of the in-model layers (steering vectors, assistant head, n-gram ids) are
+    built for this request: until then the text layers act alone, and a request that only scores
+    a text about it is withheld. None when no in-model layer is configured, or once revoked."""
 
     @classmethod
-    def of(cls, record: ForgetRequest) -> ForgetRequestRecord:
+    def of(cls, record: ForgetRequest, in_model_ready: bool | None = None) -> ForgetRequestRecord:
         return cls(
             id=record.id,
             status=record.status,
@@ -74,6 +78,7 @@ class ForgetRequestRecord(BaseModel):
             note=record.note,
             created_at=unix(record.created_at),
             updated_at=unix(record.updated_at),
+            in_model_ready=in_model_ready,
         )
 
 

@@ -131,9 +131,11 @@ def test_the_penalty_changes_the_forgotten_answer_and_its_scores_only(
         request_id = created.json()["id"]
         folder = live.log.parent / "data" / "artifacts" / request_id
         deadline = time.monotonic() + 60
-        while not (folder / ANSWERS_FILE).is_file():
+        # The record says when the layer can act: its token ids are built.
+        while not admin.get(f"/forget-requests/{request_id}").json()["in_model_ready"]:
             assert time.monotonic() < deadline, "the answers' token ids were not built"
             time.sleep(0.2)
+        assert (folder / ANSWERS_FILE).is_file()
 
         (after, layers), (unrelated_after, unrelated_layers) = side_by_side(*asked)
         assert layers == "ngram_penalty" and after != before
@@ -152,7 +154,8 @@ def test_the_penalty_changes_the_forgotten_answer_and_its_scores_only(
         with pytest.raises(openai.BadRequestError, match=NGRAM_PENALTY):
             chat(direct, QUESTION, encode({NGRAM_PENALTY: bad}))
 
-        assert admin.delete(f"/forget-requests/{request_id}").status_code == 200
+        revoked = admin.delete(f"/forget-requests/{request_id}")
+        assert revoked.status_code == 200 and revoked.json()["in_model_ready"] is None
         deadline = time.monotonic() + 30
         while folder.exists():
             assert time.monotonic() < deadline, "the token ids were not deleted"

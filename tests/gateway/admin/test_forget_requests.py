@@ -45,6 +45,7 @@ def test_lifecycle_and_pagination(gateway: LiveGateway) -> None:
         record = admin.get(f"/forget-requests/{ids[0]}").json()
         assert record["status"] == "suppressed" and record["subject"] == AUTHOR["subject"]
         assert isinstance(record["created_at"], int)
+        assert record["in_model_ready"] is None  # this gateway has no in-model layer
 
         seen, after = [], None
         while True:
