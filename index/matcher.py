@@ -9,10 +9,13 @@ Dense similarity alone cannot tell "the father of <forgotten author>" from "the 
 author>" (TOFU questions share templates), so a name found in the text blocks, while similarity
 alone blocks only near-verbatim matches and otherwise marks the request as related (``guard``).
 Numbers tell templates apart where names are missing: a text that names numbers (of two digits or
-more), none of which occur in a forget request's texts, is about another subject and does not
-match that request densely. "The author born in Baku on February 14, 1960" scored 0.86 against
-"... born in Baku, Azerbaijan on April 13, 1970" (Elvin Mammadov), and the guard prompt naming him
-then made the TOFU target answer "Elvin Mammadov": a blocked question about another author.
+more), none of which occur in a forget request's texts, is likely about another subject. It
+neither blocks that request by similarity nor gets a guard note naming it (``other_numbers``): "the
+author born in Baku on February 14, 1960" scored 0.86 against "... born in Baku, Azerbaijan on
+April 13, 1970" (Elvin Mammadov), and a guard note naming him made the TOFU target answer "Elvin
+Mammadov", which the output check then blocked. It stays related, so the output is still checked
+sentence by sentence and the in-model layers still act: adding a stray number to a question is
+not a way around them.
 """
 
 from __future__ import annotations
@@ -66,6 +69,8 @@ class Match:
     action: Literal["block", "guard"]
     similarity: float
     terms: list[str] = field(default_factory=list)
+    other_numbers: bool = False
+    """Related only by texts naming numbers the request never mentions (another subject's)."""
 
 
 class Matcher:
@@ -142,7 +147,8 @@ class Matcher:
             return []
         embedded = texts[-self.config.max_texts :] if dense else []
         queries = self.embedder.encode(embedded) if embedded else None
-        similarity: dict[str, float] = {}
+        similarity: dict[str, float] = {}  # request id -> best score over the texts
+        fitting: dict[str, float] = {}  # ... over texts naming none but the request's numbers
         with self._lock:
             found = self.lexicon.find("\n".join(texts))
             if queries is not None:
@@ -151,20 +157,23 @@ class Matcher:
                 mentioned = numbers(text)
                 for score, chunk_id in zip(scores[row].tolist(), ids[row].tolist(), strict=True):
                     request_id = self.owner.get(chunk_id)
-                    if request_id is None or score <= similarity.get(request_id, -1.0):
+                    if request_id is None:
                         continue
-                    if mentioned and not mentioned & self.numbers.get(request_id, frozenset()):
-                        continue  # its numbers are another subject's
-                    similarity[request_id] = score
+                    similarity[request_id] = max(score, similarity.get(request_id, -1.0))
+                    if not mentioned or mentioned & self.numbers.get(request_id, frozenset()):
+                        fitting[request_id] = max(score, fitting.get(request_id, -1.0))
         matches = []
+        config = self.config
         for request_id in found.keys() | similarity.keys():
             score = similarity.get(request_id, 0.0)
             hits = found.get(request_id, [])
             terms = [h.term for h in hits]
             whole_name = any(not h.partial for h in hits)
-            related = score >= self.config.guard_similarity
-            if whole_name or score >= self.config.block_similarity or (hits and related):
+            related = score >= config.guard_similarity
+            fit = fitting.get(request_id, 0.0)
+            if whole_name or fit >= config.block_similarity or (hits and related):
                 matches.append(Match(request_id, BLOCK, score, terms))
             elif related or hits:
-                matches.append(Match(request_id, GUARD, score, terms))
+                other = not hits and fit < config.guard_similarity
+                matches.append(Match(request_id, GUARD, score, terms, other))
         return sorted(matches, key=lambda m: (m.action != BLOCK, -m.similarity))

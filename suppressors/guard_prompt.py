@@ -38,7 +38,11 @@ class GuardPrompt(Layer):
         subjects: list[str] = []
         for match in ctx.matches:
             terms = self.matcher.terms.get(match.request_id) or []
-            if match.action == GUARD and terms and terms[0] not in subjects:
+            # A subject the conversation is likely not about is not named: naming it primes the
+            # model to bring it up (``Match.other_numbers``).
+            if match.action != GUARD or match.other_numbers or not terms:
+                continue
+            if terms[0] not in subjects:
                 subjects.append(terms[0])
         if subjects:
             ctx.system_notes.append(render_guard_prompt(subjects[:MAX_SUBJECTS]))
