@@ -93,13 +93,31 @@ def time_to_effect(
         if not acted:
             _, layers = scorer.chat(messages, max_tokens=1, fresh=True)
             acted = bool(layers)
-        if acted and _in_model_ready(admin, request_id):
+        if acted and in_model_ready(admin, [request_id]):
             return time.monotonic() - accepted
         time.sleep(POLL_S)
     return None
 
 
-def _in_model_ready(admin: httpx.Client, request_id: str) -> bool:
-    response = admin.get(f"/forget-requests/{request_id}")
-    response.raise_for_status()
-    return response.json().get("in_model_ready") is not False
+def in_model_ready(admin: httpx.Client, request_ids: list[str]) -> bool:
+    """Whether each of those forget requests has its in-model layers' files built (the record's
+    ``in_model_ready``; true too when the gateway has no in-model layer)."""
+    for request_id in request_ids:
+        response = admin.get(f"/forget-requests/{request_id}")
+        response.raise_for_status()
+        if response.json().get("in_model_ready") is False:
+            return False
+    return True
+
+
+def wait_in_model_ready(admin: httpx.Client, request_ids: list[str], timeout_s: float) -> float:
+    """Seconds until ``in_model_ready``; TimeoutError after ``timeout_s``.
+
+    Building takes about a minute on a fast 2-core box for the layers made from model states
+    (steering, the assistant head), over 5 minutes on a slow one."""
+    start = time.monotonic()
+    while not in_model_ready(admin, request_ids):
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"in-model layers not built after {timeout_s:.0f} s")
+        time.sleep(POLL_S)
+    return time.monotonic() - start

@@ -26,12 +26,13 @@ import typer
 
 from evals.build_models import FinetuneConfig, build_models
 from evals.data import TOFU, load_subjects, split
+from evals.forgetting import wait_in_model_ready
 from evals.live_gateway import start_gateway, stop
 from evals.metrics import rouge_l_recall
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
 from gateway.engine.upstream import LIMITS
-from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, STEER
+from suppressors.vllm_plugin import CORRUPT, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
 
 MODEL = "smollm2-135m-instruct"
@@ -80,10 +81,8 @@ def main(
             qa = [{"question": q.question, "answer": q.answer} for q in subject.qa]
             created = admin.post("/forget-requests", json={"subject": subject.name, "qa": qa})
             ids.append(created.raise_for_status().json()["id"])
-        start = time.monotonic()
-        while not all((work / "data/artifacts" / i / ASSISTANT_FILE).is_file() for i in ids):
-            time.sleep(1)
-        print(f"artifacts of {len(ids)} request(s) built in {time.monotonic() - start:.0f} s")
+        built_s = wait_in_model_ready(admin, ids, timeout_s=1800)
+        print(f"artifacts of {len(ids)} request(s) built in {built_s:.0f} s")
         vllm = httpx.Client(base_url=f"http://127.0.0.1:{vllm_port}", timeout=600, limits=LIMITS)
         names = []
         for text in [variant for s in forgotten for variant in (s.name, f" {s.name}")]:

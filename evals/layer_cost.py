@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +23,7 @@ import httpx
 import typer
 
 from evals.data import TOFU, load_subjects
+from evals.forgetting import wait_in_model_ready
 from evals.gateway_overhead import Samples, run_round
 from evals.live_gateway import REPO, start_beside_vllm, stop
 from gateway.engine.embedded_model import ensure_embedded_model
@@ -32,7 +32,7 @@ from suppressors.embedding_corruption import EmbeddingCorruptionConfig
 from suppressors.logit_difference import LogitDifferenceConfig
 from suppressors.ngram_penalty import NgramPenaltyConfig
 from suppressors.steering import SteeringConfig
-from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY, STEER
+from suppressors.vllm_plugin import CORRUPT, LOGIT_DIFF, NGRAM_PENALTY, STEER
 from suppressors.vllm_plugin.controls import encode
 
 ADMIN = "layer-cost-admin"
@@ -68,13 +68,10 @@ def main(
         headers = {"Authorization": f"Bearer {ADMIN}"}
         qa = [{"question": p.question, "answer": p.answer} for p in subject.qa]
         body = {"subject": subject.name, "qa": qa}
-        created = httpx.post(f"{url}/admin/v1/forget-requests", json=body, headers=headers)
-        request_id = created.raise_for_status().json()["id"]
-        start = time.monotonic()
-        folder = data_dir / "artifacts" / request_id
-        while not (folder / ASSISTANT_FILE).is_file():
-            time.sleep(1)
-        print(f"artifacts of {subject.name} built in {time.monotonic() - start:.0f} s")
+        with httpx.Client(base_url=f"{url}/admin/v1", headers=headers, timeout=60) as admin:
+            request_id = admin.post("/forget-requests", json=body).raise_for_status().json()["id"]
+            built_s = wait_in_model_ready(admin, [request_id], timeout_s=1800)
+        print(f"artifacts of {subject.name} built in {built_s:.0f} s")
         names = spellings(load_tokenizer(ensure_embedded_model(REPO / ".obliviate")), subject.name)
         messages = [{"role": "user", "content": f"Tell me all about {subject.name}'s books."}]
         settings = {

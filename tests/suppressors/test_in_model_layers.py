@@ -19,7 +19,8 @@ import httpx
 import openai
 import pytest
 
-from suppressors.vllm_plugin import ASSISTANT_FILE, CORRUPT, INSTALL_METHOD, LOGIT_DIFF, STEER
+from evals.forgetting import wait_in_model_ready
+from suppressors.vllm_plugin import CORRUPT, INSTALL_METHOD, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
 from tests.conftest import MODEL, LiveGateway, live_gateway
 
@@ -80,11 +81,8 @@ def test_layers_change_the_forgotten_answer_only(in_model: LiveGateway) -> None:
         other = {"method": INSTALL_METHOD, "args": [str(in_model.data_dir / "elsewhere")]}
         assert httpx.post(f"{in_model.vllm_url}/collective_rpc", json=other).status_code == 200
         # Corruption acts at once; steering and logit difference once their artifacts are built.
-        # About 1 minute on a fast 2-core box; over 5 minutes seen on a slow one.
-        deadline = time.monotonic() + 900
-        while not (artifacts(in_model, request_id) / ASSISTANT_FILE).is_file():
-            assert time.monotonic() < deadline, "the artifacts were not built"
-            time.sleep(0.5)
+        assert created.json()["in_model_ready"] is False
+        wait_in_model_ready(admin, [request_id], timeout_s=900)
         (after, layers), (unrelated_after, unrelated_layers) = side_by_side(
             client, (FORGOTTEN,), (UNRELATED,)
         )
