@@ -25,8 +25,9 @@ import typer
 
 from index.chunking import chunk_request
 from index.embedder import Embedder, embedder_path
+from index.forget_index import numbers_of
 from index.lexicon import Lexicon
-from index.matcher import BLOCK, Matcher, MatcherConfig, numbers
+from index.matcher import BLOCK, Matcher, MatcherConfig
 from index.vectors import VectorIndex
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +107,7 @@ def block_rates(embedder: Embedder) -> None:
             ids = np.arange(next_id, next_id + len(chunks))
             next_id += len(chunks)
             vectors = embedder.encode(chunks)
-            matcher.add(f"r{i}", [request["subject"]], ids, vectors, numbers("\n".join(chunks)))
+            matcher.add(f"r{i}", [request["subject"]], ids, vectors, numbers_of(request))
 
         forget = [q for qs in questions[:k] for q in qs]
         paraphrased = [p["question"] for p in rows(DATA / "tofu_forget_paraphrases.jsonl")]
@@ -180,10 +181,7 @@ def whole_matcher(embedder: Embedder, index: VectorIndex, n: int, queries: int =
     matcher.load(
         {f"r{i}": [person["subject"]] for i, person in enumerate(requests)},
         {chunk: f"r{chunk % len(requests)}" for chunk in range(n)},
-        {
-            f"r{i}": numbers("\n".join(text for _, text in chunk_request(person)))
-            for i, person in enumerate(requests)
-        },
+        {f"r{i}": numbers_of(person) for i, person in enumerate(requests)},
     )
     times = []
     for i in range(queries):

@@ -42,15 +42,19 @@ def terms_of(record: ForgetRequest) -> list[str]:
     return [t for t in [record.subject or "", *(record.concepts or [])] if t.strip()]
 
 
-def numbers_of(record: ForgetRequest) -> frozenset[str]:
-    """The numbers in the request's texts: a text naming only other numbers is not about it."""
-    fields = {
+def numbers_of(fields: dict[str, Any]) -> frozenset[str]:
+    """The numbers in a forget request's texts (``fields`` as in its body): a text naming only
+    other numbers is likely not about it."""
+    return numbers("\n".join(text for _, text in chunk_request(fields)))
+
+
+def _fields(record: ForgetRequest) -> dict[str, Any]:
+    return {
         "subject": record.subject,
         "concepts": record.concepts or [],
         "documents": record.documents or [],
         "qa": record.qa or [],
     }
-    return numbers("\n".join(text for _, text in chunk_request(fields)))
 
 
 class ForgetIndex:
@@ -106,9 +110,8 @@ class ForgetIndex:
             log.warning("forget index differs from the store: rebuilding %d chunks", len(owners))
             self._rebuild_vectors()
             self._persist(expected)
-        self.matcher.load(
-            {r.id: terms_of(r) for r in active}, owners, {r.id: numbers_of(r) for r in active}
-        )
+        request_numbers = {r.id: numbers_of(_fields(r)) for r in active}
+        self.matcher.load({r.id: terms_of(r) for r in active}, owners, request_numbers)
         log.info("forget index: %d requests, %d chunks", len(active), len(owners))
 
     def _persist(self, manifest: dict[str, Any] | None = None) -> None:
@@ -172,7 +175,8 @@ class ForgetIndex:
         """Add one request to the matcher (held: ``_write_lock``); once only."""
         if record.id in self.matcher.terms:
             return
-        self.matcher.add(record.id, terms_of(record), ids, vectors, numbers_of(record))
+        request_numbers = numbers_of(_fields(record))
+        self.matcher.add(record.id, terms_of(record), ids, vectors, request_numbers)
         self._unsaved = True
         index = self.matcher.vectors
         if not index.approximate and len(index) > index.approximate_after:

@@ -103,10 +103,13 @@ class Artifacts:
     def ready(self, request_id: str, name: str) -> bool:
         return (self.path(request_id) / name).is_file()
 
+    def complete(self, request_id: str) -> bool:
+        """Whether the request has every file this configuration needs."""
+        return all(self.ready(request_id, name) for name in self.files)
+
     def built(self) -> set[str]:
         """Requests with every file this configuration needs."""
-        folders = self.folder.glob("*")
-        return {p.name for p in folders if all((p / name).is_file() for name in self.files)}
+        return {p.name for p in self.folder.glob("*") if self.complete(p.name)}
 
     def stop(self) -> None:
         """Stop the build in progress at its next forward pass or step; it writes nothing."""

@@ -33,8 +33,7 @@ def _record(request: Request, record: ForgetRequest) -> ForgetRequestRecord:
     artifacts: Artifacts = request.app.state.artifacts
     if not artifacts.files or record.status == REVOKED:
         return ForgetRequestRecord.of(record)
-    ready = all(artifacts.ready(record.id, name) for name in artifacts.files)
-    return ForgetRequestRecord.of(record, ready)
+    return ForgetRequestRecord.of(record, artifacts.complete(record.id))
 
 
 def _not_found(request_id: str) -> NotFound:
