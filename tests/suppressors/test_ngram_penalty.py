@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import openai
 import pytest
@@ -32,7 +33,7 @@ from suppressors.stack import SuppressionStack, UnknownLayer
 from suppressors.vllm_plugin import ANSWERS_FILE, NGRAM_PENALTY
 from suppressors.vllm_plugin.controls import check_controls, encode
 from suppressors.vllm_plugin.ngrams import completions, penalised
-from tests.conftest import MODEL, LiveGateway, live_gateway
+from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway, live_gateway
 from tests.suppressors.test_in_model_layers import ask as chat
 
 QUESTION = "What did Marie Curie discover?"
@@ -136,6 +137,9 @@ def test_the_penalty_changes_the_forgotten_answer_and_its_scores_only(
             assert time.monotonic() < deadline, "the answers' token ids were not built"
             time.sleep(0.2)
         assert (folder / ANSWERS_FILE).is_file()
+        with httpx.Client(base_url=f"{live.url}/admin", timeout=60) as console:
+            console.post("/login", data={"token": ADMIN_TOKEN})
+            assert "in-model layers ready" in console.get("/forget-requests").text
 
         (after, layers), (unrelated_after, unrelated_layers) = side_by_side(*asked)
         assert layers == "ngram_penalty" and after != before
