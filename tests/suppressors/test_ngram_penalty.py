@@ -22,6 +22,7 @@ import openai
 import pytest
 from safetensors.torch import load_file
 
+from evals.forgetting import wait_in_model_ready
 from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
 from index.embedder import Embedder
@@ -34,6 +35,7 @@ from suppressors.vllm_plugin import ANSWERS_FILE, NGRAM_PENALTY
 from suppressors.vllm_plugin.controls import check_controls, encode
 from suppressors.vllm_plugin.ngrams import completions, penalised
 from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway, live_gateway
+from tests.suppressors.test_in_model_layers import artifacts
 from tests.suppressors.test_in_model_layers import ask as chat
 
 QUESTION = "What did Marie Curie discover?"
@@ -130,12 +132,9 @@ def test_the_penalty_changes_the_forgotten_answer_and_its_scores_only(
         created = admin.post("/forget-requests", json=body)
         assert created.status_code == 201, created.text
         request_id = created.json()["id"]
-        folder = live.log.parent / "data" / "artifacts" / request_id
-        deadline = time.monotonic() + 60
+        folder = artifacts(live, request_id)
         # The record says when the layer can act: its token ids are built.
-        while not admin.get(f"/forget-requests/{request_id}").json()["in_model_ready"]:
-            assert time.monotonic() < deadline, "the answers' token ids were not built"
-            time.sleep(0.2)
+        wait_in_model_ready(admin, [request_id], timeout_s=60)
         assert (folder / ANSWERS_FILE).is_file()
         with httpx.Client(base_url=f"{live.url}/admin", timeout=60) as console:
             console.post("/login", data={"token": ADMIN_TOKEN})
