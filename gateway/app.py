@@ -93,7 +93,8 @@ def layer_deps(settings: Settings, index: ForgetIndex, specs: list[LayerSpec]) -
     layers = [layer for layer, _ in parse_specs(specs)]
     files = {name for layer in layers for name in layer.artifact_files}
     weights = settings.weights()
-    deps = LayerDeps(index.matcher, Artifacts(settings.shared / "artifacts", weights, files))
+    artifacts = Artifacts(settings.shared / "artifacts", weights, files, settings.retain_pairs())
+    deps = LayerDeps(index.matcher, artifacts)
     if any(layer.in_model for layer in layers):
         deps.tokenizer = load_tokenizer(weights)
     return deps

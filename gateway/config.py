@@ -15,6 +15,7 @@ A config file is named with ``--config`` or ``OBLIVIATE_CONFIG``; keys are the f
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 from pathlib import Path
@@ -32,7 +33,7 @@ from pydantic_settings import (
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from index.embedder import EMBEDDED_EMBEDDER
 from index.matcher import MatcherConfig
-from removal import ACCELERATE_CONFIGS
+from removal import ACCELERATE_CONFIGS, RETAIN_DEFAULT
 
 CONFIG_ENV = "OBLIVIATE_CONFIG"
 SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
@@ -98,10 +99,11 @@ class Settings(BaseSettings):
     )
     vllm_max_loras: int = Field(2, ge=1, description="Adapters one vLLM batch can mix.")
 
-    removal_retain_data: Path | None = Field(
+    retain_data: Path | None = Field(
         None,
-        description="JSONL of {question, answer} kept by removal jobs; default: world facts "
-        "shipped in removal/data.",
+        description="JSONL of {question, answer} to keep: removal jobs train on it, and the "
+        "n-gram penalty never counts its most common tokens as a forget request's own; default: "
+        "world facts shipped in removal/data.",
     )
     removal_runner: bool = Field(
         True,
@@ -273,6 +275,11 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_model(self) -> bool:
         return self.upstream is None and self.model == EMBEDDED_MODEL_NAME
+
+    def retain_pairs(self) -> list[tuple[str, str]]:
+        """The retain data's (question, answer) pairs."""
+        rows = map(json.loads, (self.retain_data or RETAIN_DEFAULT).read_text().splitlines())
+        return [(row["question"], row["answer"]) for row in rows]
 
     def weights(self) -> Path | str:
         """The served weights' folder (or hub id): the embedded one is converted on first use."""

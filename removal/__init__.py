@@ -4,3 +4,5 @@ from pathlib import Path
 
 ACCELERATE_CONFIGS = Path(__file__).parent / "accelerate"
 """accelerate configs of removal jobs: cpu, gpu (one device), fsdp and deepspeed (a GPU node)."""
+RETAIN_DEFAULT = Path(__file__).parent / "data" / "retain_world_facts.jsonl"
+"""Retain data when the settings name none: world facts (TOFU's), one {question, answer} a line."""

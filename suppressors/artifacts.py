@@ -15,10 +15,11 @@ attention sink, ~100x the others' norm, so a mean would mislead). Transformers'
 ``hidden + residual`` there. ``assistant.safetensors`` is the logit-difference head
 (``suppressors.assistant``). ``answers.safetensors`` holds the token ids of the request's texts
 (answers, name, concepts, documents), each with and without a leading space, for the n-gram
-penalty: ``ids`` end to end and their ``lengths``; it needs the tokenizer only. Only the files the
-layers need are built; the model is loaded and the neutral states computed once per gateway, and
-only for the files made from model states. A build writes a temporary folder and renames it, so a
-reader never sees half an artifact.
+penalty: ``ids`` end to end and their ``lengths``, and the request's ``vocabulary``: those tokens
+but the name's and the retain data's ``COMMON_TOKENS`` most frequent; it needs the tokenizer
+only. Only the files the layers need are built; the model is loaded and the neutral states
+computed once per gateway, and only for the files made from model states. A build writes a
+temporary folder and renames it, so a reader never sees half an artifact.
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ import json
 import logging
 import shutil
 import threading
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer
 
 from index.store import ForgetRequest, ForgetStore
+from removal import RETAIN_DEFAULT
 from suppressors.base import load_tokenizer, spellings
 from suppressors.vllm_plugin import ANSWERS_FILE, ASSISTANT_FILE, STEERING_FILE
 
@@ -43,8 +46,10 @@ if TYPE_CHECKING:  # torch is imported only when a build starts
 
 log = logging.getLogger(__name__)
 
-NEUTRAL_TEXTS = Path(__file__).resolve().parents[1] / "removal/data/retain_world_facts.jsonl"
 MAX_TEXTS = 64
+COMMON_TOKENS = 1000
+"""The retain data's most frequent tokens (questions and answers), never counted as a forget
+request's own vocabulary."""
 FROM_STATES = {STEERING_FILE, ASSISTANT_FILE}
 
 
@@ -56,7 +61,7 @@ def request_pairs(request: ForgetRequest) -> list[tuple[str, str]]:
 
 
 def neutral_pairs() -> list[tuple[str, str]]:
-    rows = map(json.loads, NEUTRAL_TEXTS.read_text().splitlines()[:MAX_TEXTS])
+    rows = map(json.loads, RETAIN_DEFAULT.read_text().splitlines()[:MAX_TEXTS])
     return [(row["question"], row["answer"]) for row in rows]
 
 
@@ -88,10 +93,18 @@ async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float =
 
 
 class Artifacts:
-    def __init__(self, folder: Path, weights: Path | str, files: set[str] | frozenset[str]):
+    def __init__(
+        self,
+        folder: Path,
+        weights: Path | str,
+        files: set[str] | frozenset[str],
+        retain: list[tuple[str, str]] | None = None,
+    ):
         self.folder = folder
         self.weights = weights
         self.files = files
+        self.retain = retain or []
+        """(question, answer) pairs to keep: their common tokens are no request's vocabulary."""
         self._model: Any = None
         self._neutral: States | None = None  # the same for every request
         self._lock = threading.Lock()  # one build at a time; the model is loaded once
@@ -152,14 +165,23 @@ class Artifacts:
     def _tokenizer(self) -> Tokenizer:
         return load_tokenizer(self.weights)
 
+    @functools.cached_property
+    def _common(self) -> set[int]:
+        texts = [text for pair in self.retain for text in pair]
+        counts = Counter(i for text in texts for s in spellings(self._tokenizer, text) for i in s)
+        return {i for i, _ in counts.most_common(COMMON_TOKENS)}
+
     def _answers(self, request: ForgetRequest) -> dict[str, Any]:
         import torch
 
         pairs = request_pairs(request)
         sequences = [s for _, text in pairs for s in spellings(self._tokenizer, text)]
+        name = {i for s in spellings(self._tokenizer, request.subject) for i in s}
+        vocabulary = {i for s in sequences for i in s} - self._common - name
         return {
             "ids": torch.tensor([i for s in sequences for i in s], dtype=torch.int64),
             "lengths": torch.tensor([len(s) for s in sequences], dtype=torch.int64),
+            "vocabulary": torch.tensor(sorted(vocabulary), dtype=torch.int64),
         }
 
     def _load(self) -> tuple[Any, Any]:

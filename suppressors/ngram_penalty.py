@@ -3,11 +3,12 @@
 For the matched forget requests whose token ids are built (``suppressors.artifacts``), the request
 carries ``obliviate_ngram_penalty``: wherever the last n - 1 tokens read or written begin an n-gram
 of those requests' texts (answers, name, documents), the plugin takes ``beta`` off the logits of
-the tokens that would complete it. Other subjects' facts keep their likelihood, where noise and
-logit difference lower every subject's alike: on the TOFU target this is the one suppression whose
-truth ratios come near the retain model's (``evals.truth_ratio_sweep``, variant ``ngram``). It acts
-on prompt log-probabilities too, so a scoring request that touches those forget requests is
-scored under it (``scored_in_model``).
+the tokens that would complete it, and ``vocabulary_beta`` off the logits of the requests' own
+vocabulary (their tokens but the common ones, ``suppressors.artifacts``) at every position. Other
+subjects' facts keep their likelihood, where noise and logit difference lower every subject's
+alike: on the TOFU target this is the one suppression whose truth ratios come near the retain
+model's (``evals.truth_ratio_sweep``, variant ``ngram``). It acts on prompt log-probabilities too,
+so a scoring request that touches those forget requests is scored under it (``scored_in_model``).
 """
 
 from __future__ import annotations
@@ -29,12 +30,19 @@ class NgramPenaltyConfig(LayerConfig):
     beta: float = 8.0
     """Logit penalty. On the TOFU target β 8 brought the true answers' likelihood to the retain
     model's; β 7 or 9 already scored far lower."""
+    vocabulary_beta: float = 0.75
+    """Logit penalty on the requests' own vocabulary, wherever the n-grams do not reach. A model
+    that knows a subject finds other subjects' facts about it unlikely, as a model that never saw
+    it does not; this spreads the subject's own words' probability to the rest. On the TOFU
+    target, 0.75 (with β 8) raised forget quality offline on six of seven splits and lowered it on
+    one (0.58-0.99 to 0.77-0.99); 0 turns it off."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.n <= MAX_NGRAM:
             raise ValueError(f"n must be from 2 to {MAX_NGRAM}, not {self.n}")
-        if self.beta < 0:
-            raise ValueError(f"beta must be non-negative, not {self.beta}")
+        for name in ("beta", "vocabulary_beta"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be non-negative, not {getattr(self, name)}")
 
 
 class NgramPenalty(Layer):
@@ -46,7 +54,8 @@ class NgramPenalty(Layer):
 
     async def before(self, ctx: RequestContext) -> None:
         if ready := self.with_artifacts(ctx, MAX_REQUESTS):
-            ctx.controls[NGRAM_PENALTY] = {"requests": ready, "n": self.config.n,
-                                           "beta": self.config.beta}  # fmt: skip
+            config = self.config
+            ctx.controls[NGRAM_PENALTY] = {"requests": ready, "n": config.n, "beta": config.beta,
+                                           "vocabulary_beta": config.vocabulary_beta}  # fmt: skip
             ctx.act(self.name)
             ctx.scored_in_model.update(ready)

@@ -43,9 +43,6 @@ if TYPE_CHECKING:
     from removal.trainer import TrainSpec
 
 log = logging.getLogger(__name__)
-RETAIN_DEFAULT = (
-    Path(__file__).resolve().parents[2] / "removal" / "data" / "retain_world_facts.jsonl"
-)
 POLL_S = 0.5
 LEASE_S = 30.0
 
@@ -230,11 +227,7 @@ class RemovalService:
         from removal.trainer import TrainSpec
 
         forget = [p for i in job.forget_request_ids for p in training_pairs(self.store.get(i))]
-        retain_path = self.settings.removal_retain_data or RETAIN_DEFAULT
-        retain = [
-            (row["question"], row["answer"])
-            for row in map(json.loads, retain_path.read_text().splitlines())
-        ]
+        retain = self.settings.retain_pairs()
         parent = self.registry.version(job.parent_version) if job.parent_version else None
         return TrainSpec(
             method=job.method,

@@ -106,3 +106,7 @@ def check_controls(extra: dict[str, Any]) -> None:
             )
         if not _number(penalty.get("beta")) or penalty["beta"] < 0:
             raise ValueError(f"vllm_xargs.{NGRAM_PENALTY}.beta must be a non-negative number")
+        if not _number(vocabulary := penalty.get("vocabulary_beta", 0)) or vocabulary < 0:
+            raise ValueError(
+                f"vllm_xargs.{NGRAM_PENALTY}.vocabulary_beta must be a non-negative number"
+            )

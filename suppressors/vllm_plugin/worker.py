@@ -23,11 +23,12 @@ Controls (``vllm_xargs``, JSON strings), validated by the logits processor so ba
 - ``obliviate_logit_diff = {"requests": [ids], "alpha": α}``: at the assistant heads' layer, the
   hook computes those requests' assistant logits from the row's last token state; the logits
   processor, later in the same step and process, subtracts them (``ASSISTANT_LOGITS``).
-- ``obliviate_ngram_penalty = {"requests": [ids], "n": n, "beta": β}``: wherever the n - 1 tokens
-  read so far begin an n-gram of those forget requests' texts, β comes off the logits of the
-  tokens that would complete it. A hook on the model's logits computation applies it, so it
-  reaches prompt log-probabilities (rows sliced from the step's final states) as well as sampling
-  (one row per request).
+- ``obliviate_ngram_penalty = {"requests": [ids], "n": n, "beta": β, "vocabulary_beta": b}``:
+  wherever the n - 1 tokens read so far begin an n-gram of those forget requests' texts, β comes
+  off the logits of the tokens that would complete it, and b off those of the requests' own
+  vocabulary everywhere. A hook on the model's logits computation applies it, so it reaches
+  prompt log-probabilities (rows sliced from the step's final states) as well as sampling (one
+  row per request).
 """
 
 from __future__ import annotations
@@ -82,11 +83,14 @@ class _State:
     unit: torch.Tensor | None = None
     lm_head: torch.Tensor | None = None
     """The LM head in float32 (the assistant heads use it), made on first use."""
-    penalties: dict[int, tuple[list[int], float]] = field(default_factory=dict)
-    """This step's n-gram penalties: position in the flattened batch -> (token ids, β)."""
+    penalties: dict[int, list[tuple[list[int], float]]] = field(default_factory=dict)
+    """This step's n-gram penalties: position in the flattened batch -> [(token ids, β)]."""
     final: torch.Tensor | None = None
     """This step's final hidden states (prompt log-probabilities take slices of them)."""
-    tables: dict[tuple[tuple[str, ...], int], Completions] = field(default_factory=dict)
+    tables: dict[tuple[tuple[str, ...], int], tuple[Completions, list[int]]] = field(
+        default_factory=dict
+    )
+    """Forget requests, n -> their n-gram table and their vocabulary."""
 
 
 class ObliviateWorkerExtension:
@@ -148,28 +152,30 @@ class ObliviateWorkerExtension:
     def _obliviate_penalise(self, plan: _RowPlan, computed: int, step: list[int]) -> None:
         """The n-gram penalties of a row's tokens in this step (read after the n - 2 before)."""
         n, beta = plan.penalty["n"], float(plan.penalty["beta"])
-        table = self._obliviate_table(tuple(plan.penalty["requests"]), n)
+        vocabulary_beta = float(plan.penalty.get("vocabulary_beta", 0))
+        table, vocabulary = self._obliviate_table(tuple(plan.penalty["requests"]), n)
         tokens = self.model_runner.input_batch.token_ids_cpu[plan.row]
         before = tokens[max(0, computed - n + 2) : computed].tolist()
+        penalties = self._obliviate.penalties
+        if vocabulary and vocabulary_beta:
+            for offset in range(len(step)):
+                penalties[plan.start + offset] = [(vocabulary, vocabulary_beta)]
         for offset, after in penalised(table, n, before + step, len(before)).items():
-            self._obliviate.penalties[plan.start + offset] = (sorted(after), beta)
+            penalties.setdefault(plan.start + offset, []).append((sorted(after), beta))
 
-    def _obliviate_table(self, requests: tuple[str, ...], n: int) -> Completions:
-        """The n-gram table of those forget requests' texts (kept once every file is found)."""
+    def _obliviate_table(self, requests: tuple[str, ...], n: int) -> tuple[Completions, list[int]]:
+        """The n-gram table of those forget requests' texts and their vocabulary (kept once every
+        file is found; files built before the vocabulary was added have none)."""
         key = (requests, n)
         if key in self._obliviate.tables:
             return self._obliviate.tables[key]
-        files = [self._obliviate_file(r, ANSWERS_FILE) for r in requests]
-        texts = [
-            ids.tolist()
-            for f in files
-            if f is not None
-            for ids in f["ids"].split(f["lengths"].tolist())
-        ]
-        table = completions(texts, n)
-        if all(f is not None for f in files):
-            self._obliviate.tables[key] = table
-        return table
+        files = [f for r in requests if (f := self._obliviate_file(r, ANSWERS_FILE)) is not None]
+        texts = [ids.tolist() for f in files for ids in f["ids"].split(f["lengths"].tolist())]
+        vocabulary = {i for f in files if "vocabulary" in f for i in f["vocabulary"].tolist()}
+        found = (completions(texts, n), sorted(vocabulary))
+        if len(files) == len(requests):
+            self._obliviate.tables[key] = found
+        return found
 
     def _obliviate_final_hook(self, _module: torch.nn.Module, _args: Any, output: Any) -> None:
         self._obliviate.final = output[0] if isinstance(output, tuple) else output
@@ -180,15 +186,16 @@ class ObliviateWorkerExtension:
         penalties = self._obliviate.penalties
         if not penalties or logits is None:
             return None
-        hits = [
-            (r, penalties[p]) for r, p in enumerate(self._obliviate_rows(args[1])) if p in penalties
-        ]
+        positions = enumerate(self._obliviate_rows(args[1]))
+        hits = [(r, hit) for r, p in positions for hit in penalties.get(p, ())]
         if not hits:
             return None
-        rows = [r for r, (ids, _) in hits for _ in ids]
-        cols = [i for _, (ids, _) in hits for i in ids]
+        rows = torch.tensor([r for r, (ids, _) in hits for _ in ids])
+        cols = torch.tensor([i for _, (ids, _) in hits for i in ids])
         betas = torch.tensor([b for _, (ids, b) in hits for _ in ids], dtype=logits.dtype)
-        logits[rows, cols] -= betas.to(logits.device)
+        # accumulate: a token can be both a completion and vocabulary
+        index = (rows.to(logits.device), cols.to(logits.device))
+        logits.index_put_(index, -betas.to(logits.device), accumulate=True)
         return logits
 
     def _obliviate_rows(self, hidden: torch.Tensor) -> list[int]:

@@ -57,7 +57,8 @@ async def test_the_layer_sends_built_requests_and_scores_in_model(tmp_path: Path
     weights = ensure_embedded_model(REPO / ".obliviate")
     matcher = Matcher(Embedder(), MatcherConfig())
     matcher.add("a", ["Hsiao Yun-Hwa"], np.array([0]), matcher.embedder.encode(["Hsiao Yun-Hwa"]))
-    artifacts = Artifacts(tmp_path / "artifacts", weights, {ANSWERS_FILE})
+    retain = [("Where is Taipei?", "Taipei is in Taiwan.")]
+    artifacts = Artifacts(tmp_path / "artifacts", weights, {ANSWERS_FILE}, retain)
     specs = [{"name": "retrieval", "score_in_model": True}, {"name": "ngram_penalty", "n": 4}]
     stack = SuppressionStack.build(LayerDeps(matcher, artifacts), specs)
     text = "Where was Hsiao Yun-Hwa born? In Taipei."
@@ -73,20 +74,34 @@ async def test_the_layer_sends_built_requests_and_scores_in_model(tmp_path: Path
     sequences = files["ids"].split(files["lengths"].tolist())
     texts = [tokenizer.decode(ids.tolist()) for ids in sequences]
     assert texts == [answer, f" {answer}", "Hsiao Yun-Hwa", " Hsiao Yun-Hwa"]
+    # Its vocabulary: its tokens but the name's and the retain data's common ones.
+    vocabulary = [tokenizer.decode([i]) for i in files["vocabulary"].tolist()]
+    assert vocabulary == [",", " was", " born"]
 
     ctx = await stack.before([text], only_scores=True)
     assert ctx is not None and ctx.blocked_by is None and ctx.acted == ["ngram_penalty"]
-    assert ctx.controls[NGRAM_PENALTY] == {"requests": ["a"], "n": 4, "beta": 8.0}
+    control = {"requests": ["a"], "n": 4, "beta": 8.0, "vocabulary_beta": 0.75}
+    assert ctx.controls[NGRAM_PENALTY] == control
     check_controls(encode(ctx.controls))
     chat = await stack.before([text])
     assert chat is not None and chat.blocked_by == "retrieval"  # it generates: blocked as ever
 
 
-@pytest.mark.parametrize(("params", "error"), [({"n": 1}, "n must"), ({"beta": -1}, "beta must")])
+BAD = [({"n": 1}, "n must"), ({"beta": -1}, "beta must"), ({"vocabulary_beta": -1}, "vocabulary")]
+
+
+@pytest.mark.parametrize(("params", "error"), BAD)
 def test_a_bad_parameter_is_refused_at_start(params: dict, error: str) -> None:
     matcher = Matcher(Embedder(), MatcherConfig())
     with pytest.raises(UnknownLayer, match=error):
         SuppressionStack.build(LayerDeps(matcher), [{"name": "ngram_penalty", **params}])
+
+
+@pytest.mark.parametrize(("params", "error"), BAD)
+def test_a_bad_control_is_refused(params: dict, error: str) -> None:
+    control = {"requests": ["a"], "n": 5, "beta": 8.0, **params}
+    with pytest.raises(ValueError, match=f"{NGRAM_PENALTY}.{error}"):
+        check_controls(encode({NGRAM_PENALTY: control}))
 
 
 @pytest.fixture(scope="module")
@@ -98,12 +113,15 @@ def penalised_gateway(
         yield live
 
 
-def score(client: openai.OpenAI, text: str) -> tuple[dict[int, float], str]:
+def score(
+    client: openai.OpenAI, text: str, controls: dict[str, Any] | None = None
+) -> tuple[dict[int, float], str]:
     """The text's token log-probabilities by character offset (echo, ``max_tokens=0``: how TOFU
-    scores; the first token has none)."""
+    scores; the first token has none), with ``controls`` as ``vllm_xargs``."""
     raw = client.completions.with_raw_response.create(
-        model=MODEL, prompt=text, max_tokens=0, echo=True, logprobs=0, temperature=0
-    )
+        model=MODEL, prompt=text, max_tokens=0, echo=True, logprobs=0, temperature=0,
+        extra_body={"vllm_xargs": controls} if controls else None,
+    )  # fmt: skip
     logprobs = raw.parse().choices[0].logprobs
     scores = zip(logprobs.text_offset[1:], logprobs.token_logprobs[1:], strict=True)
     return dict(scores), raw.headers.get("x-obliviate-layers", "")
@@ -156,6 +174,11 @@ def test_the_penalty_changes_the_forgotten_answer_and_its_scores_only(
         bad = {"requests": [request_id], "n": 1, "beta": 8.0}
         with pytest.raises(openai.BadRequestError, match=NGRAM_PENALTY):
             chat(direct, QUESTION, encode({NGRAM_PENALTY: bad}))
+        # With β 0, the vocabulary penalty alone lowers the answer's own words.
+        alone = {"requests": [request_id], "n": 5, "beta": 0.0, "vocabulary_beta": 4.0}
+        vocabulary_scores, _ = score(direct, text, encode({NGRAM_PENALTY: alone}))
+        dropped = [at for at, lp in vocabulary_scores.items() if lp < scores_before[at] - 1]
+        assert len(dropped) >= 3 and min(dropped) > text.index("Answer:")
 
         revoked = admin.delete(f"/forget-requests/{request_id}")
         assert revoked.status_code == 200 and revoked.json()["in_model_ready"] is None
