@@ -39,6 +39,15 @@ CONFIG_ENV = "OBLIVIATE_CONFIG"
 SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
 
 
+def read_pairs(path: Path) -> list[tuple[str, str]]:
+    """The (question, answer) pairs of a JSONL file; ValueError saying what is wrong with it."""
+    try:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [(row["question"], row["answer"]) for row in rows]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not JSONL of {{question, answer}} rows ({exc!r})") from exc
+
+
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 """``--max-lora-rank`` values vLLM accepts."""
 
@@ -236,6 +245,13 @@ class Settings(BaseSettings):
             raise ValueError(f"vLLM takes a max LoRA rank among {VLLM_LORA_RANKS}, not {value}")
         return value
 
+    @field_validator("retain_data")
+    @classmethod
+    def retain_data_reads(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            read_pairs(value)
+        return value
+
     @field_validator("removal_accelerate")
     @classmethod
     def accelerate_config_exists(cls, value: str) -> str:
@@ -278,8 +294,7 @@ class Settings(BaseSettings):
 
     def retain_pairs(self) -> list[tuple[str, str]]:
         """The retain data's (question, answer) pairs."""
-        rows = map(json.loads, (self.retain_data or RETAIN_DEFAULT).read_text().splitlines())
-        return [(row["question"], row["answer"]) for row in rows]
+        return read_pairs(self.retain_data or RETAIN_DEFAULT)
 
     def weights(self) -> Path | str:
         """The served weights' folder (or hub id): the embedded one is converted on first use."""

@@ -45,6 +45,14 @@ def test_unknown_key_and_missing_file_are_refused(tmp_path: Path) -> None:
         load_settings(vllm_max_lora_rank=100)
 
 
+def test_retain_data_is_read_at_start(tmp_path: Path) -> None:
+    bad = tmp_path / "retain.jsonl"
+    bad.write_text('{"question": "Who?"}\n')
+    with pytest.raises(ValueError, match="retain_data"):  # not only when a job or build reads it
+        load_settings(retain_data=bad)
+    assert load_settings().retain_pairs()[0] == ("Where would you find the Eiffel Tower?", "Paris")
+
+
 def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
