@@ -6,6 +6,7 @@
     python -m evals.truth_ratio_sweep --retained 1 --variants prompt --alphas 0 --reseeded 3
     python -m evals.truth_ratio_sweep --retained 1 --variants chat --answer-sigmas 1,2,4 --alphas 0
     python -m evals.truth_ratio_sweep --retained 1 --variants ngram --ngram-sizes 3,4 --penalties 8
+    python -m evals.truth_ratio_sweep --variants ngram --ngram-sizes 5 --vocabulary-betas 0,0.75
 
 Forget quality compares truth ratios (perturbed vs true answers) with the retain model's, so a
 suppression layer can only score well where it is asked for log-probabilities and gives retain-like
@@ -22,7 +23,9 @@ retain model and for the target under each variant:
   (``renamed``: the same pseudonym, retokenised);
 - a penalty β on the logit of every token that would complete an n-gram of the subject's answers
   (``ngram``): it lowers the true answers only, where noise and ULD lower every subject's facts
-  (the perturbed answers are other subjects' facts, which the retain model knows too);
+  (the perturbed answers are other subjects' facts, which the retain model knows too); and a
+  smaller one on the subject's own vocabulary everywhere (tokens but the common ones of TOFU's
+  retain set), which lifts the perturbed answers the target's knowledge holds down;
 - with ULD's subtraction ``l - α·log p_assistant`` on every token, the assistant being the served
   head trained on the subject's QA (prompt log-probabilities never meet the relative-top filter);
 - the retain model retrained with other seeds (``--reseeded``): exact unlearning, which shows how
@@ -35,6 +38,7 @@ probability. Models come from ``obliviate eval build-models`` (built if missing)
 
 from __future__ import annotations
 
+import itertools
 import random
 import re
 from collections.abc import Callable
@@ -52,7 +56,7 @@ from evals.data import QA, TOFU, Subject, add_perturbations, load_subjects, spli
 from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
-from suppressors.artifacts import neutral_pairs
+from suppressors.artifacts import common_tokens, neutral_pairs
 from suppressors.assistant import LAYER, answer_states, head_logits, train_head
 from suppressors.base import spellings
 from suppressors.vllm_plugin.ngrams import completions, penalised
@@ -65,6 +69,7 @@ Edit = Callable[[torch.Tensor, list[int], str], None]
 Penalty = Callable[[torch.Tensor, list[int]], None]
 """(logits, prompt + answer ids): changes the logits in place."""
 
+RETAIN = TOFU / "retain_authors.jsonl"
 SHAPES = (r" [A-Z][a-z]+", r"[A-Z][a-z]+", r" [a-z]+", r"[a-z]+")
 """Token shapes a pseudonym keeps; other tokens (hyphens, digits) stay as they are."""
 
@@ -148,14 +153,20 @@ def chat_noise(tokenizer: Any, sigma: float, answer_sigma: float) -> Edit:
     return edit
 
 
-def ngram_penalty(subject: Subject, tokenizer: Any, n: int, beta: float) -> Penalty:
+def ngram_penalty(
+    subject: Subject, tokenizer: Any, n: int, beta: float, common: set[int], vocabulary_beta: float
+) -> Penalty:
     """``beta`` off the logits of the tokens that would complete an n-gram of the subject's
-    answers (tokenised with and without a leading space), given the n - 1 tokens before."""
-    table = completions(
-        (t for qa in subject.qa for t in spellings(tokenizer.backend_tokenizer, qa.answer)), n
-    )
+    answers (tokenised with and without a leading space), given the n - 1 tokens before, and
+    ``vocabulary_beta`` off those of its answers' tokens but the name's and the ``common`` ones
+    everywhere (the plugin's ``ngram_penalty``)."""
+    sequences = [t for qa in subject.qa for t in spellings(tokenizer.backend_tokenizer, qa.answer)]
+    table = completions(sequences, n)
+    name = {i for s in spellings(tokenizer.backend_tokenizer, subject.name) for i in s}
+    vocabulary = sorted({i for s in sequences for i in s} - common - name)
 
     def penalise(logits: torch.Tensor, ids: list[int]) -> None:
+        logits[:, vocabulary] -= vocabulary_beta
         for i, after in penalised(table, n, ids[:-1], 0).items():  # logits[i] predicts ids[i + 1]
             logits[i, list(after)] -= beta
 
@@ -217,6 +228,9 @@ def main(
     ] = "2",
     ngram_sizes: Annotated[str, typer.Option(help="n of ``ngram``, comma-separated.")] = "4",
     penalties: Annotated[str, typer.Option(help="β of ``ngram``, comma-separated.")] = "8",
+    vocabulary_betas: Annotated[
+        str, typer.Option(help="vocabulary_beta of ``ngram``, comma-separated.")
+    ] = "0,0.75",
     seed: Annotated[int, typer.Option(help="Chooses the forgotten subjects (as in eval run).")] = 0,
     reseeded: Annotated[
         int, typer.Option(help="Also retrain the retain model with seeds 1..N and score it.")
@@ -227,7 +241,7 @@ def main(
     forgettable = load_subjects([TOFU / "forget_authors.jsonl"])
     add_perturbations(forgettable)
     forgotten, kept = split(forgettable, forget, seed)
-    kept = (kept + load_subjects([TOFU / "retain_authors.jsonl"]))[:retained]
+    kept = (kept + load_subjects([RETAIN]))[:retained]
     base = ensure_embedded_model(data_dir)
     models = build_models(data_dir, base, forgotten, kept, FinetuneConfig())
     tokenizer = AutoTokenizer.from_pretrained(models["target"])
@@ -239,6 +253,9 @@ def main(
         for k in range(1, reseeded + 1)
     }
     substitute = substitutes(tokenizer)
+    # TOFU's retain set, as evals/in_model_layers.sh serves it (OBLIVIATE_RETAIN_DATA)
+    retain_set = [(qa.question, qa.answer) for s in load_subjects([RETAIN]) for qa in s.qa]
+    common = common_tokens(tokenizer.backend_tokenizer, retain_set)
     pooled: dict[str, tuple[list[float], list[float]]] = {}
 
     def report(subject: str, variant: str, scores: tuple[list[float], list[float]],
@@ -263,12 +280,15 @@ def main(
             measured["pseudonym"] = scorer(target, tokenizer, edit)
         if "renamed" in chosen:
             measured["renamed"] = renamed(scorer(target, tokenizer), subject, tokenizer, substitute)
-        if "ngram" in chosen:
-            for n in map(int, ngram_sizes.split(",")):
-                for beta in map(float, penalties.split(",")):
-                    penalty = ngram_penalty(subject, tokenizer, n, beta)
-                    name = f"ngram n={n}, β={beta:g}"
-                    measured[name] = scorer(target, tokenizer, penalty=penalty)
+        ngram_grid = itertools.product(
+            map(int, ngram_sizes.split(",")),
+            map(float, penalties.split(",")),
+            map(float, vocabulary_betas.split(",")),
+        )
+        for n, beta, b in ngram_grid if "ngram" in chosen else ():
+            penalty = ngram_penalty(subject, tokenizer, n, beta, common, b)
+            name = f"ngram n={n}, β={beta:g}, vocabulary β={b:g}"
+            measured[name] = scorer(target, tokenizer, penalty=penalty)
         for alpha in weights:
             for sigma in scales:
                 edits = [

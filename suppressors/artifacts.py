@@ -65,6 +65,13 @@ def neutral_pairs() -> list[tuple[str, str]]:
     return [(row["question"], row["answer"]) for row in rows]
 
 
+def common_tokens(tokenizer: Tokenizer, pairs: list[tuple[str, str]]) -> set[int]:
+    """The ``COMMON_TOKENS`` most frequent tokens of the pairs' questions and answers."""
+    texts = [text for pair in pairs for text in pair]
+    counts = Counter(i for text in texts for s in spellings(tokenizer, text) for i in s)
+    return {i for i, _ in counts.most_common(COMMON_TOKENS)}
+
+
 async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
     """Build the artifacts of every enforced forget request; delete those of revoked ones.
 
@@ -167,9 +174,7 @@ class Artifacts:
 
     @functools.cached_property
     def _common(self) -> set[int]:
-        texts = [text for pair in self.retain for text in pair]
-        counts = Counter(i for text in texts for s in spellings(self._tokenizer, text) for i in s)
-        return {i for i, _ in counts.most_common(COMMON_TOKENS)}
+        return common_tokens(self._tokenizer, self.retain)
 
     def _answers(self, request: ForgetRequest) -> dict[str, Any]:
         import torch

@@ -31,11 +31,11 @@ class NgramPenaltyConfig(LayerConfig):
     """Logit penalty. On the TOFU target β 8 brought the true answers' likelihood to the retain
     model's; β 7 or 9 already scored far lower."""
     vocabulary_beta: float = 0.75
-    """Logit penalty on the requests' own vocabulary, wherever the n-grams do not reach. A model
-    that knows a subject finds other subjects' facts about it unlikely, as a model that never saw
-    it does not; this spreads the subject's own words' probability to the rest. On the TOFU
-    target, 0.75 (with β 8) raised forget quality offline on six of seven splits and lowered it on
-    one (0.58-0.99 to 0.77-0.99); 0 turns it off."""
+    """Logit penalty on the requests' own vocabulary, at every position. A model that knows a
+    subject finds other subjects' facts about it unlikely, where a model that never saw it does
+    not; this moves probability from the subject's own words to the rest. On the TOFU target,
+    0.75 (with β 8) raised forget quality offline on six of seven splits, three of them not used
+    to choose it, and lowered it on one (0.58-0.99 to 0.77-0.99); 0 turns it off."""
 
     def __post_init__(self) -> None:
         if not 2 <= self.n <= MAX_NGRAM:
