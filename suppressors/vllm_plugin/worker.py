@@ -84,7 +84,8 @@ class _State:
     lm_head: torch.Tensor | None = None
     """The LM head in float32 (the assistant heads use it), made on first use."""
     penalties: dict[int, list[tuple[list[int], float]]] = field(default_factory=dict)
-    """This step's n-gram penalties: position in the flattened batch -> [(token ids, β)]."""
+    """This step's penalties (n-gram completions, vocabulary): position in the flattened batch ->
+    [(token ids, β)]."""
     final: torch.Tensor | None = None
     """This step's final hidden states (prompt log-probabilities take slices of them)."""
     tables: dict[tuple[tuple[str, ...], int], tuple[Completions, list[int]]] = field(
