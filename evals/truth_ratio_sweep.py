@@ -56,7 +56,7 @@ from evals.data import QA, TOFU, Subject, add_perturbations, load_subjects, spli
 from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
-from suppressors.artifacts import common_tokens, neutral_pairs
+from suppressors.artifacts import common_tokens, neutral_pairs, own_vocabulary
 from suppressors.assistant import LAYER, answer_states, head_logits, train_head
 from suppressors.base import spellings
 from suppressors.vllm_plugin.ngrams import completions, penalised
@@ -162,8 +162,7 @@ def ngram_penalty(
     everywhere (the plugin's ``ngram_penalty``)."""
     sequences = [t for qa in subject.qa for t in spellings(tokenizer.backend_tokenizer, qa.answer)]
     table = completions(sequences, n)
-    name = {i for s in spellings(tokenizer.backend_tokenizer, subject.name) for i in s}
-    vocabulary = sorted({i for s in sequences for i in s} - common - name)
+    vocabulary = own_vocabulary(tokenizer.backend_tokenizer, sequences, subject.name, common)
 
     def penalise(logits: torch.Tensor, ids: list[int]) -> None:
         logits[:, vocabulary] -= vocabulary_beta

@@ -15,7 +15,6 @@ A config file is named with ``--config`` or ``OBLIVIATE_CONFIG``; keys are the f
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 from pathlib import Path
@@ -33,19 +32,10 @@ from pydantic_settings import (
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from index.embedder import EMBEDDED_EMBEDDER
 from index.matcher import MatcherConfig
-from removal import ACCELERATE_CONFIGS, RETAIN_DEFAULT
+from removal import ACCELERATE_CONFIGS, RETAIN_DEFAULT, read_pairs
 
 CONFIG_ENV = "OBLIVIATE_CONFIG"
 SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
-
-
-def read_pairs(path: Path) -> list[tuple[str, str]]:
-    """The (question, answer) pairs of a JSONL file; ValueError saying what is wrong with it."""
-    try:
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        return [(row["question"], row["answer"]) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path}: not JSONL of {{question, answer}} rows ({exc!r})") from exc
 
 
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import shutil
 import threading
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 from tokenizers import Tokenizer
 
 from index.store import ForgetRequest, ForgetStore
-from removal import RETAIN_DEFAULT
+from removal import RETAIN_DEFAULT, read_pairs
 from suppressors.base import load_tokenizer, spellings
 from suppressors.vllm_plugin import ANSWERS_FILE, ASSISTANT_FILE, STEERING_FILE
 
@@ -61,8 +60,7 @@ def request_pairs(request: ForgetRequest) -> list[tuple[str, str]]:
 
 
 def neutral_pairs() -> list[tuple[str, str]]:
-    rows = map(json.loads, RETAIN_DEFAULT.read_text().splitlines()[:MAX_TEXTS])
-    return [(row["question"], row["answer"]) for row in rows]
+    return read_pairs(RETAIN_DEFAULT)[:MAX_TEXTS]
 
 
 def common_tokens(tokenizer: Tokenizer, pairs: list[tuple[str, str]]) -> set[int]:
@@ -70,6 +68,15 @@ def common_tokens(tokenizer: Tokenizer, pairs: list[tuple[str, str]]) -> set[int
     texts = [text for pair in pairs for text in pair]
     counts = Counter(i for text in texts for s in spellings(tokenizer, text) for i in s)
     return {i for i, _ in counts.most_common(COMMON_TOKENS)}
+
+
+def own_vocabulary(
+    tokenizer: Tokenizer, sequences: list[list[int]], name: str, common: set[int]
+) -> list[int]:
+    """A forget request's vocabulary: its texts' tokens (``sequences``) but the ``name``'s and the
+    ``common`` ones."""
+    named = {i for s in spellings(tokenizer, name) for i in s}
+    return sorted({i for s in sequences for i in s} - common - named)
 
 
 async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
@@ -181,12 +188,11 @@ class Artifacts:
 
         pairs = request_pairs(request)
         sequences = [s for _, text in pairs for s in spellings(self._tokenizer, text)]
-        name = {i for s in spellings(self._tokenizer, request.subject) for i in s}
-        vocabulary = {i for s in sequences for i in s} - self._common - name
+        vocabulary = own_vocabulary(self._tokenizer, sequences, request.subject, self._common)
         return {
             "ids": torch.tensor([i for s in sequences for i in s], dtype=torch.int64),
             "lengths": torch.tensor([len(s) for s in sequences], dtype=torch.int64),
-            "vocabulary": torch.tensor(sorted(vocabulary), dtype=torch.int64),
+            "vocabulary": torch.tensor(vocabulary, dtype=torch.int64),
         }
 
     def _load(self) -> tuple[Any, Any]:
