@@ -1,7 +1,7 @@
 """Benchmark data: QA rows grouped by subject, forget/retain splits and perturbed answers.
 
 Any JSONL data set of rows ``{"question", "answer"}`` with a grouping key (``author_index`` or
-``subject``) works; the TOFU subset shipped in ``shared/data/tofu`` is the default.
+``subject``) works; the TOFU subset shipped in ``evals/data/tofu`` (MIT, its licence beside it) is the default.
 
     >>> rows = [{"subject": "A", "question": "q1", "answer": "a1"},
     ...         {"subject": "B", "question": "q2", "answer": "a2"}]
@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TOFU = Path(__file__).resolve().parents[2] / "shared" / "data" / "tofu"
+TOFU = Path(__file__).resolve().parent / "data" / "tofu"
 GROUP_KEYS = ("author_index", "subject")
 _NAME = re.compile(r"\b[A-Z][\w-]+(?:\s+[A-Z][\w-]+)+")
 _WORD = re.compile(r"\w+")

@@ -21,7 +21,7 @@ MAX_PER_SET=${MAX_PER_SET:-40}
 RUN=${RUN:-.obliviate/runs/in-model-forget$FORGET}
 export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
 # TOFU's retain set: its common tokens are no forget request's vocabulary (ngram_penalty).
-export OBLIVIATE_RETAIN_DATA=${OBLIVIATE_RETAIN_DATA:-../shared/data/tofu/retain_authors.jsonl}
+export OBLIVIATE_RETAIN_DATA=${OBLIVIATE_RETAIN_DATA:-evals/data/tofu/retain_authors.jsonl}
 declare -A LAYERS=(
     [full]='["retrieval","guard_prompt","steering","embedding_corruption","logit_difference","ngram_penalty"]'
     [steering]='["steering"]'

@@ -23,6 +23,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
+from evals.data import TOFU
 from index.chunking import chunk_request
 from index.embedder import Embedder, embedder_path
 from index.forget_index import numbers_of
@@ -30,8 +31,6 @@ from index.lexicon import Lexicon
 from index.matcher import BLOCK, Matcher, MatcherConfig
 from index.vectors import VectorIndex
 
-REPO = Path(__file__).resolve().parents[1]
-TOFU = REPO.parent / "shared" / "data" / "tofu"
 DATA = Path(__file__).resolve().parent / "data"
 CITIES = ["Lisbon", "Nairobi", "Oslo", "Lima", "Hanoi", "Perth", "Quito", "Accra", "Riga", "Cusco"]
 GENRES = ["gothic horror", "space opera", "cookbooks", "poetry", "legal thrillers", "travel"]

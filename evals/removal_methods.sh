@@ -31,7 +31,7 @@ for method in $METHODS; do
 done
 if [ -n "$todo" ]; then
     start "$TARGET" "$WORK/gateway-train" "$WORK/train.log" OBLIVIATE_VLLM_LORA=true \
-        OBLIVIATE_RETAIN_DATA=../shared/data/tofu/retain_authors.jsonl
+        OBLIVIATE_RETAIN_DATA=evals/data/tofu/retain_authors.jsonl
     # The forgotten subjects as forget requests (their names as idempotency keys).
     ids=$($BIN/python - "$gateway_url" "$FORGET" <<'PY'
 import os, sys, httpx

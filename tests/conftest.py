@@ -31,7 +31,7 @@ from gateway.engine.launcher import free_port
 MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"
 ADMIN_TOKEN = "test-admin-token"
-TOFU = REPO.parent / "shared" / "data" / "tofu"
+TOFU = REPO / "evals" / "data" / "tofu"
 
 
 @dataclass
