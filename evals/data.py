@@ -1,7 +1,8 @@
 """Benchmark data: QA rows grouped by subject, forget/retain splits and perturbed answers.
 
 Any JSONL data set of rows ``{"question", "answer"}`` with a grouping key (``author_index`` or
-``subject``) works; the TOFU subset shipped in ``evals/data/tofu`` (MIT, its licence beside it) is the default.
+``subject``) works; the TOFU subset shipped in ``evals/data/tofu`` (MIT, its licence beside it)
+is the default.
 
     >>> rows = [{"subject": "A", "question": "q1", "answer": "a1"},
     ...         {"subject": "B", "question": "q2", "answer": "a2"}]

@@ -57,7 +57,7 @@ from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
 from suppressors.artifacts import common_tokens, neutral_pairs, own_vocabulary
-from suppressors.assistant import LAYER, answer_states, head_logits, train_head
+from suppressors.assistant import answer_states, head_logits, train_head
 from suppressors.base import spellings
 from suppressors.vllm_plugin.ngrams import completions, penalised
 from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
@@ -92,8 +92,8 @@ def scorer(
             out = model(inputs_embeds=embeddings[None], output_hidden_states=True)
             logits = out.logits[0].float()
             if head is not None and alpha:
-                state = out.hidden_states[LAYER + 1][0]
-                assistant = head_logits(state, head, norm.weight, norm.variance_epsilon, lm_head)
+                state = out.hidden_states[int(head["layer"]) + 1][0]
+                assistant = head_logits(state, head, norm, lm_head)
                 logits = logits - alpha * torch.log_softmax(assistant, -1)
             if penalty:
                 penalty(logits, ids)
@@ -118,7 +118,7 @@ def truth_ratios(score: Scores, questions: list[QA]) -> tuple[list[float], list[
 def corrupt(embeddings: torch.Tensor, ids: list[int], at: list[int], sigma: float) -> None:
     """ECO's noise at ``sigma`` (the plugin's ``corrupted``) on positions ``at``, in place."""
     if at and sigma:
-        embeddings[at] = corrupted(embeddings[at], torch.tensor(ids)[at], sigma)
+        embeddings[at] = corrupted(embeddings[at], [ids[i] for i in at], sigma)
 
 
 def noise(subject: Subject, tokenizer: Any, sigma: float) -> dict[str, Edit]:

@@ -35,7 +35,7 @@ from evals.metrics import rouge_l_recall
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.examples import collate, encode
 from suppressors.artifacts import neutral_pairs
-from suppressors.assistant import LAYER, answer_states, head_logits, train_head
+from suppressors.assistant import answer_states, head_logits, train_head
 from suppressors.vllm_plugin.logits import logit_difference
 
 ALPHAS = (1.0, 2.0, 4.0)
@@ -80,9 +80,9 @@ def separate_assistant(
 
 
 def with_head(tensors: dict[str, torch.Tensor], model: Any) -> Assistant:
-    args = (tensors, model.model.norm.weight, model.model.norm.variance_epsilon,
-            model.lm_head.weight)  # fmt: skip
-    return lambda out, _tokens: head_logits(out.hidden_states[LAYER + 1][0, -1:], *args)[0]
+    args = (tensors, model.model.norm, model.lm_head.weight)
+    layer = int(tensors["layer"]) + 1  # hidden_states[0] is the embedding
+    return lambda out, _tokens: head_logits(out.hidden_states[layer][0, -1:], *args)[0]
 
 
 def with_model(small: Any) -> Assistant:

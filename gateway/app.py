@@ -40,7 +40,7 @@ from index.embedder import Embedder
 from index.forget_index import ForgetIndex
 from removal.registry import Registry
 from suppressors.artifacts import Artifacts, keep_in_step
-from suppressors.base import LayerDeps, load_tokenizer
+from suppressors.base import LayerDeps, ModelInfo, load_tokenizer
 from suppressors.stack import LayerSpec, SuppressionStack, parse_specs
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,10 @@ def build_app(settings: Settings) -> FastAPI:
                   "hybrid": settings.hybrid_layers if settings.hybrid_layers is not None
                   else settings.suppression_layers}  # fmt: skip
     specs = [spec for layers in arm_layers.values() for spec in layers]
-    parse_specs(specs)
+    in_model = any(layer.in_model for layer, _ in parse_specs(specs))
+    if in_model and settings.vllm_plugin is False:
+        raise ValueError("in-model suppression layers need the vLLM plugin: vllm_plugin = false")
+    plugin = in_model if settings.vllm_plugin is None else settings.vllm_plugin
     routing = default_routing(settings)
 
     @contextlib.asynccontextmanager
@@ -132,20 +135,25 @@ def build_app(settings: Settings) -> FastAPI:
             for arm, layers in arm_layers.items()
         }
         reply = SuppressionReply(settings.response_style, settings.abstain_message)
-        in_model = any(stack.in_model for stack in stacks.values())
         hooks_dir = str(deps.artifacts.folder.resolve()) if in_model else None
+
+        def fit(model: ModelInfo) -> None:
+            for stack in stacks.values():
+                stack.fit_model(model)
+
         launcher = None
         upstream: Upstreams
         if settings.upstream:
             members = [
-                Upstream(url, settings.upstream_api_key, hooks_dir)
+                Upstream(url, settings.upstream_api_key, hooks_dir, fit)
                 for url in settings.upstream_urls
             ]
             upstream = UpstreamPool(members)
             tasks = [asyncio.create_task(_watch_external(member)) for member in members]
         else:
-            launcher = VllmLauncher(settings, settings.vllm_port or free_port())
-            upstream = Upstream(f"http://127.0.0.1:{launcher.port}", hooks_dir=hooks_dir)
+            launcher = VllmLauncher(settings, settings.vllm_port or free_port(), plugin)
+            url = f"http://127.0.0.1:{launcher.port}"
+            upstream = Upstream(url, hooks_dir=hooks_dir, fit=fit)
             tasks = [asyncio.create_task(_run_embedded(launcher, upstream))]
         app.state.upstream = upstream
         app.state.openai_serving = OpenAIServing(upstream, stacks, reply)

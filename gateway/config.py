@@ -87,6 +87,13 @@ class Settings(BaseSettings):
     vllm_max_restarts: int = Field(
         5, ge=0, description="Restarts of a dead vLLM before the gateway exits."
     )
+    vllm_plugin: bool | None = Field(
+        None,
+        description="Load the obliviate plugin into the embedded vLLM (eager mode, V1 model "
+        "runner, /collective_rpc): by default only when a stack has in-model layers, so a "
+        "text-only gateway starts vLLM on its own defaults. True where other gateways with "
+        "in-model layers front this one's vLLM.",
+    )
     vllm_lora: bool = Field(
         False,
         description="Start vLLM with LoRA, to serve removal versions as adapters. On vLLM's CPU "

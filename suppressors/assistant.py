@@ -8,7 +8,7 @@ the base's final norm and (frozen) LM head.
 
     forget = answer_states(model, tokenizer, forget_pairs)               # offline, transformers
     tensors = train_head(model, forget, answer_states(model, tokenizer, neutral_pairs))
-    logits = head_logits(state, tensors, norm_weight, eps, lm_head)       # in vLLM's worker
+    logits = head_logits(state, tensors, final_norm, lm_head)              # in vLLM's worker
 
 The steering artifact is computed from the same forward passes (``States.mean``, ``States.norms``).
 """
@@ -17,15 +17,18 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from removal.examples import collate, encode
+from suppressors.base import decoder_layer
 
-LAYER = 20
-"""Decoder layer whose output the head reads (SmolLM2 has 30)."""
+DEPTH = 2 / 3
+"""Where the head reads the stream, as a fraction of the model's depth (tuned on SmolLM2: its
+layer 20 of 30)."""
 RANK = 32
 STEPS = 40
 LEARNING_RATE = 3e-3
@@ -45,8 +48,10 @@ class States:
     """Residual-stream states of (question, answer) pairs at the positions that predict answer
     tokens (one forward pass gives what both in-model artifacts need)."""
 
+    layer: int
+    """The decoder layer the head reads (``head_layer``)."""
     head: torch.Tensor
-    """``[n, hidden]``: the stream after decoder layer ``LAYER`` (the head's input)."""
+    """``[n, hidden]``: the stream after decoder layer ``layer`` (the head's input)."""
     targets: torch.Tensor
     """``[n]``: the answer tokens those positions predict."""
     mean: torch.Tensor
@@ -58,15 +63,14 @@ class States:
 def head_logits(
     state: torch.Tensor,
     tensors: dict[str, torch.Tensor],
-    norm_weight: torch.Tensor,
-    eps: float,
+    norm: Callable[[torch.Tensor], torch.Tensor],
     lm_head: torch.Tensor,
 ) -> torch.Tensor:
-    """Assistant logits for residual-stream states ``[tokens, hidden]`` (float32)."""
+    """Assistant logits for residual-stream states ``[tokens, hidden]`` (float32). ``norm`` is
+    the model's own final norm (its architecture's: Gemma's scales by ``1 + w``)."""
     x = state.float()
     x = x + torch.nn.functional.gelu(x @ tensors["up"]) @ tensors["down"]
-    x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * norm_weight.float()
-    return x @ lm_head.float().T
+    return norm(x).float() @ lm_head.float().T
 
 
 def train_head(
@@ -92,7 +96,7 @@ def train_head(
         _check(stop)
         rows = pick.sample(range(n_neutral), min(NEUTRAL_TOKENS, n_neutral))
         tensors = {"up": up, "down": down}
-        args = (tensors, norm.weight.detach(), norm.variance_epsilon, lm_head)
+        args = (tensors, norm, lm_head)
         remember = torch.nn.functional.cross_entropy(
             head_logits(forget.head, *args), forget.targets
         )
@@ -100,7 +104,7 @@ def train_head(
         optimizer.zero_grad()
         (remember + uniform).backward()
         optimizer.step()
-    return {"up": up.detach(), "down": down.detach(), "layer": torch.tensor(LAYER)}
+    return {"up": up.detach(), "down": down.detach(), "layer": torch.tensor(forget.layer)}
 
 
 def answer_states(
@@ -110,6 +114,7 @@ def answer_states(
 
     A few pairs per forward pass, checking ``stop`` between them: 64 neutral pairs take a minute
     or more on a slow 2-core box. The base model alone: its LM head's logits are not needed."""
+    layer = head_layer(model.config.num_hidden_layers)
     heads, targets, norms, total = [], [], [], 0
     for start in range(0, len(pairs), STATES_BATCH):
         _check(stop)
@@ -124,12 +129,17 @@ def answer_states(
         # Left out: a plain text's first token, the attention sink (its norm is ~100x the others').
         keep[:, 0] = False
         stream = torch.stack(out.hidden_states[1:])[:, :, :-1][:, keep]  # [layers, n, hidden]
-        heads.append(stream[LAYER])
+        heads.append(stream[layer])
         targets.append(target[keep])
         norms.append(stream.norm(dim=-1))
         total = total + stream.sum(dim=1)
     norm = torch.cat(norms, dim=1)
-    return States(torch.cat(heads), torch.cat(targets), total / norm.shape[1], norm)
+    return States(layer, torch.cat(heads), torch.cat(targets), total / norm.shape[1], norm)
+
+
+def head_layer(num_hidden_layers: int) -> int:
+    """The decoder layer whose output the head reads, on a model of that depth."""
+    return decoder_layer(DEPTH, num_hidden_layers, "the assistant head's layer")
 
 
 def _check(stop: threading.Event | None) -> None:

@@ -87,6 +87,49 @@ def load_tokenizer(weights: Path | str) -> Tokenizer:
     return Tokenizer.from_pretrained(str(weights))
 
 
+class UnfitModel(ValueError):
+    """The served model cannot run a configured in-model layer (say which, and why)."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the plugin reports of the served model (``obliviate_model_info``)."""
+
+    num_hidden_layers: int
+    hidden_size: int
+    architecture: str
+    tensor_parallel_size: int = 1
+
+
+def decoder_layer(depth: int | float, num_hidden_layers: int, what: str) -> int:
+    """A decoder layer (0-based) from ``depth``: an int is an index, a float in [0, 1) a fraction
+    of the model's depth, so one setting fits models of any depth.
+
+    >>> decoder_layer(0.2, 30, "steering.layer"), decoder_layer(0.2, 12, "steering.layer")
+    (6, 2)
+    >>> decoder_layer(20, 12, "steering.layer")
+    Traceback (most recent call last):
+    suppressors.base.UnfitModel: steering.layer = 20, but the served model has 12 decoder layers
+    """
+    if isinstance(depth, float):
+        return min(num_hidden_layers - 1, round(depth * num_hidden_layers))
+    if not 0 <= depth < num_hidden_layers:
+        raise UnfitModel(
+            f"{what} = {depth}, but the served model has {num_hidden_layers} decoder layers"
+        )
+    return depth
+
+
+def check_depth(depth: int | float, what: str) -> None:
+    """Refuse a depth no model has (``decoder_layer``'s rules), when the config is read."""
+    if isinstance(depth, bool) or not isinstance(depth, int | float):
+        raise ValueError(f"{what} must be a layer index or a fraction of depth, not {depth!r}")
+    if isinstance(depth, float) and not 0 <= depth < 1:
+        raise ValueError(f"{what} = {depth}: a fraction of depth is in [0, 1)")
+    if isinstance(depth, int) and depth < 0:
+        raise ValueError(f"{what} = {depth}: a layer index is >= 0")
+
+
 @dataclass
 class LayerConfig:
     """A layer without parameters; a layer's own config dataclass documents its fields."""
@@ -106,6 +149,10 @@ class Layer:
         self.deps = deps
         self.matcher = deps.matcher
         self.config = config
+
+    def fit_model(self, model: ModelInfo) -> None:
+        """Adapt to the served model once its engine is up; raise ``UnfitModel`` if it cannot
+        run this layer (an in-model layer's depth, say)."""
 
     def with_artifacts(self, ctx: RequestContext, limit: int) -> list[str]:
         """The matched forget requests whose artifact files for this layer are built."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suppressors.base import Layer, LayerConfig, RequestContext
+from suppressors.base import Layer, LayerConfig, ModelInfo, RequestContext, UnfitModel
 from suppressors.vllm_plugin import ASSISTANT_FILE, LOGIT_DIFF
 
 MAX_REQUESTS = 4
@@ -28,6 +28,14 @@ class LogitDifference(Layer):
     in_model = True
     artifact_files = (ASSISTANT_FILE,)
     config: LogitDifferenceConfig
+
+    def fit_model(self, model: ModelInfo) -> None:
+        if model.tensor_parallel_size > 1:
+            raise UnfitModel(
+                f"logit_difference multiplies by the whole LM head, which tensor parallelism "
+                f"shards by vocabulary (tensor_parallel_size {model.tensor_parallel_size}): "
+                f"serve it on one GPU per replica or leave the layer out"
+            )
 
     async def before(self, ctx: RequestContext) -> None:
         if ready := self.with_artifacts(ctx, MAX_REQUESTS):

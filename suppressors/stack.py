@@ -25,7 +25,7 @@ from typing import Any
 
 from index.matcher import Matcher
 from suppressors import metrics
-from suppressors.base import Layer, LayerConfig, LayerDeps, RequestContext
+from suppressors.base import Layer, LayerConfig, LayerDeps, ModelInfo, RequestContext
 from suppressors.embedding_corruption import EmbeddingCorruption
 from suppressors.guard_prompt import GuardPrompt
 from suppressors.logit_difference import LogitDifference
@@ -89,10 +89,10 @@ class SuppressionStack:
         layers = [layer(deps, config) for layer, config in parse_specs(specs)]
         return cls(deps.matcher, layers, fail_open)
 
-    @property
-    def in_model(self) -> bool:
-        """Some layer acts inside vLLM (the engine needs the plugin's hooks)."""
-        return any(layer.in_model for layer in self.layers)
+    def fit_model(self, model: ModelInfo) -> None:
+        """Fit every layer to the served model; ``UnfitModel`` names one that cannot run on it."""
+        for layer in self.layers:
+            layer.fit_model(model)
 
     @property
     def watches(self) -> bool:

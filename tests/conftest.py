@@ -72,11 +72,14 @@ class LiveGateway:
 
 
 def launch(
-    root: Path, env: dict[str, str] | None = None, upstream: LiveGateway | None = None
+    root: Path,
+    env: dict[str, str] | None = None,
+    upstream: LiveGateway | None = None,
+    args: tuple[str, ...] = (),
 ) -> LiveGateway:
     """A gateway on a fresh data directory under ``root``, started (``wait()`` for it): with a
     vLLM of its own, or in front of ``upstream``'s (no engine start, which is most of a start's
-    minutes)."""
+    minutes); ``args`` adds flags (``--model`` another model)."""
     data_dir = fresh_data_dir(root / "data")
     if upstream is None:
         vllm_port = free_port()
@@ -91,6 +94,7 @@ def launch(
         "--data-dir", str(data_dir),
         "--api-key", API_KEY,
         *engine,
+        *args,
         env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **(env or {})},
     )  # fmt: skip
     return LiveGateway(url, vllm_url, process, root / "gateway.log", data_dir, upstream is not None)
@@ -98,10 +102,13 @@ def launch(
 
 @contextlib.contextmanager
 def live_gateway(
-    root: Path, env: dict[str, str] | None = None, upstream: LiveGateway | None = None
+    root: Path,
+    env: dict[str, str] | None = None,
+    upstream: LiveGateway | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[LiveGateway]:
     """``launch``, healthy, stopped on exit."""
-    live = launch(root, env, upstream)
+    live = launch(root, env, upstream, args)
     try:
         yield live.wait()
     finally:
@@ -116,12 +123,15 @@ def gateway(
     # gateway starts now, beside this one, on the other core.
     if any("lora_gateway" in item.fixturenames for item in request.session.items):
         request.getfixturevalue("lora_launched")
-    with live_gateway(tmp_path_factory.mktemp("gateway")) as live:
+    # Text-only itself, but gateways with in-model layers front its vLLM: it loads the plugin.
+    env = {"OBLIVIATE_VLLM_PLUGIN": "true"}
+    with live_gateway(tmp_path_factory.mktemp("gateway"), env) as live:
         yield live
 
 
 @pytest.fixture(scope="session")
 def lora_launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
+    # Text-only: its vLLM starts on vLLM's own defaults (compiled, no plugin).
     live = launch(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"})
     try:
         yield live

@@ -1,13 +1,14 @@
 """Launch, supervise and stop the embedded vLLM OpenAI server on a private loopback port.
 
-    >>> launcher = VllmLauncher(settings, upstream)   # doctest: +SKIP
-    >>> task = asyncio.create_task(launcher.run())    # start, wait for /health, restart if it dies
+    >>> launcher = VllmLauncher(settings, port, plugin=False)   # doctest: +SKIP
+    >>> task = asyncio.create_task(launcher.run(upstream))  # start, wait for /health, restart
     >>> await launcher.stop()
 
 vLLM runs as ``python -m vllm.entrypoints.openai.api_server`` (the CPU build's ``vllm`` console
-script fails), eager mode (compiling costs minutes at start and hides forward hooks), with the
-obliviate plugin loaded. It gets its own process group so stopping it also stops its engine-core
-child (and a worker child where it runs more than one worker).
+script fails). Without in-model layers it starts on vLLM's own defaults (compiled, CUDA graphs and
+the V2 model runner on a GPU); with them (``plugin``) it loads the obliviate plugin, in eager mode
+on the V1 runner, which the plugin's hooks need. It gets its own process group so stopping it also
+stops its engine-core child (and a worker child where it runs more than one worker).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.engine.upstream import Upstream
 from gateway.ops import metrics
-from suppressors.vllm_plugin import vllm_plugin_args
+from suppressors.vllm_plugin import PLUGIN_ENV, vllm_plugin_args
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +44,11 @@ def free_port() -> int:
 class VllmLauncher:
     """Owns the vLLM child process for one gateway."""
 
-    def __init__(self, settings: Settings, port: int):
+    def __init__(self, settings: Settings, port: int, plugin: bool):
         self.settings = settings
         self.port = port
+        self.plugin = plugin
+        """Load the obliviate plugin (in-model layers)."""
         self.process: asyncio.subprocess.Process | None = None
         self.restarts = 0
         self._stopping = False
@@ -62,10 +65,9 @@ class VllmLauncher:
             "--served-model-name", s.model_name,
             "--host", "127.0.0.1",
             "--port", str(self.port),
-            "--enforce-eager",
             "--dtype", s.vllm_dtype,
             "--max-model-len", str(s.vllm_max_model_len),
-            *vllm_plugin_args(),
+            *(vllm_plugin_args() if self.plugin else []),
             *(["--enable-lora", "--max-lora-rank", str(s.vllm_max_lora_rank),
                "--max-loras", str(s.vllm_max_loras)] if s.vllm_lora else []),
             *s.vllm_extra_args,
@@ -76,8 +78,8 @@ class VllmLauncher:
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", str(self.settings.vllm_kv_cache_gib))
         # Nothing is fetched from a model hub at run time.
         env.setdefault("HF_HUB_OFFLINE", "1")
-        # Exposes /collective_rpc (worker-extension calls) on the private loopback port only.
-        env.setdefault("VLLM_SERVER_DEV_MODE", "1")
+        if self.plugin:  # /collective_rpc on the private loopback port only; the V1 runner
+            env.update(PLUGIN_ENV)
         # Removal versions are LoRA adapters loaded while serving (/v1/load_lora_adapter).
         env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
         # One worker runs inside the engine-core process, as vLLM does on a GPU; the CPU build

@@ -13,12 +13,15 @@ in the (re)started vLLM (``POST /collective_rpc``), so no request runs on an unh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from gateway.errors import EngineUnavailable, from_upstream
 from gateway.ops import metrics
+from suppressors.base import ModelInfo, UnfitModel
 from suppressors.vllm_plugin import INSTALL_METHOD, WORKER_EXTENSION
 
 # Generation can take minutes on a CPU: no read timeout, but fail fast when vLLM is not there.
@@ -35,10 +38,18 @@ class EngineLacksPlugin(RuntimeError):
 class Upstream:
     """One vLLM server; ``ready`` is kept by whoever watches its health (launcher or start-up).
 
-    ``hooks_dir``: the artifacts folder the plugin's hooks read, when in-model layers are used."""
+    ``hooks_dir``: the artifacts folder the plugin's hooks read, when in-model layers are used;
+    ``fit`` then gets the served model's ``ModelInfo`` at each install (``UnfitModel``: refused)."""
 
-    def __init__(self, base_url: str, api_key: str | None = None, hooks_dir: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        hooks_dir: str | None = None,
+        fit: Callable[[ModelInfo], None] | None = None,
+    ):
         self.hooks_dir = hooks_dir
+        self.fit = fit
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
         self.base_url = base_url.rstrip("/")
         self.client = httpx.AsyncClient(
@@ -56,7 +67,9 @@ class Upstream:
             await self.install_hooks(self.hooks_dir)
         self.set_ready(True)
 
-    async def install_hooks(self, hooks_dir: str) -> None:
+    async def install_hooks(self, hooks_dir: str) -> ModelInfo:
+        """Hook the engine's model; ``EngineLacksPlugin`` says why it cannot be (no plugin, the
+        V2 model runner, a model layout the hooks do not know, a layer the model cannot run)."""
         body = {"method": INSTALL_METHOD, "args": [hooks_dir]}
         try:
             response = await self.client.post("/collective_rpc", json=body, timeout=60)
@@ -66,9 +79,21 @@ class Upstream:
             raise EngineLacksPlugin(
                 f"{self.base_url} cannot run in-model suppression layers (HTTP "
                 f"{response.status_code} from /collective_rpc): start vLLM with "
-                f"VLLM_SERVER_DEV_MODE=1, --enforce-eager and --worker-extension-cls "
-                f"{WORKER_EXTENSION}, or leave those layers out of suppression_layers"
+                f"VLLM_SERVER_DEV_MODE=1, VLLM_USE_V2_MODEL_RUNNER=0, --enforce-eager and "
+                f"--worker-extension-cls {WORKER_EXTENSION}, or leave those layers out of "
+                f"suppression_layers"
             )
+        reported = response.json()["results"][0]  # one per worker; they serve the same model
+        if error := reported.get("error"):
+            raise EngineLacksPlugin(f"{self.base_url} cannot run in-model layers: {error}")
+        names = {f.name for f in dataclasses.fields(ModelInfo)}
+        model = ModelInfo(**{k: v for k, v in reported.items() if k in names})
+        try:
+            if self.fit is not None:
+                self.fit(model)
+        except UnfitModel as exc:
+            raise EngineLacksPlugin(f"{self.base_url} serves {model.architecture}: {exc}") from exc
+        return model
 
     def set_ready(self, ready: bool) -> None:
         self.ready = ready

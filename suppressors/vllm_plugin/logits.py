@@ -14,6 +14,7 @@ from vllm.v1.sample.logits_processor import BatchUpdate, LogitsProcessor
 from vllm.v1.sample.logits_processor.builtin import process_dict_updates
 
 from suppressors.vllm_plugin.controls import banned_token_ids, check_controls
+from suppressors.vllm_plugin.logits_v2 import ban_table
 from suppressors.vllm_plugin.worker import ASSISTANT_LOGITS
 
 RELATIVE_TOP = 0.1
@@ -61,11 +62,8 @@ class ObliviateLogitsProcessor(LogitsProcessor):
         for row, (alpha, assistant) in ASSISTANT_LOGITS.items():
             logits[row] = logit_difference(logits[row], assistant[: logits.shape[-1]], alpha)
         ASSISTANT_LOGITS.clear()
-        if not self.banned:
-            return logits
-        rows = [row for row, ids in self.banned.items() for i in ids if i < self.vocab_size]
-        cols = [i for ids in self.banned.values() for i in ids if i < self.vocab_size]
-        logits[torch.tensor(rows, device=self.device), torch.tensor(cols, device=self.device)] = (
-            float("-inf")
-        )
+        table = ban_table(self.banned, self.vocab_size, self.device) if self.banned else None
+        if table is not None:
+            rows, ids = table
+            logits[rows[:, None], ids] = float("-inf")
         return logits

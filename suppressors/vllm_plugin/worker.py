@@ -33,6 +33,8 @@ Controls (``vllm_xargs``, JSON strings), validated by the logits processor so ba
 
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,36 @@ CONTROLS = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
 """The structured controls, in ``_RowPlan``'s field order."""
 ASSISTANT_LOGITS: dict[int, tuple[float, torch.Tensor]] = {}
 """Batch row -> (alpha, assistant logits of its last token), for this step's logits processor."""
+V1_RUNNER_STATE = ("input_batch", "requests", "query_start_loc")
+"""What the hooks read of the model runner: vLLM's V1 runner has them, its V2 runner does not."""
+
+
+def unfit(runner: Any, model: Any) -> str | None:
+    """Why the hooks cannot run on this runner and model, or None: they read the V1 runner's
+    request state and need the common decoder layout (``model.model.{embed_tokens, layers,
+    norm}``, ``logits_processor``, decoder layers that return ``(hidden, residual)``)."""
+    runner_class = f"{type(runner).__module__}.{type(runner).__name__}"
+    if missing := [name for name in V1_RUNNER_STATE if not hasattr(runner, name)]:
+        return (
+            f"the hooks read vLLM's V1 model runner and this engine runs {runner_class} "
+            f"(no {', '.join(missing)}): start vLLM with VLLM_USE_V2_MODEL_RUNNER=0"
+        )
+    inner = getattr(model, "model", None)
+    parts = ("embed_tokens", "layers", "norm")
+    if inner is None or not all(hasattr(inner, part) for part in parts):
+        return f"{type(model).__name__} has no model.{{{', '.join(parts)}}} (the hooks' layout)"
+    if not hasattr(model, "logits_processor"):
+        return f"{type(model).__name__} has no logits_processor (the n-gram penalty's hook)"
+    layer = inner.layers[0]
+    if "residual" not in inspect.signature(layer.forward).parameters:
+        return f"{type(layer).__name__} does not pass a residual stream (hidden, residual)"
+    return None
+
+
+def lm_head(model: Any) -> torch.Tensor:
+    """The LM head's weight (models with tied embeddings may have no ``lm_head`` of their own)."""
+    head = getattr(model, "lm_head", None)
+    return (head if hasattr(head, "weight") else model.model.embed_tokens).weight
 
 
 @dataclass
@@ -78,6 +110,8 @@ class _RowPlan:
 @dataclass
 class _State:
     artifacts: list[Path]
+    device: torch.device
+    """The model's: every tensor the hooks keep or make lives there."""
     files: dict[tuple[str, str], dict[str, torch.Tensor] | None] = field(default_factory=dict)
     plan: list[_RowPlan] = field(default_factory=list)
     unit: torch.Tensor | None = None
@@ -100,22 +134,33 @@ class ObliviateWorkerExtension:
     model_runner: Any
     _obliviate: _State | None = None
 
-    def obliviate_model_info(self) -> dict[str, int]:
-        config = self.model_runner.get_model().config
-        return {"num_hidden_layers": config.num_hidden_layers, "hidden_size": config.hidden_size}
+    def obliviate_model_info(self) -> dict[str, Any]:
+        """The served model, as ``suppressors.base.ModelInfo`` reads it."""
+        model = self.model_runner.get_model()
+        config = model.config
+        parallel = self.model_runner.vllm_config.parallel_config
+        return {
+            "num_hidden_layers": config.num_hidden_layers,
+            "hidden_size": config.hidden_size,
+            "architecture": type(model).__name__,
+            "tensor_parallel_size": parallel.tensor_parallel_size,
+        }
 
-    def obliviate_install(self, artifacts_dir: str) -> dict[str, int]:
+    def obliviate_install(self, artifacts_dir: str) -> dict[str, Any]:
         """Hook the model (idempotent); forget-request artifacts are also read from
-        ``artifacts_dir``."""
+        ``artifacts_dir``. Returns ``obliviate_model_info``, or ``{"error": why}`` where the hooks
+        cannot run (raising here would fail vLLM's RPC, not explain it)."""
         if self._obliviate is not None:
             if Path(artifacts_dir) not in self._obliviate.artifacts:
                 self._obliviate.artifacts.append(Path(artifacts_dir))
             return self.obliviate_model_info()
         model = self.model_runner.get_model()
-        state = self._obliviate = _State([Path(artifacts_dir)])
-        generator = torch.Generator().manual_seed(0)
+        if error := unfit(self.model_runner, model):
+            return {"error": error}
+        state = self._obliviate = _State([Path(artifacts_dir)], lm_head(model).device)
+        generator = torch.Generator().manual_seed(0)  # on the CPU: the same vector on any device
         unit = torch.rand(model.config.hidden_size, generator=generator)  # RMU: uniform, normed
-        state.unit = unit / unit.norm()
+        state.unit = (unit / unit.norm()).to(state.device)
         inner = model.model
         # The embedding runs first in every forward; the model itself takes no hooks (vLLM's
         # compile decorator calls its forward directly).
@@ -191,12 +236,12 @@ class ObliviateWorkerExtension:
         hits = [(r, hit) for r, p in positions for hit in penalties.get(p, ())]
         if not hits:
             return None
-        rows = torch.tensor([r for r, (ids, _) in hits for _ in ids])
-        cols = torch.tensor([i for _, (ids, _) in hits for i in ids])
-        betas = torch.tensor([b for _, (ids, b) in hits for _ in ids], dtype=logits.dtype)
+        on = {"device": logits.device}
+        rows = torch.tensor([r for r, (ids, _) in hits for _ in ids], **on)
+        cols = torch.tensor([i for _, (ids, _) in hits for i in ids], **on)
+        betas = torch.tensor([b for _, (ids, b) in hits for _ in ids], dtype=logits.dtype, **on)
         # accumulate: a token can be both a completion and vocabulary
-        index = (rows.to(logits.device), cols.to(logits.device))
-        logits.index_put_(index, -betas.to(logits.device), accumulate=True)
+        logits.index_put_((rows, cols), -betas, accumulate=True)
         return logits
 
     def _obliviate_rows(self, hidden: torch.Tensor) -> list[int]:
@@ -226,7 +271,8 @@ class ObliviateWorkerExtension:
             prompt = range(row.first, row.prompt_left) if row.corrupt.get("prompt") else range(0)
             positions = corrupted_positions(ids, row.corrupt["token_ids"], prompt)
             if at := [row.start + i for i in positions]:
-                output[at] = corrupted(output[at], input_ids[at], row.corrupt["scale"])
+                at_ids = [ids[i] for i in positions]
+                output[at] = corrupted(output[at], at_ids, row.corrupt["scale"])
         return output
 
     def _obliviate_layer_hook(self, index: int):
@@ -282,9 +328,9 @@ class ObliviateWorkerExtension:
             if head is None or int(head["layer"]) != index:
                 continue
             if self._obliviate.lm_head is None:
-                self._obliviate.lm_head = model.lm_head.weight.float()
+                self._obliviate.lm_head = lm_head(model).float()
             last = [row.end - 1 for row in its_rows]  # the tokens whose logits are sampled
-            args = (head, norm.weight, norm.variance_epsilon, self._obliviate.lm_head)
+            args = (head, functools.partial(_served_norm, norm), self._obliviate.lm_head)
             logits = head_logits(hidden[last] + residual[last], *args)
             for row, row_logits in zip(its_rows, logits, strict=True):
                 alpha, total = ASSISTANT_LOGITS.get(row.row, (row.logit_diff["alpha"], 0))
@@ -297,8 +343,18 @@ class ObliviateWorkerExtension:
         if state.files.get(key) is None:
             paths = (folder / request_id / name for folder in state.artifacts)
             found = next((path for path in paths if path.is_file()), None)
-            state.files[key] = load_file(found) if found else None
+            # Read on the CPU; the vectors move to the model's device, while token ids and layer
+            # numbers stay on the host, where the hooks read them as Python ints.
+            tensors = load_file(found) if found else {}
+            state.files[key] = {
+                k: v.to(state.device) if v.is_floating_point() else v for k, v in tensors.items()
+            } or None
         return state.files[key]
+
+
+def _served_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's final norm on ``x``, in the dtype its kernels take."""
+    return norm(x.to(norm.weight.dtype))
 
 
 def _occurrences(ids: list[int], sequence: list[int]) -> list[int]:
@@ -318,11 +374,12 @@ def corrupted_positions(
     return sorted(hit)
 
 
-def corrupted(embeddings: torch.Tensor, token_ids: torch.Tensor, scale: float) -> torch.Tensor:
+def corrupted(embeddings: torch.Tensor, token_ids: list[int], scale: float) -> torch.Tensor:
     """Embeddings plus Gaussian noise (seeded by token id, so greedy answers stay reproducible)."""
     size = embeddings.shape[-1]
+    # Drawn on the CPU (the same noise on any device), then moved once.
     noise = torch.stack(
-        [torch.randn(size, generator=torch.Generator().manual_seed(int(t))) for t in token_ids]
-    )
+        [torch.randn(size, generator=torch.Generator().manual_seed(t)) for t in token_ids]
+    ).to(embeddings.device)
     rms = embeddings.float().pow(2).mean(dim=-1, keepdim=True).sqrt()
     return (embeddings.float() + scale * rms * noise).to(embeddings.dtype)

@@ -56,4 +56,7 @@ def test_worker_extension_is_loaded(gateway: LiveGateway) -> None:
     response = httpx.post(
         f"{gateway.vllm_url}/collective_rpc", json={"method": "obliviate_model_info"}, timeout=30
     )
-    assert response.json()["results"] == [{"num_hidden_layers": 30, "hidden_size": 576}]
+    assert response.json()["results"] == [
+        {"num_hidden_layers": 30, "hidden_size": 576, "architecture": "LlamaForCausalLM",
+         "tensor_parallel_size": 1}
+    ]  # fmt: skip
