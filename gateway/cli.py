@@ -24,6 +24,10 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # openai client); with uvicorn's default, also 5 s, the server could close one as a request went
 # out on it, and the client got "Server disconnected without sending a response". nginx's default.
 KEEP_ALIVE_S = 75
+TOKENIZER = typer.Option(
+    help="Folder of the served model's tokenizer and chat template (the scored prompts use "
+    "them); default: the embedded model's."
+)
 app = typer.Typer(help="obliviate: an OpenAI-compatible gateway that makes a served LLM forget.")
 
 
@@ -281,6 +285,7 @@ def eval_run(
     data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
         ".obliviate"
     ),
+    tokenizer: Annotated[Path | None, TOKENIZER] = None,
     seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
 ) -> None:
     """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
@@ -303,7 +308,7 @@ def eval_run(
     forgotten, retained, general = prepare(
         forget_data, retain_data, forget, seed, max_questions, max_per_set
     )
-    tokenizer = ensure_embedded_model(data_dir)
+    tokenizer = tokenizer or ensure_embedded_model(data_dir)
     reports = []
     for name, target in systems.items():
         url, _, arm = target.partition("#")
@@ -368,6 +373,7 @@ def eval_sequential(
     data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
         ".obliviate"
     ),
+    tokenizer: Annotated[Path | None, TOKENIZER] = None,
     seed: Annotated[int, typer.Option(help="Seed of the order of the subjects.")] = 0,
 ) -> None:
     """Suppression vs removal as forget requests pile up: curves, table and raw JSON in OUT."""
@@ -393,7 +399,7 @@ def eval_sequential(
     for subject in forgotten:
         subject.qa = subject.qa[:max_questions]
     gateway = Gateway(url.rstrip("/"), admin_token, model, target, reference, reference_weights,
-                      ensure_embedded_model(data_dir))  # fmt: skip
+                      tokenizer or ensure_embedded_model(data_dir))  # fmt: skip
     Sequential(out, config, gateway, forgotten, retained, general, typer.echo).run()
     typer.echo((out / "report.md").read_text())
 
@@ -419,6 +425,7 @@ def eval_whitebox(
     data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
         ".obliviate"
     ),
+    tokenizer: Annotated[Path | None, TOKENIZER] = None,
 ) -> None:
     """Relearning, quantisation and GCG against a sequential run's removal versions, and GCG
     through the gateway against its suppression arm; report in RUN/whitebox."""
@@ -440,6 +447,6 @@ def eval_whitebox(
         gcg=GCGConfig(steps=gcg_steps, candidates=gcg_candidates),
     )  # fmt: skip
     systems = Systems(target, reference_weights, versions_of(run), url, admin_token, model,
-                      ensure_embedded_model(data_dir))  # fmt: skip
+                      tokenizer or ensure_embedded_model(data_dir))  # fmt: skip
     WhiteBox(run / "whitebox", config, systems, forgotten, related, typer.echo).run()
     typer.echo((run / "whitebox" / "report.md").read_text())

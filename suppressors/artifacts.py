@@ -17,18 +17,24 @@ attention sink, ~100x the others' norm, so a mean would mislead). Transformers'
 (answers, name, concepts, documents), each with and without a leading space, for the n-gram
 penalty: ``ids`` end to end and their ``lengths``, and the request's ``vocabulary``: those tokens
 but the name's and the retain data's ``COMMON_TOKENS`` most frequent; it needs the tokenizer
-only. Only the files the layers need are built; the model is loaded and the neutral states
-computed once per gateway, and only for the files made from model states. A build writes a
-temporary folder and renames it, so a reader never sees half an artifact.
+only. Only the files the layers need are built. A build writes a temporary folder and renames
+it, so a reader never sees half an artifact.
+
+The gateway builds them apart (``build_apart``): a child process, ``python -m
+suppressors.artifacts``, loads the served weights, builds what is pending and exits, so the
+gateway's own memory does not grow with the served model's size.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import shutil
+import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +56,8 @@ COMMON_TOKENS = 1000
 """The retain data's most frequent tokens (questions and answers), never counted as a forget
 request's own vocabulary."""
 FROM_STATES = {STEERING_FILE, ASSISTANT_FILE}
+REQUEST_FIELDS = ("id", "subject", "concepts", "documents", "qa")
+"""What a build reads of a forget request."""
 
 
 def request_pairs(request: ForgetRequest) -> list[tuple[str, str]]:
@@ -79,30 +87,36 @@ def own_vocabulary(
     return sorted({i for s in sequences for i in s} - common - named)
 
 
+RETRY_S = 30.0
+"""First pause before a failed build is tried again; it doubles up to ``MAX_RETRY_S``."""
+MAX_RETRY_S = 3600.0
+
+
 async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
     """Build the artifacts of every enforced forget request; delete those of revoked ones.
 
     Polling the store (not the admin routes) also catches up after a restart. Each poll reads
-    ids only; a request's contents are loaded when its artifacts are built."""
-    failed: set[str] = set()
+    ids only; a request's contents are loaded when its artifacts are built. A failed build is
+    retried, later each time."""
+    retry: dict[str, tuple[float, float]] = {}  # request id -> (when, pause after that)
     while True:
         active = await asyncio.to_thread(store.active_ids)
-        built = artifacts.built()
+        built = await asyncio.to_thread(artifacts.built)
         for request_id in built - active:
-            artifacts.delete(request_id)
-        for request_id in active - built - failed:
-            request = await asyncio.to_thread(store.get, request_id)
-            if request is None:
-                continue
-            try:
-                await asyncio.to_thread(artifacts.build, request)
-                log.info("built the in-model artifacts of %s", request_id)
-            except asyncio.CancelledError:
-                artifacts.stop()  # else its worker thread holds the gateway's exit for minutes
-                raise
-            except Exception:
-                log.exception("building the artifacts of %s failed", request_id)
-                failed.add(request_id)
+            await asyncio.to_thread(artifacts.delete, request_id)
+        now = time.monotonic()
+        due = [i for i in sorted(active - built) if retry.get(i, (0.0, 0.0))[0] <= now]
+        pending = [r for i in due if (r := await asyncio.to_thread(store.get, i)) is not None]
+        if pending:
+            done = await artifacts.build_apart(pending)
+            for request in pending:
+                if request.id in done:
+                    retry.pop(request.id, None)
+                    continue
+                pause = min(MAX_RETRY_S, retry.get(request.id, (0.0, RETRY_S / 2))[1] * 2)
+                retry[request.id] = (time.monotonic() + pause, pause)
+                log.error("building the artifacts of %s failed; retrying in %.0f s",
+                          request.id, pause)  # fmt: skip
         await asyncio.sleep(poll_s)
 
 
@@ -122,7 +136,6 @@ class Artifacts:
         self._model: Any = None
         self._neutral: States | None = None  # the same for every request
         self._lock = threading.Lock()  # one build at a time; the model is loaded once
-        self._stop = threading.Event()
 
     def path(self, request_id: str) -> Path:
         return self.folder / request_id
@@ -137,10 +150,6 @@ class Artifacts:
     def built(self) -> set[str]:
         """Requests with every file this configuration needs."""
         return {p.name for p in self.folder.glob("*") if self.complete(p.name)}
-
-    def stop(self) -> None:
-        """Stop the build in progress at its next forward pass or step; it writes nothing."""
-        self._stop.set()
 
     def delete(self, request_id: str) -> None:
         shutil.rmtree(self.path(request_id), ignore_errors=True)
@@ -159,12 +168,12 @@ class Artifacts:
             if self.files & FROM_STATES:
                 model, tokenizer = self._load()
                 if self._neutral is None:
-                    self._neutral = answer_states(model, tokenizer, neutral_pairs(), self._stop)
-                forget = answer_states(model, tokenizer, request_pairs(request), self._stop)
+                    self._neutral = answer_states(model, tokenizer, neutral_pairs())
+                forget = answer_states(model, tokenizer, request_pairs(request))
             if STEERING_FILE in self.files:
                 files[STEERING_FILE] = _steering(forget, self._neutral)
             if ASSISTANT_FILE in self.files:
-                files[ASSISTANT_FILE] = train_head(model, forget, self._neutral, stop=self._stop)
+                files[ASSISTANT_FILE] = train_head(model, forget, self._neutral)
             self.folder.mkdir(parents=True, exist_ok=True)
             partial = self.folder / f".{request_id}.partial"
             shutil.rmtree(partial, ignore_errors=True)
@@ -174,6 +183,26 @@ class Artifacts:
             self.delete(request_id)
             partial.rename(self.path(request_id))
             return self.path(request_id)
+
+    async def build_apart(self, requests: list[ForgetRequest]) -> set[str]:
+        """Build ``requests``' artifacts in a child process (see the module docstring); the ids
+        it built. Cancelling kills the child: it writes nothing, and the gateway stops at once."""
+        fields = [{k: getattr(r, k) for k in REQUEST_FIELDS} for r in requests]
+        job = {"folder": str(self.folder), "weights": str(self.weights),
+               "files": sorted(self.files), "retain": self.retain, "requests": fields}  # fmt: skip
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "suppressors.artifacts",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, _ = await child.communicate(json.dumps(job).encode())
+        except asyncio.CancelledError:
+            child.kill()
+            await child.wait()
+            for partial in self.folder.glob(".*.partial"):
+                shutil.rmtree(partial, ignore_errors=True)
+            raise
+        return {line.split()[1] for line in out.decode().splitlines() if line.startswith("built ")}
 
     @functools.cached_property
     def _tokenizer(self) -> Tokenizer:
@@ -211,3 +240,26 @@ def _steering(forget: States, neutral: States) -> dict[str, Any]:
         "directions": directions / directions.norm(dim=-1, keepdim=True),
         "median_norm": neutral.norms.median(dim=1).values,
     }
+
+
+def main() -> None:
+    """The child of ``build_apart``: a job (JSON) on stdin; ``built ID`` or ``failed ID`` per
+    request on stdout, as each ends."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    job = json.load(sys.stdin)
+    retain = [tuple(pair) for pair in job["retain"]]
+    artifacts = Artifacts(Path(job["folder"]), job["weights"], set(job["files"]), retain)
+    for fields in job["requests"]:
+        try:
+            artifacts.build(ForgetRequest(**fields))
+            print("built", fields["id"], flush=True)
+            log.info("built the in-model artifacts of %s", fields["id"])
+        except Exception:
+            log.exception("building the artifacts of %s failed", fields["id"])
+            print("failed", fields["id"], flush=True)
+
+
+if __name__ == "__main__":
+    main()

