@@ -170,8 +170,10 @@ def build_app(settings: Settings) -> FastAPI:
         finally:
             for running in tasks:
                 running.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
+            # A task that had died already must not skip the clean-up below.
+            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
+                if isinstance(outcome, Exception):
+                    log.error("a background task had failed", exc_info=outcome)
             if launcher is not None:
                 await launcher.stop()
             await upstream.aclose()

@@ -16,7 +16,6 @@ The steering artifact is computed from the same forward passes (``States.mean``,
 from __future__ import annotations
 
 import random
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -37,10 +36,6 @@ NEUTRAL_TOKENS = 256
 STATES_BATCH = 8
 MAX_TOKENS = 512
 """Tokens read of each pair (a long document's first ones): bounds a forward pass's memory."""
-
-
-class Stopped(Exception):
-    """Training was stopped from outside (the gateway is shutting down)."""
 
 
 @dataclass
@@ -79,10 +74,8 @@ def train_head(
     neutral: States,
     seed: int = 0,
     steps: int = STEPS,
-    stop: threading.Event | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral.
-    Raises ``Stopped`` at its next step once ``stop`` is set."""
+    """Fit the head: next-token loss on the forget answers + cross-entropy to uniform on neutral."""
     torch.manual_seed(seed)
     hidden = forget.head.shape[-1]
     up = (torch.randn(hidden, RANK) / hidden**0.5).requires_grad_()
@@ -93,7 +86,6 @@ def train_head(
     pick = random.Random(seed)
     n_neutral = len(neutral.head)
     for _ in range(steps):
-        _check(stop)
         rows = pick.sample(range(n_neutral), min(NEUTRAL_TOKENS, n_neutral))
         tensors = {"up": up, "down": down}
         args = (tensors, norm, lm_head)
@@ -107,17 +99,14 @@ def train_head(
     return {"up": up.detach(), "down": down.detach(), "layer": torch.tensor(forget.layer)}
 
 
-def answer_states(
-    model: Any, tokenizer: Any, pairs: list[tuple[str, str]], stop: threading.Event | None = None
-) -> States:
+def answer_states(model: Any, tokenizer: Any, pairs: list[tuple[str, str]]) -> States:
     """``States`` of ``pairs`` (chat-formatted as in fine-tuning; an empty question is plain text).
 
-    A few pairs per forward pass, checking ``stop`` between them: 64 neutral pairs take a minute
-    or more on a slow 2-core box. The base model alone: its LM head's logits are not needed."""
+    A few pairs per forward pass (bounds memory). The base model alone: its LM head's logits are
+    not needed."""
     layer = head_layer(model.config.num_hidden_layers)
     heads, targets, norms, total = [], [], [], 0
     for start in range(0, len(pairs), STATES_BATCH):
-        _check(stop)
         encoded = [encode(tokenizer, q, a) for q, a in pairs[start : start + STATES_BATCH]]
         ids, mask, labels = collate(
             [(tokens[:MAX_TOKENS], begin) for tokens, begin in encoded], tokenizer.pad_token_id
@@ -140,8 +129,3 @@ def answer_states(
 def head_layer(num_hidden_layers: int) -> int:
     """The decoder layer whose output the head reads, on a model of that depth."""
     return decoder_layer(DEPTH, num_hidden_layers, "the assistant head's layer")
-
-
-def _check(stop: threading.Event | None) -> None:
-    if stop is not None and stop.is_set():
-        raise Stopped

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -104,6 +105,7 @@ class VllmLauncher:
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         deadline = time.monotonic() + self.settings.vllm_start_timeout_s
         while time.monotonic() < deadline:
@@ -151,6 +153,18 @@ class VllmLauncher:
     async def stop(self) -> None:
         self._stopping = True
         await self.terminate()
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the vLLM child, before it runs: the kernel sends it SIGKILL when the gateway dies, even
+    by SIGKILL, where no clean-up of the gateway's runs (Linux only; vLLM's engine core and
+    workers follow their API server out by themselves)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

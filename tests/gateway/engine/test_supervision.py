@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import openai
+import psutil
 import pytest
 
 from evals.live_gateway import REPO, fresh_data_dir, start_gateway, stop
@@ -100,3 +101,18 @@ def test_in_model_layers_need_the_plugin_hooks(gateway: LiveGateway, tmp_path) -
                                  timeout_s=120, env=layers)  # fmt: skip
     stop(process)
     assert "cannot run" not in (tmp_path / "hooked.log").read_text()
+
+
+def test_engine_dies_with_a_killed_gateway(tmp_path: Path) -> None:
+    """kill -9 of `obliviate serve` runs none of its clean-up: its vLLM (API server, engine core)
+    still goes, with no orphan left holding the port and the memory."""
+    data_dir = str(fresh_data_dir(tmp_path / "data"))
+    # Eager (the plugin's flags): a compiled start would cost minutes on the CPU build.
+    _, process = start_gateway(tmp_path / "killed.log", "--data-dir", data_dir,
+                               env={"OBLIVIATE_VLLM_PLUGIN": "true"})  # fmt: skip
+    engine = psutil.Process(process.pid).children(recursive=True)
+    assert any("vllm" in " ".join(p.cmdline()) for p in engine)
+    process.kill()
+    process.wait()
+    _, alive = psutil.wait_procs(engine, timeout=30)
+    assert alive == [], [p.cmdline()[:4] for p in alive]
