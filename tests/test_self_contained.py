@@ -16,7 +16,7 @@ def test_tofu_ships_inside_the_repository() -> None:
 
 def test_no_tracked_file_reads_beside_the_clone() -> None:
     tracked = subprocess.run(
-        ["git", "grep", "-l", "-e", "../shared", "-e", 'parent / "shared"'],
+        ["git", "grep", "-l", "-F", "-e", "../shared", "-e", 'parent / "shared"'],
         cwd=REPO,
         capture_output=True,
         text=True,
