@@ -2,8 +2,9 @@
 
 vLLM validates the full OpenAI schema itself (its errors are normalised by ``gateway.errors``); the
 gateway checks only what it acts on, so a new vLLM sampling field works without a gateway change.
-Each request type also knows where its text lives: in the conversation, and in a choice of the
-answer (``message``/``delta`` for chat, ``text`` for completions).
+Each request type also knows where its text lives in the conversation, and how to write a
+choice of the answer (``message``/``delta`` for chat, ``text`` for completions); every field of
+a choice that carries text is read by ``gateway.openai.watch``.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ class _GenerationRequest(_PassThrough):
         raise NotImplementedError
 
     @staticmethod
-    def choice_text(choice: dict[str, Any], streaming: bool) -> str:
-        raise NotImplementedError
-
-    @staticmethod
     def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:
         raise NotImplementedError
+
+    def blank_choice(self, choice: dict[str, Any], text: str, streaming: bool) -> None:
+        """``choice`` saying only ``text``: no tool calls, reasoning or log-probabilities left."""
+        choice.pop("delta" if streaming else "message", None)
+        self.set_choice_text(choice, text, streaming)
+        choice.update(finish_reason="stop", logprobs=None)
 
     def prompt_count(self) -> int:
         """Prompts in the request; a response has ``n`` choices per prompt."""
@@ -106,10 +109,6 @@ class ChatCompletionRequest(_GenerationRequest):
         return [m.text() for m in self.messages]
 
     @staticmethod
-    def choice_text(choice: dict[str, Any], streaming: bool) -> str:
-        return (choice.get("delta" if streaming else "message") or {}).get("content") or ""
-
-    @staticmethod
     def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:
         key = "delta" if streaming else "message"
         choice.setdefault(key, {"role": "assistant"})
@@ -136,10 +135,6 @@ class CompletionRequest(_GenerationRequest):
         if self.prompt and all(isinstance(t, int) for t in self.prompt):
             return [self.prompt]  # type: ignore[list-item]
         return [p for p in self.prompt if isinstance(p, list)]  # type: ignore[misc]
-
-    @staticmethod
-    def choice_text(choice: dict[str, Any], streaming: bool) -> str:
-        return choice.get("text") or ""
 
     @staticmethod
     def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:

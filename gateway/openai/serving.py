@@ -4,9 +4,11 @@ The stack checks the conversation while vLLM already works on it: the check may 
 (the request is suppressed), add a system instruction, or attach per-request controls for the vLLM
 plugin; the last two send the request again, as changed. No engine output is used before the check
 ends. While nothing is forgotten, answers are relayed as they arrive (bytes
-for a stream). Otherwise every output passes the stack's output watch: a stream is parsed event by
-event, text is released once checked, and a blocked stream ends cleanly with the suppression
-answer. Closing the upstream response (also when the client disconnects) makes vLLM abort.
+for a stream). Otherwise every output passes the stack's output watch over every field that
+carries text (``gateway.openai.watch``): a stream is parsed event by event, text and the tokens
+of its log-probabilities are released once checked, and a blocked stream ends cleanly with the
+suppression answer. Closing the upstream response (also when the client disconnects) makes vLLM
+abort.
 vLLM's errors are normalised to OpenAI's shape; an error after a stream started is one ``data:``
 event followed by ``data: [DONE]``.
 """
@@ -35,11 +37,12 @@ from gateway.errors import (
     from_upstream,
 )
 from gateway.openai.protocol import CompletionRequest, GenerationRequest
+from gateway.openai.watch import ChoiceWatch
 from gateway.ops import metrics
 from gateway.routing.protocol import ARM_HEADER, VERSION_HEADER
 from gateway.routing.serving import ArmPlan
 from suppressors.base import RequestContext
-from suppressors.stack import OutputWatcher, StackFailed, SuppressionStack
+from suppressors.stack import StackFailed, SuppressionStack
 from suppressors.vllm_plugin.controls import encode
 
 OVERHEAD_HEADER = "x-obliviate-overhead-ms"
@@ -223,14 +226,12 @@ class OpenAIServing:
         answer = json.loads(content)
         blocked = False
         for choice in answer.get("choices", []):
-            text = request.choice_text(choice, streaming=False)
-            if await OutputWatcher(ctx).feed(text, final=True) is None:
+            if not await ChoiceWatch(ctx, request).feed(choice, streaming=False, final=True):
                 blocked = True
-                request.set_choice_text(choice, self.reply.message, streaming=False)
-                choice.update(finish_reason="stop", logprobs=None)
+                request.blank_choice(choice, self.reply.message, streaming=False)
         if blocked and self.reply.style == "error":
             raise ContentSuppressed("The answer touched content the service was asked to forget.")
-        return json.dumps(answer).encode() if blocked else content
+        return json.dumps(answer).encode()
 
     async def _upstream_error(self, response: httpx.Response) -> APIError:
         try:
@@ -268,7 +269,7 @@ class OpenAIServing:
         self, response: httpx.Response, request: GenerationRequest, ctx: RequestContext
     ) -> AsyncIterator[bytes]:
         """Upstream events re-emitted with only checked text; the answer ends a blocked one."""
-        watchers: dict[int, OutputWatcher] = {}
+        watchers: dict[int, ChoiceWatch] = {}
         usage: dict[str, Any] | None = None
         skeleton: dict[str, Any] = {}
         async for line in response.aiter_lines():
@@ -281,14 +282,12 @@ class OpenAIServing:
             usage = chunk.pop("usage", None) or usage
             skeleton = {k: v for k, v in chunk.items() if k != "choices"}
             for choice in chunk["choices"]:
-                watcher = watchers.setdefault(choice["index"], OutputWatcher(ctx))
+                watcher = watchers.setdefault(choice["index"], ChoiceWatch(ctx, request))
                 final = choice.get("finish_reason") is not None
-                released = await watcher.feed(request.choice_text(choice, streaming=True), final)
-                if released is None:
+                if not await watcher.feed(choice, streaming=True, final=final):
                     for event in self._blocked_tail(request, skeleton, usage):
                         yield event
                     return
-                request.set_choice_text(choice, released, streaming=True)
             if chunk["choices"]:
                 yield _sse(chunk)
         if usage is not None and _wants_usage(request):
