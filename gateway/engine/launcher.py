@@ -159,12 +159,12 @@ PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    """In the vLLM child, before it runs: the kernel sends it SIGKILL when the gateway dies, even
-    by SIGKILL, where no clean-up of the gateway's runs (Linux only; vLLM's engine core and
-    workers follow their API server out by themselves)."""
+    """In the vLLM child, before it runs: the kernel sends it SIGTERM when the gateway dies, even
+    by SIGKILL, where no clean-up of the gateway's runs (Linux only). SIGTERM, not SIGKILL: vLLM's
+    API server then shuts its engine core down too, which a killed one leaves running."""
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -195,6 +195,13 @@ class OpenAIServing:
     ) -> Response:
         if self.reply.style == "error":
             raise ContentSuppressed("This request touches content the service was asked to forget.")
+        if request.wants_prompt_logprobs():
+            # A scoring client (lm-eval's loglikelihood, TOFU) cannot parse an abstention with
+            # no log-probabilities: it gets an error it can report.
+            raise ContentSuppressed(
+                "This text touches content the service was asked to forget: its "
+                "log-probabilities are withheld."
+            )
         timer.finish(200)
         headers = timer.header() | _layers(ctx) | arm
         if not request.stream:

@@ -71,7 +71,14 @@ def test_scoring_a_forgotten_text_gets_the_suppressed_models_logprobs(
         assert (unrelated_after, unrelated_layers) == (unrelated_before, "")
 
         # Alternatives would make scoring a next-token oracle, and a chat generates: blocked.
-        assert score(client, FORGOTTEN, logprobs=1) == (None, "retrieval")
+        # Scoring clients cannot parse an abstention without log-probabilities: an error.
+        with pytest.raises(openai.BadRequestError) as refused:
+            score(client, FORGOTTEN, logprobs=1)
+        assert refused.value.code == "content_suppressed"
+        # How lm-eval's loglikelihood asks (one generated token beside the echoed prompt).
+        with pytest.raises(openai.BadRequestError):
+            client.completions.create(model=MODEL, prompt=FORGOTTEN, max_tokens=1, echo=True,
+                                      logprobs=1, temperature=0)  # fmt: skip
         chat = client.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": FORGOTTEN}], max_tokens=8
         )
