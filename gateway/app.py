@@ -163,7 +163,9 @@ def build_app(settings: Settings) -> FastAPI:
         tasks.append(asyncio.create_task(_keep_index_in_step(index, settings.index_sync_s)))
         if settings.removal_runner:
             tasks.append(asyncio.create_task(removal.run_forever()))
-        if deps.artifacts.files:
+        if deps.artifacts.files and settings.removal_runner:
+            # Built where the weights are loaded for training anyway (the removal worker); the
+            # other replicas read them from the shared directory.
             tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
         try:
             yield

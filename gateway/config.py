@@ -113,8 +113,9 @@ class Settings(BaseSettings):
     )
     removal_runner: bool = Field(
         True,
-        description="Whether this replica claims and runs removal jobs; false on gateway "
-        "replicas when a GPU worker replica runs them (see deploy/).",
+        description="Whether this replica claims and runs removal jobs and builds the in-model "
+        "layers' artifacts (both load the served weights); false on gateway replicas when a GPU "
+        "worker replica does (see deploy/).",
     )
     removal_accelerate: str = Field(
         "cpu",
