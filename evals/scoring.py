@@ -58,11 +58,21 @@ class GatewayScorer:
         self.tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
         self.checkpoint = checkpoint
 
-    def _post(self, path: str, body: dict[str, Any], read: Any, fresh: bool = False) -> Any:
-        """``read(response)`` of POST ``path``, from the checkpoint unless ``fresh``."""
+    def _post(
+        self,
+        path: str,
+        body: dict[str, Any],
+        read: Any,
+        fresh: bool = False,
+        suppressed: Any = None,
+    ) -> Any:
+        """``read(response)`` of POST ``path``, from the checkpoint unless ``fresh``;
+        ``suppressed()`` where the gateway refuses it as touching forgotten content."""
 
         def ask() -> Any:
             response = self.http.post(path, json=body)
+            if suppressed is not None and _content_suppressed(response):
+                return suppressed()
             response.raise_for_status()
             return read(response)
 
@@ -93,7 +103,9 @@ class GatewayScorer:
             choices = sorted(response.json()["choices"], key=lambda c: c["index"])
             return [choice["logprobs"] for choice in choices]
 
-        return [_answer_part(lp, len(prompt)) for lp in self._post("/v1/completions", body, read)]
+        # A blocked scoring request is a 400 (its log-probabilities are withheld).
+        scored = self._post("/v1/completions", body, read, suppressed=lambda: [None] * len(answers))
+        return [_answer_part(lp, len(prompt)) for lp in scored]
 
     def chat(
         self, messages: list[dict[str, str]], max_tokens: int = 64, fresh: bool = False
@@ -202,3 +214,12 @@ def _answer_part(logprobs: dict[str, Any] | None, prompt_chars: int) -> list[flo
         return None
     pairs = zip(logprobs["text_offset"], logprobs["token_logprobs"], strict=True)
     return [lp for offset, lp in pairs if offset >= prompt_chars and lp is not None]
+
+
+def _content_suppressed(response: httpx.Response) -> bool:
+    if response.status_code != 400:
+        return False
+    try:
+        return response.json()["error"]["code"] == "content_suppressed"
+    except (ValueError, KeyError, TypeError):
+        return False
