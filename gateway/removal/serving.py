@@ -63,6 +63,8 @@ class RemovalService:
         self.registry = registry
         self.upstream = upstream
         self.wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The runner's event loop: ``create_job`` runs in a worker thread and wakes it there."""
         self.process: asyncio.subprocess.Process | None = None
         self.running: str | None = None
         """The job this replica's runner follows."""
@@ -112,7 +114,8 @@ class RemovalService:
         job = self.registry.create_job(
             body.method, body.params, [r.id for r in records], parent.id if parent else None
         )
-        self.wake.set()
+        if self._loop is not None:  # an asyncio.Event is not thread-safe
+            self._loop.call_soon_threadsafe(self.wake.set)
         return job
 
     def _parent(self, name: str) -> ModelVersion | None:
@@ -156,6 +159,7 @@ class RemovalService:
     async def run_forever(self) -> None:
         """Run queued jobs one at a time, for the gateway's lifetime. Replicas sharing the
         database each run this loop; a job is claimed by one of them (a lease it renews)."""
+        self._loop = asyncio.get_running_loop()
         await asyncio.to_thread(
             self.registry.fail_abandoned, "its runner stopped during the job", self.runner
         )

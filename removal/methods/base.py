@@ -37,6 +37,16 @@ class MethodConfig:
     """Weight of the retain loss (NLL on retain pairs; 0 turns it off)."""
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        # Refused before a job is queued (a 400), not after its model has loaded.
+        for name in ("steps", "batch_size", "lora_rank", "lora_alpha"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive, not {self.learning_rate}")
+        if self.retain_weight < 0:
+            raise ValueError(f"retain_weight must be non-negative, not {self.retain_weight}")
+
 
 class Method:
     """Base class: holds the tokenized data; subclasses define ``loss``."""

@@ -105,3 +105,11 @@ def test_merged_version_gives_the_adapters_logits(tiny_base: Path, tmp_path: Pat
         actual = AutoModelForCausalLM.from_pretrained(merged)(input_ids=ids).logits
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=1e-4)
     assert (merged / "tokenizer.json").exists()
+
+
+@pytest.mark.parametrize("params", [{"steps": 0}, {"batch_size": 0}, {"learning_rate": 0}])
+def test_a_config_that_cannot_train_is_refused(params: dict) -> None:
+    from removal.trainer import method_config
+
+    with pytest.raises(ValueError, match="must be"):
+        method_config("npo", params)

@@ -171,6 +171,7 @@ def test_failed_and_cancelled_jobs_change_nothing(gateway: LiveGateway, removed:
         for bad, status in (
             ({"method": "forgetful"}, 400),
             ({"method": "npo", "params": {"betta": 1}}, 400),
+            ({"method": "npo", "params": {"steps": 0}}, 400),  # would fail after loading
             ({"method": "npo", "forget_requests": ["fr_missing"]}, 404),
             ({"method": "npo", "parent": "removal-99"}, 404),
         ):
