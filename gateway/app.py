@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -31,6 +32,7 @@ from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
 from gateway.ops import metrics
+from gateway.ops.supervisor import Supervisor
 from gateway.removal import api_router as removal_router
 from gateway.removal.serving import RemovalService
 from gateway.routing import api_router as routing_router
@@ -39,12 +41,13 @@ from gateway.routing.serving import Router
 from index.embedder import Embedder
 from index.forget_index import ForgetIndex
 from removal.registry import Registry
-from suppressors.artifacts import Artifacts, keep_in_step
+from suppressors.artifacts import ArtifactKeeper, Artifacts
 from suppressors.base import LayerDeps, ModelInfo, load_tokenizer
 from suppressors.stack import LayerSpec, SuppressionStack, parse_specs
 
 log = logging.getLogger(__name__)
 HEALTH_POLL_S = 2.0
+ARTIFACTS_POLL_S = 1.0
 
 
 async def _run_embedded(launcher: VllmLauncher, upstream: Upstream) -> None:
@@ -55,28 +58,16 @@ async def _run_embedded(launcher: VllmLauncher, upstream: Upstream) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-async def _watch_external(upstream: Upstream) -> None:
-    """Keep ``ready`` in step with an upstream this gateway does not own."""
-    while True:
-        healthy = await upstream.healthy()
-        if healthy and not upstream.ready:
-            try:
-                await upstream.become_ready()
-            except EngineLacksPlugin as exc:
-                log.error("%s", exc)  # stays not ready: 503s rather than unsuppressed answers
-        elif not healthy:
-            upstream.set_ready(False)
-        await asyncio.sleep(HEALTH_POLL_S)
-
-
-async def _keep_index_in_step(index: ForgetIndex, every_s: float) -> None:
-    """Apply forget requests added or revoked through other replicas sharing the database."""
-    while True:
+async def _follow_external(upstream: Upstream) -> None:
+    """Keep ``ready`` in step with an upstream this gateway does not own (one round)."""
+    healthy = await upstream.healthy()
+    if healthy and not upstream.ready:
         try:
-            await asyncio.to_thread(index.sync)
-        except Exception:  # the database is away: the next round catches up
-            log.exception("applying the store's changes failed; retrying")
-        await asyncio.sleep(every_s)
+            await upstream.become_ready()
+        except EngineLacksPlugin as exc:
+            log.error("%s", exc)  # stays not ready: 503s rather than unsuppressed answers
+    elif not healthy:
+        upstream.set_ready(False)
 
 
 def open_forget_index(settings: Settings) -> ForgetIndex:
@@ -143,39 +134,42 @@ def build_app(settings: Settings) -> FastAPI:
 
         launcher = None
         upstream: Upstreams
+        app.state.supervisor = supervisor = Supervisor()
         if settings.upstream:
             members = [
                 Upstream(url, settings.upstream_api_key, hooks_dir, fit)
                 for url in settings.upstream_urls
             ]
             upstream = UpstreamPool(members)
-            tasks = [asyncio.create_task(_watch_external(member)) for member in members]
+            for i, member in enumerate(members):
+                round_ = functools.partial(_follow_external, member)
+                supervisor.every(f"upstream_{i}", round_, HEALTH_POLL_S)
         else:
             launcher = VllmLauncher(settings, settings.vllm_port or free_port(), plugin)
             url = f"http://127.0.0.1:{launcher.port}"
             upstream = Upstream(url, hooks_dir=hooks_dir, fit=fit)
-            tasks = [asyncio.create_task(_run_embedded(launcher, upstream))]
+            supervisor.once("engine", _run_embedded(launcher, upstream))
         app.state.upstream = upstream
         app.state.openai_serving = OpenAIServing(upstream, stacks, reply)
         app.state.registry = registry = Registry(index.store.engine)
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
-        app.state.router = Router.load(routing, settings.data_dir / "routing.json")
-        tasks.append(asyncio.create_task(_keep_index_in_step(index, settings.index_sync_s)))
+        app.state.router = router = await asyncio.to_thread(Router.load, routing, registry)
+        # Changes other replicas made through the shared database.
+        supervisor.every("index_sync", lambda: asyncio.to_thread(index.sync), settings.index_sync_s)
+        supervisor.every("routing_sync", lambda: asyncio.to_thread(router.refresh),
+                         settings.index_sync_s)  # fmt: skip
         if settings.removal_runner:
-            tasks.append(asyncio.create_task(removal.run_forever()))
+            supervisor.every("removal_runner", removal.run_once, 0)
         if deps.artifacts.files and settings.removal_runner:
             # Built where the weights are loaded for training anyway (the removal worker); the
             # other replicas read them from the shared directory.
-            tasks.append(asyncio.create_task(keep_in_step(deps.artifacts, index.store)))
+            keeper = ArtifactKeeper(deps.artifacts, index.store)
+            supervisor.every("artifacts", keeper.round, ARTIFACTS_POLL_S)
         try:
             yield
         finally:
-            for running in tasks:
-                running.cancel()
             # A task that had died already must not skip the clean-up below.
-            for outcome in await asyncio.gather(*tasks, return_exceptions=True):
-                if isinstance(outcome, Exception):
-                    log.error("a background task had failed", exc_info=outcome)
+            await supervisor.stop()
             if launcher is not None:
                 await launcher.stop()
             await upstream.aclose()
@@ -184,6 +178,7 @@ def build_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="obliviate", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.include_router(openai_router.router)
+    app.include_router(openai_router.passthrough_router)
     app.include_router(admin_router.router)
     app.include_router(ops_router.router)
     app.include_router(removal_router.router)

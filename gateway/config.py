@@ -32,7 +32,8 @@ from pydantic_settings import (
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from index.embedder import EMBEDDED_EMBEDDER
 from index.matcher import MatcherConfig
-from removal import ACCELERATE_CONFIGS, RETAIN_DEFAULT, read_pairs
+from index.pairs import RETAIN_DEFAULT, read_pairs
+from removal import ACCELERATE_CONFIGS
 
 CONFIG_ENV = "OBLIVIATE_CONFIG"
 SECRETS_DIR_ENV = "OBLIVIATE_SECRETS_DIR"
@@ -158,8 +159,8 @@ class Settings(BaseSettings):
     index_sync_s: float = Field(
         0.2,
         gt=0,
-        description="How often the store's changes made by other replicas are applied to this "
-        "replica's index (the bound on their delay).",
+        description="How often the store's changes made by other replicas (forget requests, "
+        "routing) are applied to this replica (the bound on their delay).",
     )
     embedder: str = Field(
         EMBEDDED_EMBEDDER,

@@ -104,7 +104,8 @@ def _now() -> datetime:
 
 class ForgetStore:
     def __init__(self, url: str):
-        self.engine = create_engine(url)
+        # A pooled connection that a database restart cut is replaced, not handed out to fail.
+        self.engine = create_engine(url, pool_pre_ping=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         upgrade(self.engine)

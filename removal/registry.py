@@ -2,12 +2,14 @@
 
     >>> registry = Registry(ForgetStore("sqlite:///:memory:").engine)
     >>> job = registry.create_job("npo", {}, ["fr_1"], parent=None)
-    >>> (job.status, registry.next_queued().id == job.id)
+    >>> (job.status, registry.claim("replica-a", lease_s=30).id == job.id)
     ('queued', True)
 
 A job is queued, then running, then succeeded (with the version it produced), failed (with the
 error) or cancelled. A version is a LoRA adapter folder plus its lineage: parent version, method,
-params, and the forget requests it removed (cumulatively, parent's included).
+params, and the forget requests it removed (cumulatively, parent's included). The routing of
+traffic between arms is one row beside them, so every replica serves the same arms and no
+replica deletes a version the routing pins.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, String, Text, select, update
+from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
@@ -66,6 +68,22 @@ class ModelVersion(Base):
     job_id: Mapped[str] = mapped_column(String(40))
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Routing(Base):
+    """The routing of traffic between arms (``gateway.routing``): one row, its ``revision``
+    raised by every change, so replicas notice a change by reading one integer."""
+
+    __tablename__ = "routing"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    revision: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class VersionPinned(Exception):
+    """A model version the routing serves cannot be deleted."""
 
 
 def _now() -> datetime:
@@ -167,7 +185,8 @@ class Registry:
     # Versions
 
     def next_version_id(self) -> str:
-        """The id the next version gets (one runner creates versions, so it stays free)."""
+        """The id the next version should get; a runner on another replica may take it first
+        (``create_version`` then fails on the unique number, and the caller tries the next)."""
         with self._session() as session:
             last = session.scalar(select(ModelVersion.number).order_by(ModelVersion.number.desc()))
         return f"{VERSION_PREFIX}{(last or 0) + 1}"
@@ -207,7 +226,31 @@ class Registry:
             return session.scalar(query)
 
     def delete_version(self, version_id: str) -> None:
+        """Delete a version's record; VersionPinned while the shared routing serves it."""
         with self._session() as session, session.begin():
+            routing = session.get(Routing, 1, with_for_update=True)
+            if routing is not None and routing.config.get("version") == version_id:
+                raise VersionPinned(version_id)
             version = session.get(ModelVersion, version_id)
             if version is not None:
                 session.delete(version)
+
+    # Routing
+
+    def routing(self) -> Routing | None:
+        with self._session() as session:
+            return session.get(Routing, 1)
+
+    def routing_revision(self) -> int:
+        """0 until a routing is saved; what replicas poll."""
+        with self._session() as session:
+            return session.scalar(select(Routing.revision).where(Routing.id == 1)) or 0
+
+    def save_routing(self, config: dict[str, Any]) -> Routing:
+        with self._session() as session, session.begin():
+            row = session.get(Routing, 1, with_for_update=True)
+            if row is None:
+                row = Routing(id=1, revision=0)
+                session.add(row)
+            row.config, row.revision, row.updated_at = config, row.revision + 1, _now()
+        return row

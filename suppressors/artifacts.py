@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 from tokenizers import Tokenizer
 
+from index.pairs import RETAIN_DEFAULT, read_pairs
 from index.store import ForgetRequest, ForgetStore
-from removal import RETAIN_DEFAULT, read_pairs
 from suppressors.base import load_tokenizer, spellings
 from suppressors.vllm_plugin import ANSWERS_FILE, ASSISTANT_FILE, STEERING_FILE
 
@@ -92,32 +92,39 @@ RETRY_S = 30.0
 MAX_RETRY_S = 3600.0
 
 
-async def keep_in_step(artifacts: Artifacts, store: ForgetStore, poll_s: float = 1.0) -> None:
-    """Build the artifacts of every enforced forget request; delete those of revoked ones.
+class ArtifactKeeper:
+    """Builds the artifacts of every enforced forget request and deletes those of revoked ones,
+    one ``round`` per poll of the store (the gateway's supervisor runs the rounds).
 
-    Polling the store (not the admin routes) also catches up after a restart. Each poll reads
+    Polling the store (not the admin routes) also catches up after a restart. Each round reads
     ids only; a request's contents are loaded when its artifacts are built. A failed build is
     retried, later each time."""
-    retry: dict[str, tuple[float, float]] = {}  # request id -> (when, pause after that)
-    while True:
+
+    def __init__(self, artifacts: Artifacts, store: ForgetStore):
+        self.artifacts = artifacts
+        self.store = store
+        self.retry: dict[str, tuple[float, float]] = {}  # request id -> (when, pause after that)
+
+    async def round(self) -> None:
+        artifacts, store = self.artifacts, self.store
         active = await asyncio.to_thread(store.active_ids)
         built = await asyncio.to_thread(artifacts.built)
         for request_id in built - active:
             await asyncio.to_thread(artifacts.delete, request_id)
         now = time.monotonic()
-        due = [i for i in sorted(active - built) if retry.get(i, (0.0, 0.0))[0] <= now]
+        due = [i for i in sorted(active - built) if self.retry.get(i, (0.0, 0.0))[0] <= now]
         pending = [r for i in due if (r := await asyncio.to_thread(store.get, i)) is not None]
-        if pending:
-            done = await artifacts.build_apart(pending)
-            for request in pending:
-                if request.id in done:
-                    retry.pop(request.id, None)
-                    continue
-                pause = min(MAX_RETRY_S, retry.get(request.id, (0.0, RETRY_S / 2))[1] * 2)
-                retry[request.id] = (time.monotonic() + pause, pause)
-                log.error("building the artifacts of %s failed; retrying in %.0f s",
-                          request.id, pause)  # fmt: skip
-        await asyncio.sleep(poll_s)
+        if not pending:
+            return
+        done = await artifacts.build_apart(pending)
+        for request in pending:
+            if request.id in done:
+                self.retry.pop(request.id, None)
+                continue
+            pause = min(MAX_RETRY_S, self.retry.get(request.id, (0.0, RETRY_S / 2))[1] * 2)
+            self.retry[request.id] = (time.monotonic() + pause, pause)
+            log.error("building the artifacts of %s failed; retrying in %.0f s",
+                      request.id, pause)  # fmt: skip
 
 
 class Artifacts:

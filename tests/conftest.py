@@ -147,10 +147,26 @@ def lora_gateway(lora_launched: LiveGateway) -> LiveGateway:
     return lora_launched.wait()
 
 
+@dataclass
+class PostgresServer:
+    """A throwaway PostgreSQL server on loopback (Debian's package, which ``make setup``
+    installs); ``stop`` and ``start`` make a database outage."""
+
+    url: str
+    """The server's URL, without a database name."""
+    pg_ctl: list[str | Path]
+    options: str
+
+    def start(self) -> None:
+        subprocess.run([*self.pg_ctl, "-o", self.options, "-w", "start"], check=True,
+                       capture_output=True)  # fmt: skip
+
+    def stop(self) -> None:
+        subprocess.run([*self.pg_ctl, "-m", "fast", "stop"], check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    """A throwaway PostgreSQL server on loopback, from Debian's package (``make setup`` installs
-    it); yields the URL of its server, without a database name."""
+def postgres_server() -> Iterator[PostgresServer]:
     bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
     assert bins, "PostgreSQL is missing: `make setup` installs Debian's postgresql"
     root = Path(tempfile.mkdtemp(prefix="obliviate-pg-"))  # outside pytest's 0700 tmp folders
@@ -162,10 +178,17 @@ def postgres() -> Iterator[str]:
     run = functools.partial(subprocess.run, check=True, capture_output=True)
     run([*as_postgres, bins[-1] / "initdb", "-D", root / "data", "-U", "obliviate", "-A", "trust"])
     pg_ctl = [*as_postgres, bins[-1] / "pg_ctl", "-D", root / "data", "-l", root / "log"]
-    run([*pg_ctl, "-o", options, "-w", "start"])
-    yield f"postgresql+psycopg://obliviate@127.0.0.1:{port}"
-    run([*pg_ctl, "-m", "fast", "stop"])
+    server = PostgresServer(f"postgresql+psycopg://obliviate@127.0.0.1:{port}", pg_ctl, options)
+    server.start()
+    yield server
+    server.stop()
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres(postgres_server: PostgresServer) -> str:
+    """The URL of the session's PostgreSQL server, without a database name."""
+    return postgres_server.url
 
 
 @pytest.fixture

@@ -45,3 +45,13 @@ ENGINE_RESTARTS = Counter("obliviate_engine_restarts_total", "Restarts of the em
 FORGET_INDEX_REQUESTS = Gauge(
     "obliviate_forget_index_requests", "Forget requests the matcher enforces (its index)."
 )
+TASK_FAILURES = Counter(
+    "obliviate_background_task_failures_total",
+    "Rounds of a background loop (index sync, removal runner, artifact builds) that raised.",
+    ["task"],
+)
+TASK_FAILING = Gauge(
+    "obliviate_background_task_failing",
+    "1 while a background loop's last round failed (it is retried with backoff), else 0.",
+    ["task"],
+)

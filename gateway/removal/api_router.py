@@ -15,7 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from gateway.auth import require_admin_token
-from gateway.body import parse_body
+from gateway.body import documented, parse_body
 from gateway.removal.protocol import (
     ModelVersionList,
     ModelVersionRecord,
@@ -32,7 +32,7 @@ def _service(request: Request) -> RemovalService:
     return request.app.state.removal
 
 
-@router.post("/removal-jobs", status_code=202)
+@router.post("/removal-jobs", status_code=202, openapi_extra=documented(RemovalJobCreate))
 async def create_removal_job(request: Request) -> JSONResponse:
     body = await parse_body(request, RemovalJobCreate, request.app.state.settings.max_body_bytes)
     job = await asyncio.to_thread(_service(request).create_job, body)
@@ -68,7 +68,5 @@ async def get_model_version(request: Request, version_id: str) -> ModelVersionRe
 
 @router.delete("/model-versions/{version_id}")
 async def delete_model_version(request: Request, version_id: str) -> ModelVersionRecord:
-    routing = request.app.state.router.config
-    pinned = {routing.version} if routing.version else set()
-    version = await _service(request).delete_version(version_id, pinned)
+    version = await _service(request).delete_version(version_id)
     return ModelVersionRecord.of(version)

@@ -74,7 +74,7 @@ class ModelVersionRecord(BaseModel):
     job: str
     metrics: dict[str, Any]
     path: str
-    """The adapter's folder (``obliviate eval merge`` takes it)."""
+    """The adapter's folder (``obliviate-eval merge`` takes it)."""
     created_at: int
 
     @classmethod

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ from removal.registry import (
     ModelVersion,
     Registry,
     RemovalJob,
+    VersionPinned,
 )
 
 if TYPE_CHECKING:
@@ -69,6 +71,7 @@ class RemovalService:
         self.running: str | None = None
         """The job this replica's runner follows."""
         self.runner = settings.replica
+        self._recovered = False
 
     @property
     def jobs_dir(self) -> Path:
@@ -156,39 +159,40 @@ class RemovalService:
 
     # The runner
 
-    async def run_forever(self) -> None:
-        """Run queued jobs one at a time, for the gateway's lifetime. Replicas sharing the
-        database each run this loop; a job is claimed by one of them (a lease it renews)."""
+    async def run_once(self) -> None:
+        """One round of the job runner (the gateway's supervisor runs rounds for its lifetime):
+        run the next queued job, or wait up to 5 s for one. Replicas sharing the database each
+        run rounds; a job is claimed by one of them (a lease it renews)."""
         self._loop = asyncio.get_running_loop()
-        await asyncio.to_thread(
-            self.registry.fail_abandoned, "its runner stopped during the job", self.runner
-        )
-        while True:
-            await asyncio.to_thread(self.registry.fail_abandoned, "its runner stopped (lease)")
-            job = await asyncio.to_thread(self.registry.claim, self.runner, LEASE_S)
-            if job is None:
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=5)
-                continue
-            try:
-                await self._run(job)
-            except asyncio.CancelledError:
-                if self.process is not None:
-                    _kill_group(self.process.pid)
-                raise
-            except Exception as exc:  # the job fails; the runner and serving go on
-                log.exception("removal job %s failed", job.id)
-                self.registry.update_job(job.id, status=FAILED, error=str(exc)[:2000])
-            finally:
-                self.process = self.running = None
+        if not self._recovered:  # jobs this replica was running when it stopped
+            await asyncio.to_thread(
+                self.registry.fail_abandoned, "its runner stopped during the job", self.runner
+            )
+            self._recovered = True
+        await asyncio.to_thread(self.registry.fail_abandoned, "its runner stopped (lease)")
+        job = await asyncio.to_thread(self.registry.claim, self.runner, LEASE_S)
+        if job is None:
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=5)
+            return
+        try:
+            await self._run(job)
+        except Exception as exc:  # the job fails; the runner and serving go on
+            log.exception("removal job %s failed", job.id)
+            await asyncio.to_thread(
+                self.registry.update_job, job.id, status=FAILED, error=str(exc)[:2000]
+            )
+        finally:
+            # However the round ends (cancelled, the database away), no worker outlives it.
+            if self.process is not None and self.process.returncode is None:
+                _kill_group(self.process.pid)
+            self.process = self.running = None
 
     async def _run(self, job: RemovalJob) -> None:
         job_dir = self.jobs_dir / job.id
-        job_dir.mkdir(parents=True, exist_ok=True)
         output = self.versions_dir / job.id
-        spec = await asyncio.to_thread(self._spec, job, output)
-        (job_dir / "spec.json").write_text(json.dumps(spec.__dict__))
+        await asyncio.to_thread(self._write_spec, job, job_dir, output)
         log.info("removal job %s (%s) started", job.id, job.method)
         with (job_dir / "worker.log").open("wb") as out:
             # `accelerate launch` through its own module: the CLI's entry point imports every
@@ -202,17 +206,14 @@ class RemovalService:
             )  # fmt: skip
         self.running = job.id
         code = await self._follow(job.id, job_dir)
-        if self.registry.job(job.id).status == CANCELLED:
-            shutil.rmtree(output, ignore_errors=True)
+        if (await asyncio.to_thread(self.registry.job, job.id)).status == CANCELLED:
+            await asyncio.to_thread(shutil.rmtree, output, ignore_errors=True)
             return
-        result_path = job_dir / "result.json"
-        if code != 0 or not result_path.exists():
-            tail = (job_dir / "worker.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"the worker exited with {code}: {tail}")
-        metrics = json.loads(result_path.read_text())
+        metrics = await asyncio.to_thread(_result, job_dir, code)
         version = await self._record_version(job, output, metrics)
-        self.store.mark_removed(job.forget_request_ids, version.id)
-        self.registry.update_job(job.id, status=SUCCEEDED, metrics=metrics, version_id=version.id)
+        await asyncio.to_thread(self.store.mark_removed, job.forget_request_ids, version.id)
+        done = {"status": SUCCEEDED, "metrics": metrics, "version_id": version.id}
+        await asyncio.to_thread(functools.partial(self.registry.update_job, job.id, **done))
         log.info("removal job %s produced %s", job.id, version.id)
 
     async def _record_version(self, job: RemovalJob, output: Path, metrics: dict) -> ModelVersion:
@@ -220,12 +221,18 @@ class RemovalService:
         an adapter vLLM refuses fails the job. Another replica may take the same number first:
         then the adapter is unloaded and the next number tried."""
         while True:
-            version_id = self.registry.next_version_id()
+            version_id = await asyncio.to_thread(self.registry.next_version_id)
             await self.upstream.ensure_adapter(version_id, str(output))
             try:
-                return self.registry.create_version(version_id, job, str(output), metrics)
+                return await asyncio.to_thread(
+                    self.registry.create_version, version_id, job, str(output), metrics
+                )
             except IntegrityError:
                 await self.upstream.unload_adapter(version_id)
+
+    def _write_spec(self, job: RemovalJob, job_dir: Path, output: Path) -> None:
+        job_dir.mkdir(parents=True, exist_ok=True)
+        (job_dir / "spec.json").write_text(json.dumps(self._spec(job, output).__dict__))
 
     def _spec(self, job: RemovalJob, output: Path) -> TrainSpec:
         from removal.trainer import TrainSpec
@@ -270,17 +277,29 @@ class RemovalService:
             raise NotFound(f"No model version {version_id!r}.", param="id")
         return version
 
-    async def delete_version(self, version_id: str, pinned: set[str]) -> ModelVersion:
-        version = self.version(version_id)
-        children = [v.id for v in self.registry.versions() if v.parent == version_id]
-        if children or version_id in pinned:
-            reason = f"parent of {children}" if children else "pinned by the routing"
-            raise Conflict(f"Model version {version_id!r} is {reason}.")
+    async def delete_version(self, version_id: str) -> ModelVersion:
+        version = await asyncio.to_thread(self.version, version_id)
+        versions = await asyncio.to_thread(self.registry.versions)
+        children = [v.id for v in versions if v.parent == version_id]
+        if children:
+            raise Conflict(f"Model version {version_id!r} is parent of {children}.")
+        try:  # the shared routing's pin is checked in the deleting transaction
+            await asyncio.to_thread(self.registry.delete_version, version_id)
+        except VersionPinned as exc:
+            raise Conflict(f"Model version {version_id!r} is pinned by the routing.") from exc
         await self.upstream.unload_adapter(version_id)
-        self.registry.delete_version(version_id)
-        self.store.unmark_removed(version_id)
-        shutil.rmtree(version.path, ignore_errors=True)
+        await asyncio.to_thread(self.store.unmark_removed, version_id)
+        await asyncio.to_thread(shutil.rmtree, version.path, ignore_errors=True)
         return version
+
+
+def _result(job_dir: Path, code: int | None) -> dict:
+    """The worker's metrics, or why it has none."""
+    result_path = job_dir / "result.json"
+    if code != 0 or not result_path.exists():
+        tail = (job_dir / "worker.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the worker exited with {code}: {tail}")
+    return json.loads(result_path.read_text())
 
 
 def _kill_group(pid: int) -> None:

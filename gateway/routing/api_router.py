@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 
 from gateway.auth import require_admin_token
-from gateway.body import parse_body
+from gateway.body import documented, parse_body
 from gateway.routing.protocol import RoutingConfig
 from gateway.routing.serving import Router
 
@@ -21,14 +23,8 @@ async def get_routing(request: Request) -> RoutingConfig:
     return _router(request).config
 
 
-@router.put("/routing")
+@router.put("/routing", openapi_extra=documented(RoutingConfig))
 async def put_routing(request: Request) -> RoutingConfig:
     config = await parse_body(request, RoutingConfig, request.app.state.settings.max_body_bytes)
-    router_ = _router(request)
-    if config.version is not None or {"removal", "hybrid"} & (
-        {a for a, w in config.weights.items() if w > 0} | {config.default_arm}
-    ):
-        # Refuse a routing that cannot be served: the version must exist now.
-        Router(config, router_.path).version(request.app.state.registry)
-    router_.save(config)
+    await asyncio.to_thread(_router(request).save, config)
     return config

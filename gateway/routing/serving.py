@@ -5,15 +5,15 @@
 
 Order: the ``x-obliviate-arm`` header (admin callers, or anyone if the config allows; baseline
 only for admins), else a weighted choice fixed by a hash of the caller's identity (the body's
-``user``, else the API key), else the default arm. The config is kept in ``routing.json`` in the
-data directory, so a PUT survives restarts.
+``user``, else the API key), else the default arm. The config is a row of the shared database
+(``removal.registry``): a PUT on one replica survives restarts, and every other replica applies it
+at its next ``refresh`` (the gateway refreshes every ``routing_sync_s``).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import get_args
 
 from gateway.errors import Conflict, InvalidRequest, PermissionDenied
@@ -35,21 +35,35 @@ class ArmPlan:
 
 
 class Router:
-    def __init__(self, config: RoutingConfig, path: Path):
+    def __init__(self, config: RoutingConfig, registry: Registry, revision: int = 0):
         self.config = config
-        self.path = path
+        self.registry = registry
+        self.revision = revision
+        """The stored routing's revision that ``config`` is (0: none stored, the settings')."""
 
     @classmethod
-    def load(cls, default: RoutingConfig, path: Path) -> Router:
-        if path.exists():
-            return cls(RoutingConfig.model_validate_json(path.read_text()), path)
-        return cls(default, path)
+    def load(cls, default: RoutingConfig, registry: Registry) -> Router:
+        """The stored routing, else ``default`` (the settings') until a PUT stores one."""
+        router = cls(default, registry)
+        router.refresh()
+        return router
+
+    def refresh(self) -> None:
+        """Take the stored routing if another replica changed it (one integer read if not)."""
+        if self.registry.routing_revision() == self.revision:
+            return
+        row = self.registry.routing()
+        if row is not None:
+            self.config, self.revision = RoutingConfig.model_validate(row.config), row.revision
 
     def save(self, config: RoutingConfig) -> None:
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(config.model_dump_json(indent=2))
-        tmp.replace(self.path)
-        self.config = config
+        """Store ``config`` for every replica; a Conflict if it routes to a missing version."""
+        if config.version is not None or {"removal", "hybrid"} & (
+            {a for a, w in config.weights.items() if w > 0} | {config.default_arm}
+        ):
+            served_version(config, self.registry)  # the version must exist now
+        row = self.registry.save_routing(config.model_dump(mode="json"))
+        self.config, self.revision = config, row.revision
 
     def select(self, header: str | None, admin: bool, identity: str | None) -> Arm:
         if header is not None:
@@ -71,20 +85,22 @@ class Router:
             point -= weight
         return sorted(weights)[-1]
 
-    def plan(self, arm: Arm, registry: Registry) -> ArmPlan:
+    def plan(self, arm: Arm) -> ArmPlan:
         if arm in ("suppression", "baseline"):
             return ArmPlan(arm, None, stack=arm == "suppression")
-        version = self.version(registry)
+        version = served_version(self.config, self.registry)
         exempt = frozenset(version.forget_request_ids) if arm == "hybrid" else frozenset()
         return ArmPlan(arm, version, stack=arm == "hybrid", exempt=exempt)
 
-    def version(self, registry: Registry) -> ModelVersion:
-        name = self.config.version
-        version = registry.version(name) if name else registry.latest_version()
-        if version is None:
-            raise Conflict(
-                "No model version to serve yet: run a removal job first."
-                if name is None
-                else f"The routed model version {name!r} does not exist."
-            )
-        return version
+
+def served_version(config: RoutingConfig, registry: Registry) -> ModelVersion:
+    """The version the removal and hybrid arms serve under ``config``."""
+    name = config.version
+    version = registry.version(name) if name else registry.latest_version()
+    if version is None:
+        raise Conflict(
+            "No model version to serve yet: run a removal job first."
+            if name is None
+            else f"The routed model version {name!r} does not exist."
+        )
+    return version

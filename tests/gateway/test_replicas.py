@@ -11,7 +11,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -19,7 +19,14 @@ import httpx
 import pytest
 
 from evals.live_gateway import start_gateway, stop
-from tests.conftest import ADMIN_TOKEN, API_KEY, MODEL, LiveGateway, fresh_data_dir
+from tests.conftest import (
+    ADMIN_TOKEN,
+    API_KEY,
+    MODEL,
+    LiveGateway,
+    PostgresServer,
+    fresh_data_dir,
+)
 
 BOUND_S = 1.0
 SUBJECT = "Quillon Arbuthnot-Vex"
@@ -65,6 +72,8 @@ class Replicas:
     a: str
     b: str
     relays: list[Relay]
+    restart_b: Callable[[], str]
+    """Stop replica b and start it again on the same data directory; its new URL."""
 
 
 @pytest.fixture(scope="module")
@@ -76,20 +85,25 @@ def replicas(
     vllm_port = int(gateway.vllm_url.rsplit(":", 1)[1])
     relays = [Relay(vllm_port), Relay(vllm_port)]
     upstreams = ",".join(f"http://127.0.0.1:{relay.port}" for relay in relays)
-    started = []
-    for name in "ab":
-        started.append(
-            start_gateway(
-                root / f"{name}.log",
-                "--data-dir", str(fresh_data_dir(root / name)),
-                "--upstream", upstreams,
-                "--database-url", database,
-                "--api-key", API_KEY,
-                env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN},
-            )
+    processes = {}
+
+    def start(name: str) -> str:
+        url, processes[name] = start_gateway(
+            root / f"{name}.log",
+            "--data-dir", str(fresh_data_dir(root / name)),
+            "--upstream", upstreams,
+            "--database-url", database,
+            "--api-key", API_KEY,
+            env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN},
         )  # fmt: skip
-    yield Replicas(started[0][0], started[1][0], relays)
-    for _, process in started:
+        return url
+
+    def restart_b() -> str:
+        stop(processes["b"])
+        return start("b")
+
+    yield Replicas(start("a"), start("b"), relays, restart_b)
+    for process in processes.values():
         stop(process)
 
 
@@ -132,6 +146,65 @@ def test_a_forget_request_on_one_replica_is_enforced_by_the_other(replicas: Repl
         revoked = seconds_until(replicas.a, before)
         assert revoked < BOUND_S and not blocked(http, replicas.a)
     print(f"applied by the other replica after {added:.3f} s (add), {revoked:.3f} s (revoke)")
+
+
+def test_a_routing_change_on_one_replica_is_served_by_the_other(replicas: Replicas) -> None:
+    """Letting anyone pick an arm by header, PUT on replica a, is served by b within 1 s, and
+    survives b's restart (the routing is a row of the shared database)."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    user = {"Authorization": f"Bearer {API_KEY}", "x-obliviate-arm": "suppression"}
+    body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 1}
+
+    def picks_arm(url: str) -> bool:
+        status = httpx.post(f"{url}/v1/completions", json=body, headers=user, timeout=60)
+        return status.status_code == 200
+
+    assert not picks_arm(replicas.b)  # the header is the admin's by default
+    put = httpx.put(f"{replicas.a}/admin/v1/routing", json={"header": "anyone"}, headers=admin)
+    assert put.status_code == 200, put.text
+    start = time.monotonic()
+    while not picks_arm(replicas.b):
+        assert time.monotonic() - start < BOUND_S, "replica b never applied the routing"
+    applied = time.monotonic() - start
+    replicas.b = replicas.restart_b()
+    assert httpx.get(f"{replicas.b}/admin/v1/routing", headers=admin).json()["header"] == "anyone"
+    assert picks_arm(replicas.b)
+    assert httpx.put(f"{replicas.b}/admin/v1/routing", json={}, headers=admin).status_code == 200
+    print(f"routing applied by the other replica after {applied:.3f} s")
+
+
+def test_background_tasks_resume_after_a_database_outage(
+    replicas: Replicas, postgres_server: PostgresServer
+) -> None:
+    """5 s without the database: the replicas' loops fail (``/health`` says which), then resume
+    on their own: a forget request filed after it on one replica reaches the other."""
+    def failing(url: str) -> set[str]:
+        health = httpx.get(f"{url}/health", timeout=10)
+        assert health.status_code == 200  # serving goes on: the engine answers
+        return set(health.json()["failing"])
+
+    postgres_server.stop()
+    try:
+        start = time.monotonic()
+        while not {"index_sync", "routing_sync", "removal_runner"} <= failing(replicas.a):
+            assert time.monotonic() - start < 10, failing(replicas.a)
+            time.sleep(0.1)
+        time.sleep(max(0.0, 5 - (time.monotonic() - start)))
+    finally:
+        postgres_server.start()
+    start = time.monotonic()
+    while failing(replicas.a) or failing(replicas.b):
+        assert time.monotonic() - start < 60, (failing(replicas.a), failing(replicas.b))
+        time.sleep(0.2)
+    print(f"every background task worked again {time.monotonic() - start:.1f} s after")
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    before = enforced(replicas.a)
+    created = httpx.post(f"{replicas.b}/admin/v1/forget-requests", headers=admin,
+                         json={"subject": "Ottoline Grassmere-Quay"})  # fmt: skip
+    assert created.status_code == 201, created.text
+    assert seconds_until(replicas.a, before + 1) < BOUND_S
+    url = f"{replicas.b}/admin/v1/forget-requests/{created.json()['id']}"
+    assert httpx.delete(url, headers=admin).status_code == 200
 
 
 def test_a_dead_upstream_loses_no_request(replicas: Replicas) -> None:
