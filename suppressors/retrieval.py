@@ -24,13 +24,14 @@ _MARGIN = 8
 @dataclass
 class RetrievalBlockingConfig(LayerConfig):
     score_in_model: bool = False
-    """A request that only scores its prompt (``max_tokens=0``, with echo and ``logprobs=0`` or
-    ``prompt_logprobs=0``: how lm-eval and TOFU score a text) is served, not blocked, when the
-    stack's in-model layers take every forget request it touches out of its forward pass
-    (steering once built, embedding corruption with ``scope="prompt"``): its log-probabilities
-    are then the suppressed model's instead of none. Nothing is generated and no alternative
-    tokens are returned, so no text can leak; the probabilities leak as much as those layers
-    let through (forget quality in the evaluation harness measures it). Off: withheld."""
+    """A request that only scores its prompt (echo with ``logprobs`` 0 or 1, or
+    ``prompt_logprobs``, and at most one generated token: how TOFU and lm-eval's loglikelihood
+    score a text) is served, not blocked, when the stack's in-model layers take every forget
+    request it touches out of its forward pass (steering or the n-gram penalty once built,
+    embedding corruption with ``scope="prompt"``): its log-probabilities, its top alternatives
+    and its one token are then the suppressed model's instead of none. They leak as much as
+    those layers let through (forget quality in the evaluation harness measures it). Off:
+    withheld (HTTP 400 ``content_suppressed``)."""
 
 
 class RetrievalBlocking(Layer):

@@ -15,7 +15,7 @@ from gateway.admin.protocol import (
     Status,
 )
 from gateway.auth import require_admin_token
-from gateway.body import parse_body
+from gateway.body import documented, parse_body
 from gateway.errors import Conflict, NotFound
 from index.forget_index import ForgetIndex
 from index.store import REVOKED, ForgetRequest, IdempotencyConflict
@@ -42,7 +42,7 @@ def _not_found(request_id: str) -> NotFound:
     )
 
 
-@router.post("/forget-requests", status_code=201)
+@router.post("/forget-requests", status_code=201, openapi_extra=documented(ForgetRequestCreate))
 async def create_forget_request(request: Request) -> Response:
     body = await parse_body(request, ForgetRequestCreate, request.app.state.settings.max_body_bytes)
     key = request.headers.get("idempotency-key") or None

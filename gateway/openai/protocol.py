@@ -9,15 +9,28 @@ a choice that carries text is read by ``gateway.openai.watch``.
 
 from __future__ import annotations
 
+import copy
+import json
 import time
 import uuid
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+DONE = b"data: [DONE]\n\n"
+ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+
+def sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+
 
 class _PassThrough(BaseModel):
     model_config = ConfigDict(extra="allow")
+
+
+class PassThroughBody(_PassThrough):
+    """A JSON object relayed to vLLM as it is."""
 
 
 class ChatMessage(_PassThrough):
@@ -71,16 +84,48 @@ class _GenerationRequest(_PassThrough):
         return extra.get("prompt_logprobs") is not None or bool(echoed)
 
     def only_scores(self) -> bool:
-        """Whether the request generates nothing and asks only for the log-probabilities of its
-        own prompt tokens, without alternatives: ``max_tokens=0`` with echo and ``logprobs=0``, or
-        ``prompt_logprobs=0`` (how lm-eval and TOFU score a text)."""
+        """Whether the request scores its prompt: it asks for the log-probabilities of its own
+        prompt tokens with at most the top alternative, and generates at most one token.
+        TOFU: ``max_tokens=0``, echo, ``logprobs=0`` (or ``prompt_logprobs=0``); lm-eval's
+        loglikelihood: ``max_tokens=1``, echo, ``logprobs=1`` (it reads the top alternative to
+        tell whether the text is the greedy one, and drops the generated token)."""
         extra = self.model_extra or {}
         asked = [extra.get("prompt_logprobs")]
         if extra.get("echo"):
             asked.append(extra.get("logprobs"))
         wanted = [n for n in asked if n is not None]
-        own_only = all(type(n) is int and n == 0 for n in wanted)  # no alternative tokens
-        return extra.get("max_tokens") == 0 and bool(wanted) and own_only
+        at_most_top = all(type(n) is int and 0 <= n <= 1 for n in wanted)
+        generates = extra.get("max_tokens")
+        return type(generates) is int and generates <= 1 and bool(wanted) and at_most_top
+
+    def wants_usage(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def add_note(self, body: dict[str, Any], note: str) -> None:
+        """Put the stack's system instruction into ``body`` (where the API has one)."""
+
+    def abstention(self, text: str) -> dict[str, Any]:
+        """A whole response whose every choice says ``text``."""
+        return self.answer(text, streaming=False) | {"usage": ZERO_USAGE}
+
+    def abstention_events(
+        self,
+        text: str,
+        skeleton: dict[str, Any] | None = None,
+        usage: dict[str, Any] | None = None,
+    ) -> list[bytes]:
+        """A stream's last events when it ends saying ``text``; ``skeleton``: the id, model and
+        other fields of the stream's chunks so far; ``usage``: what was generated."""
+        chunk = self.answer(text, streaming=True) | (skeleton or {})
+        stop = copy.deepcopy(chunk)
+        for choice in chunk["choices"]:
+            choice["finish_reason"] = None
+        for choice in stop["choices"]:
+            self.set_choice_text(choice, "", streaming=True)
+        events = [sse(chunk), sse(stop)]
+        if self.wants_usage():
+            events.append(sse({**stop, "choices": [], "usage": usage or ZERO_USAGE}))
+        return [*events, DONE]
 
     def answer(self, text: str, streaming: bool) -> dict[str, Any]:
         """A whole response (or, streaming, one chunk) whose every choice says ``text``."""
@@ -107,6 +152,13 @@ class ChatCompletionRequest(_GenerationRequest):
 
     def texts(self) -> list[str]:
         return [m.text() for m in self.messages]
+
+    def add_note(self, body: dict[str, Any], note: str) -> None:
+        messages = body["messages"]
+        if messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
+            messages[0] = {**messages[0], "content": f"{note}\n\n{messages[0]['content']}"}
+        else:
+            body["messages"] = [{"role": "system", "content": note}, *messages]
 
     @staticmethod
     def set_choice_text(choice: dict[str, Any], text: str, streaming: bool) -> None:

@@ -36,7 +36,13 @@ from gateway.errors import (
     UpstreamError,
     from_upstream,
 )
-from gateway.openai.protocol import CompletionRequest, GenerationRequest
+from gateway.openai.protocol import DONE, CompletionRequest, GenerationRequest, sse
+from gateway.openai.responses import (
+    ResponsesRequest,
+    ResponseStreamWatch,
+    output_texts,
+    watch_response,
+)
 from gateway.openai.watch import ChoiceWatch
 from gateway.ops import metrics
 from gateway.routing.protocol import ARM_HEADER, VERSION_HEADER
@@ -47,8 +53,7 @@ from suppressors.vllm_plugin.controls import encode
 
 OVERHEAD_HEADER = "x-obliviate-overhead-ms"
 LAYERS_HEADER = "x-obliviate-layers"
-_DONE = b"data: [DONE]\n\n"
-_ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+AnyRequest = GenerationRequest | ResponsesRequest
 
 
 @dataclass
@@ -80,10 +85,6 @@ class RequestTimer:
         metrics.LATENCY.labels(self.route).observe(time.perf_counter() - self.start)
 
 
-def _sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
-
-
 class OpenAIServing:
     """Forwards generation requests through the suppression stack and relays the answers."""
 
@@ -97,7 +98,7 @@ class OpenAIServing:
         self.reply = reply
 
     async def forward(
-        self, route: str, request: GenerationRequest, timer: RequestTimer, plan: ArmPlan
+        self, route: str, request: AnyRequest, timer: RequestTimer, plan: ArmPlan
     ) -> Response:
         """Serve ``request`` on the arm ``plan`` (its weights, and the stack if it has one).
 
@@ -147,7 +148,11 @@ class OpenAIServing:
         # A request that only scores its prompt generates nothing: there is no output to watch.
         watched = ctx is not None and not ctx.only_scores
         if request.stream:
-            events = self._watched(response, request, ctx) if watched else response.aiter_raw()
+            events = response.aiter_raw()
+            if watched and isinstance(request, ResponsesRequest):
+                events = self._watched_responses(response, request, ctx)
+            elif watched:
+                events = self._watched(response, request, ctx)
             relay = self._relay(events, response, timer)
             headers = timer.header() | _layers(ctx) | arm
             return StreamingResponse(relay, media_type="text/event-stream", headers=headers)
@@ -158,7 +163,7 @@ class OpenAIServing:
         headers = timer.header() | _layers(ctx) | arm
         return Response(content, media_type="application/json", headers=headers)
 
-    async def _check(self, request: GenerationRequest, plan: ArmPlan) -> RequestContext | None:
+    async def _check(self, request: AnyRequest, plan: ArmPlan) -> RequestContext | None:
         """The stack's verdict on the conversation; SuppressionUnavailable when it cannot say."""
         try:
             texts = await self._texts(request)
@@ -168,17 +173,26 @@ class OpenAIServing:
                 "Forgotten content cannot be checked right now; retry shortly."
             ) from exc
 
-    async def _texts(self, request: GenerationRequest) -> list[str]:
-        """The conversation's texts; token-id prompts are detokenized by vLLM when it matters."""
+    async def _texts(self, request: AnyRequest) -> list[str]:
+        """The conversation's texts; token-id prompts are detokenized by vLLM when it matters,
+        and a previous response (Responses API) is read back from vLLM."""
         texts = request.texts()
-        if isinstance(request, CompletionRequest) and len(self.matcher):
+        if not len(self.matcher):
+            return texts
+        if isinstance(request, CompletionRequest):
             for tokens in request.token_prompts():
                 body = {"model": request.model, "tokens": tokens}
-                response = await self.upstream.send("POST", "/detokenize", body)
-                if response.status_code != 200:
-                    raise await self._upstream_error(response)
-                texts.append(response.json()["prompt"])
+                texts.append((await self._json("POST", "/detokenize", body))["prompt"])
+        if isinstance(request, ResponsesRequest) and request.previous_response_id:
+            path = f"/v1/responses/{request.previous_response_id}"
+            texts += output_texts(await self._json("GET", path))
         return texts
+
+    async def _json(self, method: str, path: str, body: Any = None) -> Any:
+        response = await self.upstream.send(method, path, body)
+        if response.status_code != 200:
+            raise await self._upstream_error(response)
+        return response.json()
 
     async def get(self, path: str) -> Response:
         response = await self.upstream.send("GET", path)
@@ -186,9 +200,16 @@ class OpenAIServing:
             raise await self._upstream_error(response)
         return Response(response.content, media_type="application/json")
 
+    async def passthrough(self, path: str, body: Any) -> Response:
+        """A vLLM route whose answer cannot carry forgotten knowledge, relayed as it is."""
+        response = await self.upstream.send("POST", path, body)
+        if response.status_code != 200:
+            raise await self._upstream_error(response)
+        return Response(response.content, media_type=response.headers.get("content-type"))
+
     def _suppressed(
         self,
-        request: GenerationRequest,
+        request: AnyRequest,
         ctx: RequestContext,
         timer: RequestTimer,
         arm: dict[str, str],
@@ -205,37 +226,25 @@ class OpenAIServing:
         timer.finish(200)
         headers = timer.header() | _layers(ctx) | arm
         if not request.stream:
-            answer = request.answer(self.reply.message, streaming=False) | {"usage": _ZERO_USAGE}
+            answer = request.abstention(self.reply.message)
             return Response(json.dumps(answer), media_type="application/json", headers=headers)
-        events = self._suppressed_events(request, request.answer(self.reply.message, True))
+        events = request.abstention_events(self.reply.message)
         return StreamingResponse(iter(events), media_type="text/event-stream", headers=headers)
 
-    def _suppressed_events(
-        self,
-        request: GenerationRequest,
-        chunk: dict[str, Any],
-        usage: dict[str, Any] | None = None,
-    ) -> list[bytes]:
-        """A stream's last events when it ends with the suppression answer."""
-        stop = copy.deepcopy(chunk)
-        for choice in chunk["choices"]:
-            choice["finish_reason"] = None
-        for choice in stop["choices"]:
-            request.set_choice_text(choice, "", streaming=True)
-        events = [_sse(chunk), _sse(stop)]
-        if _wants_usage(request):
-            events.append(_sse({**stop, "choices": [], "usage": usage or _ZERO_USAGE}))
-        return [*events, _DONE]
-
     async def _checked_answer(
-        self, content: bytes, request: GenerationRequest, ctx: RequestContext
+        self, content: bytes, request: AnyRequest, ctx: RequestContext
     ) -> bytes:
         answer = json.loads(content)
         blocked = False
-        for choice in answer.get("choices", []):
-            if not await ChoiceWatch(ctx, request).feed(choice, streaming=False, final=True):
+        if isinstance(request, ResponsesRequest):
+            if not await watch_response(answer, ctx):
                 blocked = True
-                request.blank_choice(choice, self.reply.message, streaming=False)
+                answer = request.abstention(self.reply.message)
+        else:
+            for choice in answer.get("choices", []):
+                if not await ChoiceWatch(ctx, request).feed(choice, streaming=False, final=True):
+                    blocked = True
+                    request.blank_choice(choice, self.reply.message, streaming=False)
         if blocked and self.reply.style == "error":
             raise ContentSuppressed("The answer touched content the service was asked to forget.")
         return json.dumps(answer).encode()
@@ -265,7 +274,7 @@ class OpenAIServing:
                 yield event
         except httpx.HTTPError as exc:
             yield _stream_failed(exc)
-            yield _DONE
+            yield DONE
         finally:
             # Reached on completion, error, or client disconnect (cancellation): closing the
             # upstream connection makes vLLM abort a request nobody reads any more.
@@ -296,30 +305,46 @@ class OpenAIServing:
                         yield event
                     return
             if chunk["choices"]:
-                yield _sse(chunk)
-        if usage is not None and _wants_usage(request):
-            yield _sse({**skeleton, "choices": [], "usage": usage})
-        yield _DONE
+                yield sse(chunk)
+        if usage is not None and request.wants_usage():
+            yield sse({**skeleton, "choices": [], "usage": usage})
+        yield DONE
 
     def _blocked_tail(
         self, request: GenerationRequest, skeleton: dict[str, Any], usage: dict[str, Any] | None
     ) -> list[bytes]:
         if self.reply.style == "error":
             error = ContentSuppressed("The answer touched content the service was asked to forget.")
-            return [error.sse_event(), _DONE]
-        answer = request.answer(self.reply.message, streaming=True) | skeleton
-        return self._suppressed_events(request, answer, usage)
+            return [error.sse_event(), DONE]
+        return request.abstention_events(self.reply.message, skeleton, usage)
+
+    async def _watched_responses(
+        self, response: httpx.Response, request: ResponsesRequest, ctx: RequestContext
+    ) -> AsyncIterator[bytes]:
+        """vLLM's Responses events re-emitted with only checked text; the suppression answer
+        (or an error event) ends a blocked one."""
+        watch = ResponseStreamWatch(ctx)
+        async for line in response.aiter_lines():
+            if not line.startswith("data: "):
+                continue
+            if not await watch.feed(json.loads(line[len("data: ") :])):
+                if self.reply.style == "error":
+                    error = ContentSuppressed(
+                        "The answer touched content the service was asked to forget."
+                    )
+                    yield watch.error_event(error)
+                else:
+                    for event in request.abstention_events(self.reply.message, watch):
+                        yield event
+                return
+            for event in watch.events.take():
+                yield event
 
 
-def _apply(body: dict[str, Any], ctx: RequestContext, request: GenerationRequest) -> None:
+def _apply(body: dict[str, Any], ctx: RequestContext, request: AnyRequest) -> None:
     """Put the stack's instructions and controls into the body sent to vLLM."""
-    if ctx.system_notes and "messages" in body:
-        note = "\n\n".join(ctx.system_notes)
-        messages = body["messages"]
-        if messages[0].get("role") == "system" and isinstance(messages[0].get("content"), str):
-            messages[0] = {**messages[0], "content": f"{note}\n\n{messages[0]['content']}"}
-        else:
-            body["messages"] = [{"role": "system", "content": note}, *messages]
+    if ctx.system_notes:
+        request.add_note(body, "\n\n".join(ctx.system_notes))
     if ctx.controls:
         body["vllm_xargs"] = {**body.get("vllm_xargs", {}), **encode(ctx.controls)}
         # Steered or corrupted prompt tokens have other KV values: never share their prefix cache.
@@ -328,8 +353,8 @@ def _apply(body: dict[str, Any], ctx: RequestContext, request: GenerationRequest
     _ask_usage_per_chunk(body, request)
 
 
-def _ask_usage_per_chunk(body: dict[str, Any], request: GenerationRequest) -> None:
-    if request.stream and _wants_usage(request):
+def _ask_usage_per_chunk(body: dict[str, Any], request: AnyRequest) -> None:
+    if request.stream and request.wants_usage():
         # Usage in every chunk, so a watched stream cut short still reports what was generated.
         body["stream_options"] = {**body["stream_options"], "continuous_usage_stats": True}
 
@@ -341,10 +366,6 @@ async def _drop(call: asyncio.Task[httpx.Response]) -> None:
         return
     if call.exception() is None:
         await call.result().aclose()
-
-
-def _wants_usage(request: GenerationRequest) -> bool:
-    return bool(request.stream_options and request.stream_options.include_usage)
 
 
 def _layers(ctx: RequestContext | None) -> dict[str, str]:

@@ -7,6 +7,7 @@ tokens so that valid generation requests stay quick on a CPU.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from evals.live_gateway import fresh_data_dir, start_gateway, stop
+from gateway.app import build_app
+from gateway.config import Settings
 from tests.conftest import ADMIN_TOKEN, API_KEY, MODEL, LiveGateway
 
 
@@ -33,10 +36,24 @@ def fuzzed(gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory) -> It
     stop(process)
 
 
+def test_every_request_body_is_in_the_openapi_document() -> None:
+    document = build_app(Settings()).openapi()
+    bodies = {f"{method.upper()} {path}": "requestBody" in operation
+              for path, operations in document["paths"].items()
+              for method, operation in operations.items() if method in ("post", "put")}  # fmt: skip
+    assert bodies.pop("POST /admin/v1/removal-jobs/{job_id}/cancel") is False  # takes none
+    assert all(bodies.values()), bodies
+    chat = document["paths"]["/v1/chat/completions"]["post"]["requestBody"]
+    schema = chat["content"]["application/json"]["schema"]
+    assert schema["properties"]["messages"]["items"]["properties"]["role"]["enum"]  # inlined
+
+
 def test_no_route_answers_5xx(fuzzed: str) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzzed}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) > 10
+
+    cases: Counter[str] = Counter()
 
     @given(data=st.data())
     @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
@@ -47,6 +64,7 @@ def test_no_route_answers_5xx(fuzzed: str) -> None:
                 if field in case.body:
                     case.body[field] = 2
             case.body["n"] = 1
+        cases[f"{case.method} {case.path}"] += 1
         token = ADMIN_TOKEN if case.path.startswith("/admin") else API_KEY
         case.call_and_validate(
             base_url=fuzzed, headers={"Authorization": f"Bearer {token}"},
@@ -54,3 +72,4 @@ def test_no_route_answers_5xx(fuzzed: str) -> None:
         )  # fmt: skip
 
     fuzz()
+    print("cases per route:", dict(sorted(cases.items())))

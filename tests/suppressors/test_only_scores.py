@@ -2,9 +2,10 @@
 
 The gateway (in front of the session's vLLM, with its own data directory) runs retrieval with
 ``score_in_model`` and embedding corruption over the whole prompt:
-once a subject is forgotten, a chat about it is blocked, but scoring a text about it (echo,
-``max_tokens=0``, ``logprobs=0``: how lm-eval and TOFU score) returns the corrupted forward pass's
-log-probabilities instead of none, and a concurrent unrelated text scores exactly as before.
+once a subject is forgotten, a chat about it is blocked, but scoring a text about it (echo with
+``max_tokens=0`` and ``logprobs=0`` as TOFU does, or ``max_tokens=1`` and ``logprobs=1`` as
+lm-eval does) returns the corrupted forward pass's log-probabilities instead of none, and a
+concurrent unrelated text scores exactly as before.
 """
 
 from __future__ import annotations
@@ -70,15 +71,21 @@ def test_scoring_a_forgotten_text_gets_the_suppressed_models_logprobs(
         assert after is not None and len(after) == len(before) and after != before
         assert (unrelated_after, unrelated_layers) == (unrelated_before, "")
 
-        # Alternatives would make scoring a next-token oracle, and a chat generates: blocked.
-        # Scoring clients cannot parse an abstention without log-probabilities: an error.
-        with pytest.raises(openai.BadRequestError) as refused:
-            score(client, FORGOTTEN, logprobs=1)
-        assert refused.value.code == "content_suppressed"
-        # How lm-eval's loglikelihood asks (one generated token beside the echoed prompt).
-        with pytest.raises(openai.BadRequestError):
-            client.completions.create(model=MODEL, prompt=FORGOTTEN, max_tokens=1, echo=True,
-                                      logprobs=1, temperature=0)  # fmt: skip
+        # How lm-eval's loglikelihood asks (the top alternative, one generated token beside
+        # the echoed prompt): the suppressed forward pass answers it too.
+        lm_eval = client.completions.with_raw_response.create(
+            model=MODEL, prompt=FORGOTTEN, max_tokens=1, echo=True, logprobs=1, temperature=0
+        )
+        assert lm_eval.headers["x-obliviate-layers"] == "embedding_corruption"
+        scored = lm_eval.parse().choices[0].logprobs
+        assert scored.token_logprobs[1 : len(after)] == after[1:]  # the same corrupted pass
+        assert len(scored.tokens) == len(after) + 1
+        # More alternatives, or more tokens, would make it a generator: blocked. Scoring
+        # clients cannot parse an abstention without log-probabilities: an error.
+        for more in ({"logprobs": 2, "max_tokens": 0}, {"logprobs": 1, "max_tokens": 2}):
+            with pytest.raises(openai.BadRequestError) as refused:
+                client.completions.create(model=MODEL, prompt=FORGOTTEN, echo=True, **more)
+            assert refused.value.code == "content_suppressed"
         chat = client.chat.completions.with_raw_response.create(
             model=MODEL, messages=[{"role": "user", "content": FORGOTTEN}], max_tokens=8
         )

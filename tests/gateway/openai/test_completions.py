@@ -39,8 +39,10 @@ def test_models_list(client: OpenAI) -> None:
     [
         ({"max_tokens": 0, "echo": True, "logprobs": 0}, True),
         ({"max_tokens": 0, "prompt_logprobs": 0}, True),
-        ({"max_tokens": 0, "echo": True, "logprobs": 1}, False),  # top alternatives: an oracle
-        ({"max_tokens": 1, "echo": True, "logprobs": 0}, False),  # generates
+        ({"max_tokens": 1, "echo": True, "logprobs": 1}, True),  # lm-eval's loglikelihood
+        ({"max_tokens": 0, "echo": True, "logprobs": 2}, False),  # alternatives: an oracle
+        ({"max_tokens": 2, "echo": True, "logprobs": 0}, False),  # generates
+        ({"echo": True, "logprobs": 0}, False),  # generates up to the context's end
         ({"max_tokens": 0, "echo": True}, False),  # asks for no log-probabilities
     ],
 )
