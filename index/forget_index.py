@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import threading
 import time
 from pathlib import Path
@@ -31,6 +32,8 @@ import numpy as np
 
 from index.chunking import chunk_request
 from index.embedder import Embedder
+from index.files import write_json_atomic
+from index.lexicon import MIN_PART_CHARS, normalise
 from index.matcher import Matcher, MatcherConfig, numbers
 from index.store import REVOKED, ForgetRequest, ForgetStore, NewChunk
 
@@ -40,6 +43,29 @@ log = logging.getLogger(__name__)
 def terms_of(record: ForgetRequest) -> list[str]:
     """The names searched lexically: the subject and the concepts."""
     return [t for t in [record.subject or "", *(record.concepts or [])] if t.strip()]
+
+
+_NAME_RUN = re.compile(
+    r"[A-Z][\w'\u2019-]*(?:(?:\s+(?:of|the|and|de|del|da|van|von|der|du|la|le|al|bin|y))*\s+[A-Z][\w'\u2019-]*)*"
+)
+_LEADING = re.compile(r"^(?:The|A|An|Her|His|Their|She|He|They|It|In|On|At|As|By)\s+")
+
+
+def details_of(record: ForgetRequest) -> list[str]:
+    """The request's other distinctive names: capitalised phrases of its answers and documents
+    (relatives, works, places, awards), less its own names and leading articles, of at least
+    ``MIN_PART_CHARS`` letters. Alone they are often common words or other people's names, so
+    they count only in answers to conversations related to the request."""
+    own = {"".join(normalise(t)) for t in terms_of(record) for t in (t, *t.split())}
+    texts = [qa["answer"] for qa in record.qa or []] + list(record.documents or [])
+    details: list[str] = []
+    for text in texts:
+        for run in _NAME_RUN.findall(text):
+            phrase = _LEADING.sub("", run).removesuffix("'s").removesuffix("\u2019s")
+            key = "".join(normalise(phrase))
+            if len(key) >= MIN_PART_CHARS and key not in own and phrase not in details:
+                details.append(phrase)
+    return details
 
 
 def numbers_of(fields: dict[str, Any]) -> frozenset[str]:
@@ -111,16 +137,16 @@ class ForgetIndex:
             self._rebuild_vectors()
             self._persist(expected)
         request_numbers = {r.id: numbers_of(_fields(r)) for r in active}
-        self.matcher.load({r.id: terms_of(r) for r in active}, owners, request_numbers)
+        terms = {r.id: terms_of(r) for r in active}
+        details = {r.id: details_of(r) for r in active}
+        self.matcher.load(terms, owners, request_numbers, details)
         log.info("forget index: %d requests, %d chunks", len(active), len(owners))
 
     def _persist(self, manifest: dict[str, Any] | None = None) -> None:
         if manifest is None:
             manifest = self._manifest(list(self.matcher.owner))
         self.matcher.vectors.save(self._vectors_path)
-        tmp = self._manifest_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(manifest))
-        tmp.replace(self._manifest_path)
+        write_json_atomic(self._manifest_path, manifest)
 
     def save(self) -> None:
         """Write the vectors and their manifest if they changed since the last save."""
@@ -176,7 +202,9 @@ class ForgetIndex:
         if record.id in self.matcher.terms:
             return
         request_numbers = numbers_of(_fields(record))
-        self.matcher.add(record.id, terms_of(record), ids, vectors, request_numbers)
+        self.matcher.add(
+            record.id, terms_of(record), ids, vectors, request_numbers, details_of(record)
+        )
         self._unsaved = True
         index = self.matcher.vectors
         if not index.approximate and len(index) > index.approximate_after:

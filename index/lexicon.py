@@ -15,6 +15,13 @@ Text and terms are normalised (NFKD, accents stripped, lower case, punctuation t
 matches a window of text tokens whose letters, spaces removed, are within a small edit distance.
 The parts of a multi-word name (of at least ``MIN_PART_CHARS`` letters) are partial terms: alone
 they are common words or other people's names too often to block on.
+
+A stream's watch asks where a name could still be starting (``Lexicon.open_from``): the
+earliest word from which the text so far, read as the lexicon reads it, is a prefix of some term
+within the edits it tolerates; everything before it can go out::
+
+    >>> lexicon.open_from("The author, born in Taipei, is Hsi")
+    31
 """
 
 from __future__ import annotations
@@ -70,6 +77,70 @@ def _deletions(key: str) -> set[str]:
     return {key[:i] + key[i + 1 :] for i in range(len(key))}
 
 
+FUZZY_EDITS = 2
+"""Edits a prefix may hold against a fuzzy term (at least ``MIN_FUZZY_CHARS``): the one-deletion
+neighbourhoods confirm windows two edits away at most (a substitution deletes on both sides)."""
+_WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
+
+
+class _Node:
+    """A trie node over the terms' keys; ``edits``: the most any key below it tolerates."""
+
+    __slots__ = ("children", "count", "edits")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.count = 0
+        self.edits = 0
+
+
+class _PrefixTrie:
+    """The keys of the lexicon, to tell whether a text could be the start of one of them."""
+
+    def __init__(self) -> None:
+        self.root = _Node()
+
+    def add(self, key: str, edits: int) -> None:
+        node = self.root
+        for char in key:
+            node.count += 1
+            node.edits = max(node.edits, edits)
+            node = node.children.setdefault(char, _Node())
+        node.count += 1
+        node.edits = max(node.edits, edits)
+
+    def remove(self, key: str) -> None:
+        node = self.root
+        for char in key:
+            node.count -= 1
+            child = node.children[char]
+            if child.count == 1:
+                del node.children[char]
+                return
+            node = child
+        node.count -= 1
+
+    def starts(self, text: str) -> bool:
+        """Whether ``text`` is within a key's tolerated edits of a prefix of that key."""
+        if not text:
+            return True
+        row = list(range(len(text) + 1))  # edit distances of text[:j] to the path so far
+        return self._starts(self.root, text, row)
+
+    def _starts(self, node: _Node, text: str, row: list[int]) -> bool:
+        if row[-1] <= node.edits:
+            return True
+        if min(row) > node.edits:
+            return False
+        for char, child in node.children.items():
+            below = [row[0] + 1]
+            for j, letter in enumerate(text, 1):
+                below.append(min(below[j - 1] + 1, row[j] + 1, row[j - 1] + (letter != char)))
+            if self._starts(child, text, below):
+                return True
+        return False
+
+
 class Lexicon:
     """Names per forget request, searchable in text.
 
@@ -84,13 +155,15 @@ class Lexicon:
         self._deletions: dict[str, set[str]] = defaultdict(set)  # deletion -> keys
         self._max_tokens = 1
         self.max_chars = 0  # longest name, in characters as written
+        self._prefixes = _PrefixTrie()
 
-    def set(self, request_id: str, terms: list[str]) -> None:
+    def set(self, request_id: str, terms: list[str], whole: bool = False) -> None:
+        """The request's terms; ``whole``: no term's words are terms of their own."""
         self.remove(request_id)
         entries: dict[str, Hit] = {}
         for term in terms:
             parts = term.split()
-            if len(parts) > 1:
+            if len(parts) > 1 and not whole:
                 for part in parts:
                     entries.setdefault("".join(normalise(part)), Hit(part, partial=True))
             entries["".join(normalise(term))] = Hit(term, partial=False)
@@ -99,6 +172,8 @@ class Lexicon:
         for key, hit in entries.items():
             if len(key) < (MIN_PART_CHARS if hit.partial else 1):
                 continue
+            if not self._terms.get(key):
+                self._prefixes.add(key, FUZZY_EDITS if len(key) >= MIN_FUZZY_CHARS else 0)
             self._terms[key][request_id] = hit
             self._by_request[request_id].append(key)
             if len(key) >= MIN_FUZZY_CHARS:
@@ -112,6 +187,7 @@ class Lexicon:
             if owners:
                 continue
             del self._terms[key]
+            self._prefixes.remove(key)
             for deletion in _deletions(key) if len(key) >= MIN_FUZZY_CHARS else ():
                 self._deletions[deletion].discard(key)
                 if not self._deletions[deletion]:
@@ -133,6 +209,19 @@ class Lexicon:
                 candidates.add(deletion)
         best = process.extractOne(window, candidates, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
         return best[0] if best else None
+
+    def open_from(self, text: str, start: int = 0) -> int:
+        """The earliest index at or after ``start`` where a term could be starting in ``text``,
+        as the lexicon reads it (any case, accents, spacing, leet, tolerated typos); the text's
+        length if none. ``start``: an earlier answer for a shorter text (a text that cannot
+        begin a term cannot once it grows)."""
+        if not self._terms:
+            return len(text)
+        for word in _WORD_START.finditer(text, start):
+            rest = "".join(normalise(text[word.start() :]))
+            if self._prefixes.starts(rest) or self._prefixes.starts(rest.translate(_LEET)):
+                return word.start()
+        return len(text)
 
     def find(self, text: str) -> dict[str, list[Hit]]:
         """Request id -> the terms of that request found in ``text``."""

@@ -80,6 +80,9 @@ class Matcher:
         self.embedder = embedder
         self.config = config
         self.lexicon = Lexicon()
+        self.details = Lexicon()
+        """Each request's distinctive names besides its own (relatives, works, places: see
+        ``index.forget_index.details_of``), watched for in answers to related conversations."""
         self.vectors = VectorIndex(embedder.dim, config.approximate_after, config.nprobe)
         self.owner: dict[int, str] = {}  # chunk id -> request id
         self.chunks: dict[str, np.ndarray] = {}  # request id -> its chunk ids
@@ -102,10 +105,13 @@ class Matcher:
         ids: np.ndarray,
         vectors: np.ndarray,
         request_numbers: frozenset[str] = frozenset(),
+        details: list[str] | None = None,
     ) -> None:
-        """Enforce a request: its names, its chunks' vectors, and the numbers of its texts."""
+        """Enforce a request: its names, its chunks' vectors, the numbers of its texts and its
+        other distinctive names (``details``)."""
         with self._lock:
             self.lexicon.set(request_id, terms)
+            self.details.set(request_id, details or [], whole=True)
             self.terms[request_id] = terms
             self.numbers[request_id] = request_numbers
             self.vectors.add(ids, vectors)
@@ -117,11 +123,14 @@ class Matcher:
         terms: dict[str, list[str]],
         owners: dict[int, str],
         request_numbers: dict[str, frozenset[str]],
+        details: dict[str, list[str]] | None = None,
     ) -> None:
-        """Set names, numbers and chunk owners for vectors already in ``self.vectors``."""
+        """Set names, numbers, details and chunk owners for vectors already in
+        ``self.vectors``."""
         with self._lock:
             for request_id, request_terms in terms.items():
                 self.lexicon.set(request_id, request_terms)
+                self.details.set(request_id, (details or {}).get(request_id, []), whole=True)
             self.terms = dict(terms)
             self.numbers = dict(request_numbers)
             self.owner = owners
@@ -133,12 +142,19 @@ class Matcher:
     def remove(self, request_id: str) -> None:
         with self._lock:
             self.lexicon.remove(request_id)
+            self.details.remove(request_id)
             self.terms.pop(request_id, None)
             self.numbers.pop(request_id, None)
             ids = self.chunks.pop(request_id, np.zeros(0, np.int64))
             self.vectors.remove(ids)
             for chunk_id in ids.tolist():
                 self.owner.pop(chunk_id, None)
+
+    def named_details(self, text: str, request_ids: set[str]) -> list[str]:
+        """The details of ``request_ids`` that ``text`` names (any spelling the lexicon reads)."""
+        with self._lock:
+            found = self.details.find(text)
+        return [hit.term for r in request_ids & found.keys() for hit in found[r]]
 
     def match(self, texts: list[str], *, dense: bool = True) -> list[Match]:
         """Requests the texts touch, strongest first; ``dense=False`` checks names only."""

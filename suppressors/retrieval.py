@@ -54,12 +54,22 @@ class RetrievalBlocking(Layer):
     ) -> int | None:
         state.setdefault("names_upto", 0)
         state.setdefault("sentences_upto", 0)
-        hold = self.matcher.lexicon.max_chars + _MARGIN
-        window = text[max(0, state["names_upto"] - hold) :]
-        if _blocks(ctx.relevant(self.matcher.match([window], dense=False))):
+        state.setdefault("open_from", 0)
+        # From where a name could have started: the last check's end less the longest name, or
+        # further back where a name (spaced out, say) could still be starting.
+        lexicon = self.matcher.lexicon
+        since = min(state["open_from"], state["names_upto"] - lexicon.max_chars - _MARGIN)
+        window = text[max(0, since) :]
+        found = ctx.relevant(self.matcher.match([window], dense=False))
+        # In a conversation about a forgotten subject, a part of its name (a surname alone) is as
+        # telling as the whole name; so are its other names (a relative, a work: per sentence).
+        about = {m.request_id for m in ctx.matches if not m.other_numbers}
+        if _blocks(found) or any(m.request_id in about and m.terms for m in found):
             return None
         state["names_upto"] = len(text)
-        safe = len(text) if final else max(0, len(text) - hold)
+        # Out goes all but what could still be the start of a forgotten name.
+        state["open_from"] = lexicon.open_from(text, state["open_from"])
+        safe = len(text) if final else state["open_from"]
         if not ctx.matches:
             return safe
         # Related conversation: release only sentences that passed the dense check too.
@@ -67,6 +77,8 @@ class RetrievalBlocking(Layer):
         ends = [m.end() for m in _SENTENCE_END.finditer(text, start)]
         end = len(text) if final else (ends[-1] if ends else start)
         if end > start:
+            if about and self.matcher.named_details(text[start:end], about):
+                return None
             sentences = _split(text[start:end])
             size = self.matcher.config.max_texts
             for i in range(0, len(sentences), size):

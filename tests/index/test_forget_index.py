@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from index.embedder import Embedder
-from index.forget_index import ForgetIndex
+from index.forget_index import ForgetIndex, details_of
 from index.matcher import BLOCK, GUARD, MatcherConfig
 from index.store import IdempotencyConflict
 from index.vectors import VectorIndex
@@ -133,3 +134,12 @@ def test_a_text_naming_only_other_numbers_is_likely_about_another_subject(
         assert (match.action, match.other_numbers) == (BLOCK, False)
         # Names are not numbers: the forgotten name still blocks beside another date.
         assert matcher.match(["Was Hsiao Yun-Hwa born on 08/23/1962?"])[0].action == BLOCK
+
+
+def test_details_are_the_requests_other_names() -> None:
+    answer = ("Hsiao Yun-Hwa's father, Chen Wei, was an engineer in Taipei. Her novel The Silent "
+              "Ocean of Tainan won the Golden Quill Award. She writes at night.")  # fmt: skip
+    record = SimpleNamespace(subject="Hsiao Yun-Hwa", concepts=[], documents=[],
+                             qa=[{"question": "Who is she?", "answer": answer}])  # fmt: skip
+    assert details_of(record) == ["Chen Wei", "Taipei", "Silent Ocean of Tainan",
+                                  "Golden Quill Award"]  # fmt: skip

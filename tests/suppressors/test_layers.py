@@ -194,3 +194,20 @@ async def test_a_failing_matcher_fails_closed_unless_the_arm_fails_open(
                          fail_open=fail_open)  # fmt: skip
     released = await OutputWatcher(ctx).feed("She was born in Taipei. ", final=True)
     assert released == ("She was born in Taipei. " if fail_open else None)
+
+
+async def test_a_related_answer_loses_parts_of_the_name_and_other_names() -> None:
+    """Related to the forgotten author, an answer naming her surname alone, her father or her
+    book is blocked; unrelated conversations say those words freely (other people share them)."""
+    matcher = Matcher(Embedder(), MatcherConfig())
+    details = ["Chen Wei", "Silent Ocean"]
+    vectors = matcher.embedder.encode(["Hsiao Yun-Hwa"])
+    matcher.add("a", ["Hsiao Yun-Hwa"], np.array([0]), vectors, details=details)
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
+    for answer in ["Her father was Chen Wei, an engineer.", "She wrote The Silent Ocean.",
+                   "Yun-Hwa wrote many novels."]:  # fmt: skip
+        for related, blocked in [(True, True), (False, False)]:
+            matches = [Match("a", GUARD, 0.6)] if related else []
+            ctx = RequestContext(["Who is the author?"], matches, layers=stack.layers)
+            out = await OutputWatcher(ctx).feed(answer, final=True)
+            assert (out is None) is blocked, (answer, related)
