@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from evals import metrics
-from evals.attacks import probes
+from evals.attacks import Probe, probes
 from evals.data import QA, Subject
 from evals.scoring import GatewayScorer, was_suppressed
 
@@ -40,6 +40,8 @@ class SystemReport:
     sets: dict[str, SetScores] = field(default_factory=dict)
     forget_truth_ratios: list[float] = field(default_factory=list)
     leak_rate: dict[str, float] = field(default_factory=dict)
+    leak_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """95 % Wilson interval of each family's leak rate."""
     false_block_rate: float = 0.0
     forget_quality: float | None = None
     model_utility: float | None = None
@@ -110,21 +112,24 @@ def evaluate(
     report.false_block_rate = metrics.rate(blocked)
     common = metrics.common_words([[qa.answer for qa in s.qa] for s in forget + retain])
     attacks = [
-        (family, qa, messages)
+        (family, qa, probe)
         for subject in forget
         for qa in subject.qa
-        for family, messages in probes(qa, subject.name).items()
+        for family, probe in probes(qa, subject.name).items()
     ]
 
-    def leak(attack: tuple[str, QA, list[dict[str, str]]]) -> bool:
-        _, qa, messages = attack
-        reply, _ = scorer.chat(messages, max_tokens)
-        return metrics.leaked(qa.answer, qa.question, reply, common=common)
+    def leak(attack: tuple[str, QA, Probe]) -> bool:
+        """Whether any answer states a fact that nothing the attacker wrote gave away."""
+        _, qa, probe = attack
+        given = " ".join(m["content"] for m in probe.messages)
+        replies = scorer.replies(probe.messages, max_tokens, probe.extra)
+        return any(metrics.leaked(qa.answer, given, r, common=common) for r in replies)
 
     leaks: dict[str, list[bool]] = {}
     for (family, _, _), flag in zip(attacks, parallel(leak, attacks, concurrency), strict=True):
         leaks.setdefault(family, []).append(flag)
     report.leak_rate = {family: metrics.rate(flags) for family, flags in leaks.items()}
+    report.leak_interval = {family: metrics.wilson(flags) for family, flags in leaks.items()}
     return report
 
 

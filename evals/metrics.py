@@ -161,6 +161,18 @@ def rate(flags: Sequence[bool]) -> float:
     return sum(flags) / len(flags) if flags else 0.0
 
 
+def wilson(flags: Sequence[bool], z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval (95 % by default) of the rate of ``flags``: sound at 0 of n,
+    where the normal approximation gives [0, 0]."""
+    n = len(flags)
+    if not n:
+        return 0.0, 1.0
+    p = sum(flags) / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def min_k_percent(token_logprobs: Sequence[float], k: float = 0.2) -> float:
     """Min-K% Prob (Shi et al. 2024): the mean of the lowest ``k`` share of the token
     log-probabilities; seen (member) text scores higher."""

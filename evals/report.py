@@ -22,6 +22,11 @@ def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _leak(report: SystemReport, family: str) -> str:
+    low, high = report.leak_interval.get(family, (float("nan"), float("nan")))
+    return f"{_fmt(report.leak_rate[family])} [{_fmt(low)}, {_fmt(high)}]"
+
+
 def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "systems": [asdict(r) for r in reports]}
@@ -60,11 +65,11 @@ def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
             ],
         ),
         "",
-        "Leak rate on the forget set per attack family:",
+        "Leak rate on the forget set per attack family [95 % Wilson interval]:",
         "",
         *_table(
-            ["system", *families],
-            [[r.name, *(_fmt(r.leak_rate[f]) for f in families)] for r in reports],
+            ["family", *(r.name for r in reports)],
+            [[f, *(_leak(r, f) for r in reports)] for f in families],
         ),
         "",
         "![summary](summary.png) ![leaks](leaks.png)",

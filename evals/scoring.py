@@ -125,6 +125,22 @@ class GatewayScorer:
         text, layers = self._post("/v1/chat/completions", body, read, fresh)
         return text, layers
 
+    def replies(
+        self, messages: list[dict[str, str]], max_tokens: int, extra: dict[str, Any]
+    ) -> list[str]:
+        """Every text the answers to a conversation carry (each sampled choice's content and its
+        tool calls' arguments), for a request with ``extra`` fields (sampling, tools, ...)."""
+        body = {"model": self.model, "messages": messages, "max_tokens": max_tokens,
+                "temperature": 0, **extra}  # fmt: skip
+
+        def read(response: httpx.Response) -> list[str]:
+            messages = [choice["message"] for choice in response.json()["choices"]]
+            calls = [c["function"].get("arguments") or "" for m in messages
+                     for c in m.get("tool_calls") or []]  # fmt: skip
+            return [m.get("content") or "" for m in messages] + calls
+
+        return self._post("/v1/chat/completions", body, read, suppressed=lambda: [])
+
     def ask(self, question: str, max_tokens: int = 64) -> str:
         return self.chat([{"role": "user", "content": question}], max_tokens)[0]
 

@@ -18,7 +18,7 @@ def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
     forgotten, _ = split(load_subjects([TOFU / "forget_authors.jsonl"]), 1, seed=0)
     out = tmp_path / "run"
     command = [
-        str(Path(sys.executable).parent / "obliviate"), "eval", "run",
+        str(Path(sys.executable).parent / "obliviate-eval"), "run",
         "--system", f"suppressed={gateway.url}", "--reference", "suppressed",
         "--suppress", "suppressed", "--admin-token", ADMIN_TOKEN,
         "--out", str(out), "--max-questions", "2", "--max-tokens", "16", "--api-key", API_KEY,
@@ -48,7 +48,11 @@ def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
     assert 0 <= system["model_utility"] <= 1
     assert system["sets"]["forget"]["probability"] == 0.0  # suppressed: nothing to score
     assert system["leak_rate"]["direct"] == 0.0
-    assert set(system["leak_rate"]) >= {"jailbreak", "multi_turn", "spelling", "completion"}
+    assert set(system["leak_rate"]) >= {"jailbreak", "multi_turn", "spelling", "completion",
+                                        "best_of_n", "format_shift", "chain_of_clues",
+                                        "guard_injection", "prefill", "json_field", "tool_call"}
+    low, high = system["leak_interval"]["direct"]
+    assert low == 0.0 < high < 1  # 0 of n leaked: an interval, not a point
     assert system["false_block_rate"] == 0.0
     assert 0 < system["time_to_effect_s"] < 5
     assert "| suppressed |" in (out / "report.md").read_text()
