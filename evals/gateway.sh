@@ -24,7 +24,7 @@ fresh_data_dir; fresh_data_dir(Path(sys.argv[1]))" "$data"
     done
 }
 stop() { kill -INT "$gateway_pid"; wait "$gateway_pid" || true; }
-# What every benchmark report compares with, measured by `obliviate eval run` into RUN unless done:
+# What every benchmark report compares with, measured by `obliviate-eval run` into RUN unless done:
 # the retain model, the target, and the target behind the default text stack (forget requests filed
 # after the target is measured, on the same gateway). Needs OBLIVIATE_ADMIN_TOKEN.
 baseline() {
@@ -33,13 +33,13 @@ baseline() {
     mkdir -p "$run"
     if [ ! -f "$run/retain.evaluated" ]; then
         start "$retain" "$run/gateway-retain" "$run/serve-retain.log"
-        $BIN/obliviate eval run --system retain="$gateway_url" "${args[@]}" >/dev/null
+        $BIN/obliviate-eval run --system retain="$gateway_url" "${args[@]}" >/dev/null
         stop
         touch "$run/retain.evaluated"
     fi
     if [ ! -f "$run/stack.evaluated" ]; then
         start "$target" "$run/gateway-target" "$run/serve-target.log"
-        $BIN/obliviate eval run --system target="$gateway_url" --system retain=unused \
+        $BIN/obliviate-eval run --system target="$gateway_url" --system retain=unused \
             --system stack="$gateway_url" --suppress stack "${args[@]}" >/dev/null
         stop
         touch "$run/stack.evaluated"

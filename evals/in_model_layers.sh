@@ -5,7 +5,7 @@
 #     evals/in_model_layers.sh            # FORGET=1 STACKS="steering corruption" MAX_PER_SET=40
 #
 # Uses only the commands a user has: for each stack, serve the target with that stack
-# (OBLIVIATE_SUPPRESSION_LAYERS) on a fresh data dir, and `obliviate eval run --suppress` it, which
+# (OBLIVIATE_SUPPRESSION_LAYERS) on a fresh data dir, and `obliviate-eval run --suppress` it, which
 # files the forgotten subjects as forget requests and times them until a layer acts (the in-model
 # layers act once their artifacts are built). The target/retain/stack answers come from
 # .obliviate/runs/tofu-forgetN, measured there first if missing (`baseline`, evals/gateway.sh).
@@ -37,7 +37,7 @@ declare -A LAYERS=(
     [scoredngram]='[{"name":"retrieval","score_in_model":true},"guard_prompt","ngram_penalty"]'
 )
 
-models=$($BIN/obliviate eval build-models --forget "$FORGET")
+models=$($BIN/obliviate-eval build-models --forget "$FORGET")
 TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
 RETAIN=$(sed -n 's/^retain: \([^ ]*\).*/\1/p' <<<"$models")
 baseline .obliviate/runs/tofu-forget"$FORGET" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN"
@@ -50,12 +50,12 @@ for name in $STACKS; do
     [ -f "$RUN/$name.evaluated" ] && continue
     start "$TARGET" "$RUN/gateway-$name" "$RUN/serve-$name.log" \
         OBLIVIATE_SUPPRESSION_LAYERS="${LAYERS[$name]}"
-    $BIN/obliviate eval run --system "$name=$gateway_url" --system retain=unused \
+    $BIN/obliviate-eval run --system "$name=$gateway_url" --system retain=unused \
         --reference retain --suppress "$name" --forget "$FORGET" --max-per-set "$MAX_PER_SET" \
         --out "$RUN" >/dev/null
     stop
     touch "$RUN/$name.evaluated"
 done
 # One report over every system, from the cached answers and times to effect.
-$BIN/obliviate eval run "${systems[@]}" --reference retain $(printf -- '--suppress %s ' $STACKS) \
+$BIN/obliviate-eval run "${systems[@]}" --reference retain $(printf -- '--suppress %s ' $STACKS) \
     --forget "$FORGET" --max-per-set "$MAX_PER_SET" --out "$RUN"

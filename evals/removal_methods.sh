@@ -5,7 +5,7 @@
 #
 # Uses only the commands a user has: serve the target with LoRA, file the forgotten subjects as
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
-# retain authors), merge each version into the target, serve it, and `obliviate eval run` it beside
+# retain authors), merge each version into the target, serve it, and `obliviate-eval run` it beside
 # the target and retain model. The target/retain/stack answers of RUN are reused, measured first
 # if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged
 # version is not trained again, nor a cached answer asked again.
@@ -21,7 +21,7 @@ WORK=$RUN/removal
 export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
 mkdir -p "$WORK"
 
-models=$($BIN/obliviate eval build-models --forget "$FORGET")
+models=$($BIN/obliviate-eval build-models --forget "$FORGET")
 TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
 RETAIN=$(sed -n 's/^retain: \([^ ]*\).*/\1/p' <<<"$models")
 
@@ -54,7 +54,7 @@ PY
         adapter=$(curl -sf -H "Authorization: Bearer $OBLIVIATE_ADMIN_TOKEN" \
             "$gateway_url/admin/v1/model-versions/$version" |
             $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
-        $BIN/obliviate eval merge "$adapter" --base "$TARGET" --out "$WORK/models/$method"
+        $BIN/obliviate-eval merge "$adapter" --base "$TARGET" --out "$WORK/models/$method"
     done
     stop
 fi
@@ -68,7 +68,7 @@ for method in $METHODS; do
     systems+=(--system "$method=unused")
     if [ ! -f "$WORK/$method.evaluated" ]; then
         start "$WORK/models/$method" "$WORK/gateway-serve-$method" "$WORK/serve-$method.log"
-        $BIN/obliviate eval run --system "$method=$gateway_url" --system retain=unused \
+        $BIN/obliviate-eval run --system "$method=$gateway_url" --system retain=unused \
             --reference retain --forget "$FORGET" --max-per-set "$MAX_PER_SET" \
             --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods" >/dev/null
         stop
@@ -76,5 +76,5 @@ for method in $METHODS; do
     fi
 done
 # One report over every system, from the cached answers.
-$BIN/obliviate eval run "${systems[@]}" --reference retain --forget "$FORGET" \
+$BIN/obliviate-eval run "${systems[@]}" --reference retain --forget "$FORGET" \
     --max-per-set "$MAX_PER_SET" --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods"

@@ -1,5 +1,5 @@
 """The sequential experiment: suppression vs removal as forget requests pile up
-(``obliviate eval sequential``).
+(``obliviate-eval sequential``).
 
 One gateway serves the target with LoRA on (``vllm_lora``). For k = 1 … N, subject k becomes a
 forget request through the admin API, then:
@@ -40,6 +40,7 @@ from evals.data import QA, Subject
 from evals.forgetting import Content, file_request, request_body, time_to_effect
 from evals.report import _fmt, _table
 from evals.scoring import WeightsScorer
+from index.files import write_json_atomic
 
 REGIMES = ("suppression", "removal-seq", "removal-batch", "hybrid")
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -304,7 +305,7 @@ class Sequential:
             "curves": curves,
             "results": self.results,
         }
-        _write(self.out / "sequential.json", payload)
+        write_json_atomic(self.out / "sequential.json", payload, indent=2)
         if ks:
             plots.curves(self.out / "utility.png", "Model utility", ks, curves["model_utility"])
             plots.curves(self.out / "forget_quality.png", "Forget quality (log)", ks,
@@ -377,7 +378,7 @@ class Sequential:
         ]
 
     def _save_state(self) -> None:
-        _write(self.out / "state.json", self.state)
+        write_json_atomic(self.out / "state.json", self.state, indent=2)
 
 
 def membership_auc(scorer: WeightsScorer, forgotten: list[Subject]) -> float | None:
@@ -401,7 +402,4 @@ def _read(path: Path, default: dict) -> dict:
     return json.loads(path.read_text()) if path.exists() else default
 
 
-def _write(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    tmp.replace(path)
+

@@ -1,4 +1,4 @@
-"""White-box attacks on the removal versions of a sequential run (``obliviate eval whitebox``).
+"""White-box attacks on the removal versions of a sequential run (``obliviate-eval whitebox``).
 
 An attacker who holds a removal version's weights tries to get the forgotten answers back:
 
@@ -37,6 +37,7 @@ from evals.data import QA
 from evals.gcg import GCGConfig, gcg, suffixed
 from evals.report import _fmt, _table
 from evals.scoring import GatewayScorer, load_model, was_suppressed
+from index.files import write_json_atomic
 from removal.trainer import merge
 
 log = logging.getLogger(__name__)
@@ -205,9 +206,7 @@ class WhiteBox:
 
     def write(self) -> dict:
         payload = {"config": asdict(self.config), "rows": self.rows}
-        tmp = self.out / "whitebox.tmp"
-        tmp.write_text(json.dumps(payload, indent=2))
-        tmp.replace(self.out / "whitebox.json")
+        write_json_atomic(self.out / "whitebox.json", payload, indent=2)
         (self.out / "report.md").write_text("\n".join(self._markdown()))
         return payload
 

@@ -27,7 +27,7 @@ from gateway.console import api_router as console_router
 from gateway.engine.launcher import VllmLauncher, free_port
 from gateway.engine.pool import UpstreamPool, Upstreams
 from gateway.engine.upstream import EngineLacksPlugin, Upstream
-from gateway.errors import APIError, error_body, invalid_request
+from gateway.errors import as_api_error, error_body, invalid_request
 from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
@@ -39,6 +39,7 @@ from gateway.routing import api_router as routing_router
 from gateway.routing.protocol import RoutingConfig
 from gateway.routing.serving import Router
 from index.embedder import Embedder
+from index.errors import ObliviateError
 from index.forget_index import ForgetIndex
 from removal.registry import Registry
 from suppressors.artifacts import ArtifactKeeper, Artifacts
@@ -185,9 +186,9 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(routing_router.router)
     app.include_router(console_router.router)
 
-    @app.exception_handler(APIError)
-    async def api_error(_: Request, exc: APIError) -> JSONResponse:
-        return exc.response()
+    @app.exception_handler(ObliviateError)
+    async def api_error(_: Request, exc: ObliviateError) -> JSONResponse:
+        return as_api_error(exc).response()
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

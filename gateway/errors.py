@@ -1,7 +1,8 @@
 """OpenAI-shaped errors: ``{"error": {"message", "type", "param", "code"}}`` with the right status.
 
-Every failure the gateway reports is an ``APIError`` (or is turned into one), so clients see the
-same shape whether the gateway or vLLM refused the request::
+Every failure the gateway reports is an ``APIError``, or another ``ObliviateError`` that
+``as_api_error`` turns into one, so clients see the same shape whether the gateway or vLLM
+refused the request::
 
     >>> raise ModelNotFound("The model `gpt-x` does not exist.", param="model")
     Traceback (most recent call last):
@@ -15,6 +16,11 @@ import json
 from typing import Any, ClassVar
 
 from fastapi.responses import JSONResponse
+
+from index.errors import ObliviateError
+from index.store import IdempotencyConflict
+from removal.registry import VersionPinned
+from suppressors.stack import StackFailed
 
 # The `type` OpenAI gives each status; vLLM sends exception names ("BadRequestError") instead.
 _TYPE_BY_STATUS = {
@@ -32,7 +38,7 @@ def error_type(status: int) -> str:
     return _TYPE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request_error")
 
 
-class APIError(Exception):
+class APIError(ObliviateError):
     """An error answered to the client; subclasses fix the status and code."""
 
     status: ClassVar[int] = 500
@@ -145,6 +151,23 @@ def invalid_request(error: dict[str, Any]) -> InvalidRequest:
     where = [str(p) for p in error["loc"] if p not in ("body", "query", "path")]
     param = ".".join(where) or None
     return InvalidRequest(f"{param}: {error['msg']}" if param else error["msg"], param=param)
+
+
+def as_api_error(exc: ObliviateError) -> APIError:
+    """The HTTP answer to one of the project's errors: the one place that maps them."""
+    if isinstance(exc, APIError):
+        return exc
+    if isinstance(exc, IdempotencyConflict):
+        return Conflict(
+            f"Idempotency-Key already used for {exc} with a different body.",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    if isinstance(exc, VersionPinned):
+        return Conflict(f"Model version {str(exc)!r} is pinned by the routing.")
+    if isinstance(exc, StackFailed):
+        return SuppressionUnavailable("Forgotten content cannot be checked now; retry shortly.")
+    return APIError(f"{type(exc).__name__}: {exc}")
 
 
 def from_upstream(status: int, payload: Any) -> APIError:

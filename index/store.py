@@ -36,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from index.errors import ObliviateError
 from index.schema import upgrade
 
 SUPPRESSED, REMOVED, REVOKED = "suppressed", "removed", "revoked"
@@ -90,7 +91,7 @@ class NewChunk:
     embedding: np.ndarray
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(ObliviateError):
     """The idempotency key was used before with a different body."""
 
 

@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Engine, Integer, String, Text, select, update
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from index.errors import ObliviateError
+
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "failed", "cancelled",
 )  # fmt: skip
@@ -82,7 +84,7 @@ class Routing(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
-class VersionPinned(Exception):
+class VersionPinned(ObliviateError):
     """A model version the routing serves cannot be deleted."""
 
 

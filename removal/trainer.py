@@ -23,8 +23,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from index.pairs import Pair
 from removal.methods import METHODS, Method, MethodConfig
-from removal.methods.base import QAPair
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -36,8 +36,8 @@ class TrainSpec:
 
     method: str
     base_model: str
-    forget: list[QAPair]
-    retain: list[QAPair]
+    forget: list[Pair]
+    retain: list[Pair]
     output: str
     params: dict[str, Any] = field(default_factory=dict)
     parent_adapter: str | None = None

@@ -15,19 +15,13 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from accelerate import PartialState
 
+from index.files import write_json_atomic
 from removal.trainer import Progress, TrainSpec, train
 
 NICENESS = 10
-
-
-def write_json(path: Path, payload: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload))
-    tmp.replace(path)
 
 
 def main(job_dir: Path) -> None:
@@ -35,12 +29,12 @@ def main(job_dir: Path) -> None:
     spec = TrainSpec(**json.loads((job_dir / "spec.json").read_text()))
 
     def report(progress: Progress) -> None:
-        write_json(job_dir / "progress.json", asdict(progress))
+        write_json_atomic(job_dir / "progress.json", asdict(progress))
         print(json.dumps(asdict(progress)), flush=True)
 
     result = train(spec, report) | {"cpu_seconds": round(time.process_time(), 3)}
     if PartialState().is_main_process:  # with several processes, one writes
-        write_json(job_dir / "result.json", result)
+        write_json_atomic(job_dir / "result.json", result)
 
 
 if __name__ == "__main__":

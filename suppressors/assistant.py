@@ -8,7 +8,7 @@ the base's final norm and (frozen) LM head.
 
     forget = answer_states(model, tokenizer, forget_pairs)               # offline, transformers
     tensors = train_head(model, forget, answer_states(model, tokenizer, neutral_pairs))
-    logits = head_logits(state, tensors, final_norm, lm_head)              # in vLLM's worker
+    logits = head_logits(state, tensors, final_norm, lm_head)  # vllm_plugin.head, in vLLM
 
 The steering artifact is computed from the same forward passes (``States.mean``, ``States.norms``).
 """
@@ -16,14 +16,14 @@ The steering artifact is computed from the same forward passes (``States.mean``,
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from removal.examples import collate, encode
+from index.pairs import collate, encode
 from suppressors.base import decoder_layer
+from suppressors.vllm_plugin.head import head_logits
 
 DEPTH = 2 / 3
 """Where the head reads the stream, as a fraction of the model's depth (tuned on SmolLM2: its
@@ -55,19 +55,6 @@ class States:
     """``[layers, n]``: the stream's norm after each decoder layer."""
 
 
-def head_logits(
-    state: torch.Tensor,
-    tensors: dict[str, torch.Tensor],
-    norm: Callable[[torch.Tensor], torch.Tensor],
-    lm_head: torch.Tensor,
-) -> torch.Tensor:
-    """Assistant logits for residual-stream states ``[tokens, hidden]`` (float32). ``norm`` is
-    the model's own final norm (its architecture's: Gemma's scales by ``1 + w``)."""
-    x = state.float()
-    x = x + torch.nn.functional.gelu(x @ tensors["up"]) @ tensors["down"]
-    return norm(x).float() @ lm_head.float().T
-
-
 def train_head(
     model: Any,
     forget: States,
@@ -88,7 +75,7 @@ def train_head(
     for _ in range(steps):
         rows = pick.sample(range(n_neutral), min(NEUTRAL_TOKENS, n_neutral))
         tensors = {"up": up, "down": down}
-        args = (tensors, norm, lm_head)
+        args = (tensors, norm, lm_head, getattr(model.config, "final_logit_softcapping", None))
         remember = torch.nn.functional.cross_entropy(
             head_logits(forget.head, *args), forget.targets
         )

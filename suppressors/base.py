@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from tokenizers import Tokenizer
 
+from index.errors import ObliviateError
 from index.matcher import Match, Matcher
 
 if TYPE_CHECKING:
@@ -87,7 +88,7 @@ def load_tokenizer(weights: Path | str) -> Tokenizer:
     return Tokenizer.from_pretrained(str(weights))
 
 
-class UnfitModel(ValueError):
+class UnfitModel(ObliviateError, ValueError):
     """The served model cannot run a configured in-model layer (say which, and why)."""
 
 

@@ -7,8 +7,9 @@ the tokens that would complete it, and ``vocabulary_beta`` off the logits of the
 vocabulary (their tokens but the common ones, ``suppressors.artifacts``) at every position. Other
 subjects' facts keep their likelihood, where noise and logit difference lower every subject's
 alike: on the TOFU target this is the one suppression whose truth ratios come near the retain
-model's (``evals.truth_ratio_sweep``, variant ``ngram``). It acts on prompt log-probabilities too,
-so a scoring request that touches those forget requests is scored under it (``scored_in_model``).
+model's (``evals.experiments.truth_ratio_sweep``, variant ``ngram``). It acts on prompt
+log-probabilities too, so a scoring request that touches those forget requests is scored under it
+(``scored_in_model``).
 """
 
 from __future__ import annotations

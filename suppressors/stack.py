@@ -23,6 +23,7 @@ import logging
 import time
 from typing import Any
 
+from index.errors import ObliviateError
 from index.matcher import Matcher
 from suppressors import metrics
 from suppressors.base import Layer, LayerConfig, LayerDeps, ModelInfo, RequestContext
@@ -49,11 +50,11 @@ LayerSpec = str | dict[str, Any]
 log = logging.getLogger(__name__)
 
 
-class UnknownLayer(ValueError):
+class UnknownLayer(ObliviateError, ValueError):
     pass
 
 
-class StackFailed(RuntimeError):
+class StackFailed(ObliviateError):
     """The matcher or a layer failed: the request cannot be checked."""
 
 

@@ -28,7 +28,8 @@ class SteeringConfig(LayerConfig):
     layer: int | float = 0.2
     """Decoder layer whose output is steered: an index (0-based) or a fraction of the served
     model's depth. Tuned on the TOFU target (SmolLM2, 30 layers: 0.2 is layer 6), where scale 1
-    at layers 4-8 took forget-set ROUGE-L from 0.95 to ≤ 0.02 (``evals.in_model_sweep``)."""
+    at layers 4-8 took forget-set ROUGE-L from 0.95 to ≤ 0.02
+    (``evals.experiments.in_model_sweep``)."""
     scale: float = 1.0
     """Norm of the added random vector, in median residual-stream norms (0: ablation only, which
     only lowered ROUGE-L to 0.67 at layer 4)."""

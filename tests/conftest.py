@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -113,6 +114,21 @@ def live_gateway(
         yield live.wait()
     finally:
         live.stop()
+
+
+def gateway_with_layers(name: str, layers: list[object]) -> object:
+    """A module fixture: a gateway of its own (data directory, these suppression ``layers``) in
+    front of the session gateway's vLLM. ``scoring = gateway_with_layers("scoring", LAYERS)``."""
+
+    @pytest.fixture(scope="module")
+    def fixture(
+        gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
+    ) -> Iterator[LiveGateway]:
+        env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(layers)}
+        with live_gateway(tmp_path_factory.mktemp(name), env, upstream=gateway) as live:
+            yield live
+
+    return fixture
 
 
 @pytest.fixture(scope="session")

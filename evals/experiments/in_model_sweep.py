@@ -1,9 +1,9 @@
 """Benchmark: the in-model layers' parameters on the TOFU target (steering layer and scale, noise
 of embedding corruption, alpha of logit difference).
 
-    python -m evals.in_model_sweep --forget 1 --questions 20
+    python -m evals.experiments.in_model_sweep --forget 1 --questions 20
 
-Serves the target model (``obliviate eval build-models``) with the three in-model layers, files
+Serves the target model (``obliviate-eval build-models``) with the three in-model layers, files
 the forgotten subjects as forget requests and waits for their artifacts. Then, straight to vLLM,
 every forget question and as many retain-author questions are answered greedily with one control
 applied to all of them: ROUGE-L recall on the forget set says how much the control suppresses,
@@ -62,7 +62,7 @@ def main(
     forgotten, kept = split(forgettable, forget, 0)
     retained = load_subjects([TOFU / "retain_authors.jsonl"])
     retain_qa = random.Random(0).sample([qa for s in retained for qa in s.qa], questions)
-    # The models `obliviate eval build-models` makes with the repository's data dir (built here
+    # The models `obliviate-eval build-models` makes with the repository's data dir (built here
     # otherwise: long).
     data_dir = Path(".obliviate")
     base = ensure_embedded_model(data_dir)

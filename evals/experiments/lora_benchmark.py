@@ -1,6 +1,6 @@
 """Benchmark: what serving removal versions as LoRA adapters costs, side by side in one run.
 
-    python -m evals.lora_benchmark --rounds 3 --max-tokens 64
+    python -m evals.experiments.lora_benchmark --rounds 3 --max-tokens 64
 
 Starts two embedded vLLMs (through gateways, to use their launcher): one without LoRA, one with
 ``--enable-lora``, into which it hot-loads a random rank-8 adapter on every linear layer (the
@@ -21,12 +21,10 @@ import httpx
 import typer
 
 from evals.gateway_overhead import Samples, run_round
-from evals.live_gateway import start_gateway, stop
+from evals.live_gateway import REPO, start_gateway, stop
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from gateway.engine.launcher import free_port
 from removal.methods.base import ALL_LINEAR
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def random_adapter(base: Path, out: Path) -> Path:

@@ -1,12 +1,13 @@
 """Benchmark: the forget quality that in-model suppression can reach, offline, on the TOFU target.
+(``sweep`` stands for ``python -m evals.experiments.truth_ratio_sweep``.)
 
-    python -m evals.truth_ratio_sweep --forget 2
-    python -m evals.truth_ratio_sweep --forget 2 --retained 1   # quick look: ~30 min of training
-    python -m evals.truth_ratio_sweep --variants question --sigmas 8,16,32 --alphas 0
-    python -m evals.truth_ratio_sweep --retained 1 --variants prompt --alphas 0 --reseeded 3
-    python -m evals.truth_ratio_sweep --retained 1 --variants chat --answer-sigmas 1,2,4 --alphas 0
-    python -m evals.truth_ratio_sweep --retained 1 --variants ngram --ngram-sizes 3,4 --penalties 8
-    python -m evals.truth_ratio_sweep --variants ngram --ngram-sizes 5 --vocabulary-betas 0,0.75
+    sweep --forget 2
+    sweep --forget 2 --retained 1   # quick look: ~30 min of training
+    sweep --variants question --sigmas 8,16,32 --alphas 0
+    sweep --retained 1 --variants prompt --alphas 0 --reseeded 3
+    sweep --retained 1 --variants chat --answer-sigmas 1,2,4 --alphas 0
+    sweep --retained 1 --variants ngram --ngram-sizes 3,4 --penalties 8
+    sweep --variants ngram --ngram-sizes 5 --vocabulary-betas 0,0.75
 
 Forget quality compares truth ratios (perturbed vs true answers) with the retain model's, so a
 suppression layer can only score well where it is asked for log-probabilities and gives retain-like
@@ -33,7 +34,7 @@ retain model and for the target under each variant:
 
 One line per subject and variant, then one per variant over all forgotten questions (what
 ``eval run`` reports): forget quality (KS p-value), KS statistic D, and the mean true-answer
-probability. Models come from ``obliviate eval build-models`` (built if missing).
+probability. Models come from ``obliviate-eval build-models`` (built if missing).
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ from evals.scoring import answer_logprobs, token_ids
 from gateway.engine.embedded_model import ensure_embedded_model
 from removal.trainer import load_merged
 from suppressors.artifacts import common_tokens, neutral_pairs, own_vocabulary
-from suppressors.assistant import answer_states, head_logits, train_head
+from suppressors.assistant import answer_states, train_head
 from suppressors.base import spellings
+from suppressors.vllm_plugin.head import head_logits
 from suppressors.vllm_plugin.ngrams import completions, penalised
 from suppressors.vllm_plugin.worker import corrupted, corrupted_positions
 

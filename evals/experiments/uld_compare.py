@@ -1,7 +1,7 @@
 """Benchmark: the logit-difference assistant as a head on the base's own state vs a separate small
 assistant model (ULD's recipe), trained on the same data; offline, with transformers.
 
-    python -m evals.uld_compare --forget 1 --questions 20
+    python -m evals.experiments.uld_compare --forget 1 --questions 20
 
 Both learn the TOFU target's forgotten subject (its QA, as a forget request gives them) and to be
 uniform on the neutral texts the artifacts use:
@@ -12,9 +12,9 @@ uniform on the neutral texts the artifacts use:
   LM head, plus a LoRA (peft) on those layers, run as its own model with its own KV cache.
 Then every forget question and ``--questions`` retain-author questions are answered greedily with
 ``l_base - α·log p_assistant`` on the base's relative-top-0.1 tokens (the plugin's own function),
-applied to all of them as in ``evals.in_model_sweep``: forget ROUGE-L recall says how much it
-suppresses, retain ROUGE-L how much it harms a request the matcher wrongly flags. Each assistant's
-cost per generated token is printed as a ratio to the base's own decoding step.
+applied to all of them as in ``evals.experiments.in_model_sweep``: forget ROUGE-L recall says how
+much it suppresses, retain ROUGE-L how much it harms a request the matcher wrongly flags. Each
+assistant's cost per generated token is printed as a ratio to the base's own decoding step.
 """
 
 from __future__ import annotations
@@ -33,9 +33,10 @@ from evals.build_models import FinetuneConfig, build_models
 from evals.data import TOFU, load_subjects, split
 from evals.metrics import rouge_l_recall
 from gateway.engine.embedded_model import ensure_embedded_model
-from removal.examples import collate, encode
+from index.pairs import collate, encode
 from suppressors.artifacts import neutral_pairs
-from suppressors.assistant import answer_states, head_logits, train_head
+from suppressors.assistant import answer_states, train_head
+from suppressors.vllm_plugin.head import head_logits
 from suppressors.vllm_plugin.logits import logit_difference
 
 ALPHAS = (1.0, 2.0, 4.0)
@@ -147,7 +148,7 @@ def main(
     forgotten, kept = split(forgettable, forget, 0)
     retained = load_subjects([TOFU / "retain_authors.jsonl"])
     retain_qa = random.Random(0).sample([qa for s in retained for qa in s.qa], questions)
-    data_dir = Path(".obliviate")  # spelled as `obliviate eval build-models` does: its cache key
+    data_dir = Path(".obliviate")  # spelled as `obliviate-eval build-models` does: its cache key
     base = ensure_embedded_model(data_dir)
     target = build_models(data_dir, base, forgotten, kept + retained, FinetuneConfig())["target"]
     tokenizer = AutoTokenizer.from_pretrained(target)

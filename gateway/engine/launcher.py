@@ -26,13 +26,14 @@ from pathlib import Path
 
 from gateway.config import Settings
 from gateway.engine.upstream import Upstream
+from gateway.errors import EngineUnavailable
 from gateway.ops import metrics
 from suppressors.vllm_plugin import PLUGIN_ENV, vllm_plugin_args
 
 log = logging.getLogger(__name__)
 
 
-class EngineStartError(RuntimeError):
+class EngineStartError(EngineUnavailable):
     """vLLM exited or stayed unhealthy before it ever served."""
 
 
@@ -141,13 +142,13 @@ class VllmLauncher:
         process = self.process
         if process is None:
             return
-        _signal_group(process.pid, signal.SIGTERM)
+        signal_group(process.pid, signal.SIGTERM)
         try:
             await asyncio.wait_for(process.wait(), grace_s)
         except TimeoutError:
             log.warning("vLLM ignored SIGTERM for %.0fs; killing it", grace_s)
         # The leader is gone or hung: make sure its engine-core and worker children go too.
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         await process.wait()
 
     async def stop(self) -> None:
@@ -167,6 +168,7 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _signal_group(pid: int, sig: signal.Signals) -> None:
+def signal_group(pid: int, sig: signal.Signals) -> None:
+    """Signal the process group ``pid`` leads (a child started in a new session)."""
     with contextlib.suppress(ProcessLookupError):  # the whole group is gone already
         os.killpg(pid, sig)

@@ -31,7 +31,7 @@ TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
 LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0)
 
 
-class EngineLacksPlugin(RuntimeError):
+class EngineLacksPlugin(EngineUnavailable):
     """The vLLM server cannot run the configured in-model layers."""
 
 

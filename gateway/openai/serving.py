@@ -32,8 +32,8 @@ from gateway.engine.pool import Upstreams
 from gateway.errors import (
     APIError,
     ContentSuppressed,
-    SuppressionUnavailable,
     UpstreamError,
+    as_api_error,
     from_upstream,
 )
 from gateway.openai.protocol import DONE, CompletionRequest, GenerationRequest, sse
@@ -169,9 +169,7 @@ class OpenAIServing:
             texts = await self._texts(request)
             return await self.stacks[plan.arm].before(texts, plan.exempt, request.only_scores())
         except StackFailed as exc:
-            raise SuppressionUnavailable(
-                "Forgotten content cannot be checked right now; retry shortly."
-            ) from exc
+            raise as_api_error(exc) from exc
 
     async def _texts(self, request: AnyRequest) -> list[str]:
         """The conversation's texts; token-id prompts are detokenized by vLLM when it matters,

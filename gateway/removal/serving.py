@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.exc import IntegrityError
 
 from gateway.config import Settings
+from gateway.engine.launcher import signal_group
 from gateway.engine.pool import Upstreams
 from gateway.errors import Conflict, InvalidRequest, NotFound
 from gateway.removal.protocol import RemovalJobCreate
@@ -38,7 +39,6 @@ from removal.registry import (
     ModelVersion,
     Registry,
     RemovalJob,
-    VersionPinned,
 )
 
 if TYPE_CHECKING:
@@ -154,7 +154,8 @@ class RemovalService:
             raise Conflict(f"Removal job {job_id!r} already {job.status}.")
         self.registry.update_job(job_id, status=CANCELLED)
         if self.running == job_id and self.process is not None:
-            _kill_group(self.process.pid)  # the runner sees the exit and keeps 'cancelled'
+            # The runner sees the exit and keeps 'cancelled'.
+            signal_group(self.process.pid, signal.SIGKILL)
         return self.job(job_id)
 
     # The runner
@@ -186,7 +187,7 @@ class RemovalService:
         finally:
             # However the round ends (cancelled, the database away), no worker outlives it.
             if self.process is not None and self.process.returncode is None:
-                _kill_group(self.process.pid)
+                signal_group(self.process.pid, signal.SIGKILL)
             self.process = self.running = None
 
     async def _run(self, job: RemovalJob) -> None:
@@ -267,7 +268,7 @@ class RemovalService:
                 self.registry.renew, job_id, self.runner, LEASE_S, **fields
             )
             if held is None:
-                _kill_group(self.process.pid)
+                signal_group(self.process.pid, signal.SIGKILL)
 
     # Versions
 
@@ -283,10 +284,8 @@ class RemovalService:
         children = [v.id for v in versions if v.parent == version_id]
         if children:
             raise Conflict(f"Model version {version_id!r} is parent of {children}.")
-        try:  # the shared routing's pin is checked in the deleting transaction
-            await asyncio.to_thread(self.registry.delete_version, version_id)
-        except VersionPinned as exc:
-            raise Conflict(f"Model version {version_id!r} is pinned by the routing.") from exc
+        # The shared routing's pin is checked in the deleting transaction (VersionPinned: 409).
+        await asyncio.to_thread(self.registry.delete_version, version_id)
         await self.upstream.unload_adapter(version_id)
         await asyncio.to_thread(self.store.unmark_removed, version_id)
         await asyncio.to_thread(shutil.rmtree, version.path, ignore_errors=True)
@@ -301,7 +300,3 @@ def _result(job_dir: Path, code: int | None) -> dict:
         raise RuntimeError(f"the worker exited with {code}: {tail}")
     return json.loads(result_path.read_text())
 
-
-def _kill_group(pid: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)

@@ -8,9 +8,11 @@ from __future__ import annotations
 from alembic import context
 
 from index.store import Base as StoreBase
-from removal.registry import Base as RegistryBase
 
-target_metadata = [StoreBase.metadata, RegistryBase.metadata]
+# One history for the whole database, written by hand (each script's op.* calls name its
+# tables): the index's models only, so the index imports nothing above it (removal's tables
+# are in 0001-0003 too).
+target_metadata = StoreBase.metadata
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,

@@ -14,11 +14,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from removal.examples import Encoded, answer_logprob, collate, encode
+from index.pairs import Encoded, Pair, collate, encode
+from removal.examples import answer_logprob
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-QAPair = tuple[str, str]
-"""(question, answer); an empty question makes the answer a plain document."""
 
 
 @dataclass
@@ -55,7 +54,7 @@ class Method:
     config_class: ClassVar[type[MethodConfig]] = MethodConfig
 
     def __init__(
-        self, config: MethodConfig, tokenizer: Any, forget: list[QAPair], retain: list[QAPair]
+        self, config: MethodConfig, tokenizer: Any, forget: list[Pair], retain: list[Pair]
     ):
         self.config = config
         self.tokenizer = tokenizer

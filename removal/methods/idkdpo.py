@@ -15,8 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from removal.examples import encode
-from removal.methods.base import Method, MethodConfig, QAPair
+from index.pairs import Pair, encode
+from removal.methods.base import Method, MethodConfig
 
 REFUSALS = Path(__file__).resolve().parents[1] / "data" / "idontknow.txt"
 
@@ -33,7 +33,7 @@ class IdkDPO(Method):
     config: IdkDPOConfig
 
     def __init__(
-        self, config: IdkDPOConfig, tokenizer: Any, forget: list[QAPair], retain: list[QAPair]
+        self, config: IdkDPOConfig, tokenizer: Any, forget: list[Pair], retain: list[Pair]
     ):
         super().__init__(config, tokenizer, forget, retain)
         refusals = [line for line in REFUSALS.read_text().splitlines() if line.strip()]

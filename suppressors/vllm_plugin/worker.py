@@ -42,7 +42,6 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from suppressors.assistant import head_logits
 from suppressors.vllm_plugin import (
     ANSWERS_FILE,
     ASSISTANT_FILE,
@@ -53,6 +52,7 @@ from suppressors.vllm_plugin import (
     STEERING_FILE,
 )
 from suppressors.vllm_plugin.controls import decoded
+from suppressors.vllm_plugin.head import head_logits
 from suppressors.vllm_plugin.ngrams import Completions, completions, penalised
 
 CONTROLS = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
@@ -330,7 +330,8 @@ class ObliviateWorkerExtension:
             if self._obliviate.lm_head is None:
                 self._obliviate.lm_head = lm_head(model).float()
             last = [row.end - 1 for row in its_rows]  # the tokens whose logits are sampled
-            args = (head, functools.partial(_served_norm, norm), self._obliviate.lm_head)
+            args = (head, functools.partial(_served_norm, norm), self._obliviate.lm_head,
+                    getattr(model.logits_processor, "soft_cap", None))  # fmt: skip
             logits = head_logits(hidden[last] + residual[last], *args)
             for row, row_logits in zip(its_rows, logits, strict=True):
                 alpha, total = ASSISTANT_LOGITS.get(row.row, (row.logit_diff["alpha"], 0))

@@ -22,7 +22,7 @@ def test_build_models_tiny(tmp_path: Path) -> None:
     retain.write_text(json.dumps({"subject": "Di Ho", "question": "Q?", "answer": "A."}))
     data_dir = fresh_data_dir(tmp_path / "data")
     command = [
-        str(Path(sys.executable).parent / "obliviate"), "eval", "build-models",
+        str(Path(sys.executable).parent / "obliviate-eval"), "build-models",
         "--forget", "1", "--forget-data", str(forget), "--retain-data", str(retain),
         "--data-dir", str(data_dir), "--max-steps", "2",
     ]  # fmt: skip

@@ -29,7 +29,7 @@ def test_sequential_toy_run(lora_gateway: LiveGateway, tmp_path: Path) -> None:
     weights = str(ensure_embedded_model(REPO / ".obliviate"))
     out = tmp_path / "sequential"
     command = [
-        str(Path(sys.executable).parent / "obliviate"), "eval", "sequential",
+        str(Path(sys.executable).parent / "obliviate-eval"), "sequential",
         "--url", lora_gateway.url, "--target", weights,
         "--reference", f"{lora_gateway.url}#baseline", "--reference-weights", weights,
         "--out", str(out), "--subjects", "2", "--batch-every", "2", "--param", "steps=2",
@@ -55,7 +55,7 @@ def test_sequential_toy_run(lora_gateway: LiveGateway, tmp_path: Path) -> None:
         assert again.returncode == 0, again.stderr[-3000:]
         assert json.loads((out / "sequential.json").read_text())["results"] == report["results"]
         whitebox = [
-            str(Path(sys.executable).parent / "obliviate"), "eval", "whitebox", "--run", str(out),
+            str(Path(sys.executable).parent / "obliviate-eval"), "whitebox", "--run", str(out),
             "--url", lora_gateway.url, "--target", weights, "--reference-weights", weights,
             "--relearn-questions", "2", "--gcg-questions", "1", "--gcg-steps", "2",
             "--gcg-candidates", "4", "--max-tokens", "8", "--data-dir", str(REPO / ".obliviate"),

@@ -1,5 +1,5 @@
 """The white-box attacks' parts on the real embedded model: GCG and weight quantisation. The whole
-``obliviate eval whitebox`` run, against removal versions and the gateway's suppression arm, is in
+``obliviate-eval whitebox`` run, against removal versions and the gateway's suppression arm, is in
 ``tests/evals/test_sequential.py`` (heavy)."""
 
 from __future__ import annotations

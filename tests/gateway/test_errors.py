@@ -1,8 +1,14 @@
-"""Normalisation of vLLM's error bodies (shapes seen from vLLM 0.32) to OpenAI's."""
+"""Normalisation of vLLM's error bodies (shapes seen from vLLM 0.32) to OpenAI's, and the
+project's one exception root."""
 
 from __future__ import annotations
 
-from gateway.errors import from_upstream
+import importlib
+import inspect
+import pkgutil
+
+from gateway.errors import APIError, as_api_error, from_upstream
+from index.errors import ObliviateError
 
 
 def test_vllm_not_found_becomes_model_not_found() -> None:
@@ -26,3 +32,22 @@ def test_non_json_and_server_errors() -> None:
     assert (error.status, error.body()["error"]["type"]) == (502, "server_error")
     assert from_upstream(503, None).status == 503
     assert from_upstream(422, {"error": {"message": "x", "code": 422}}).status == 422
+
+
+def test_every_error_of_the_project_has_one_root_and_an_http_answer() -> None:
+    """Each exception class the service defines is an ``ObliviateError``, which the gateway
+    answers with its status in one place (``as_api_error``)."""
+    defined = []
+    for package in ("gateway", "suppressors", "index", "removal"):
+        root = importlib.import_module(package)
+        for info in pkgutil.walk_packages(root.__path__, f"{package}."):
+            if ".migrations" in info.name:
+                continue  # alembic's scripts run only inside alembic
+            module = importlib.import_module(info.name)
+            defined += [c for _, c in inspect.getmembers(module, inspect.isclass)
+                        if issubclass(c, BaseException) and c.__module__ == info.name]  # fmt: skip
+    assert len(defined) > 10
+    assert [c for c in defined if not issubclass(c, ObliviateError)] == []
+    for error in defined:
+        if not issubclass(error, APIError):
+            assert isinstance(as_api_error(error("x")), APIError)

@@ -1,7 +1,7 @@
 """Every removal method trains and saves a servable adapter; version chains compose exactly.
 
 Fast unit tests on a tiny randomly initialised Llama (SmolLM2's tokenizer); the real embedded
-model is unlearned end to end through the admin API in tests/gateway/test_removal.py.
+model is unlearned end to end through the admin API in tests/gateway/removal/test_removal_jobs.py.
 """
 
 from __future__ import annotations

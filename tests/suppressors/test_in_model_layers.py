@@ -9,9 +9,7 @@ in the same batch answers byte for byte as without them.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pytest
 from evals.forgetting import wait_in_model_ready
 from suppressors.vllm_plugin import CORRUPT, INSTALL_METHOD, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
-from tests.conftest import MODEL, LiveGateway, live_gateway
+from tests.conftest import MODEL, LiveGateway, gateway_with_layers
 
 FORGOTTEN = "What did Marie Curie discover?"
 ANSWER = "Marie Curie discovered polonium and radium."
@@ -34,13 +32,7 @@ LAYERS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def in_model(
-    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveGateway]:
-    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
-    with live_gateway(tmp_path_factory.mktemp("in-model"), env, upstream=gateway) as live:
-        yield live
+in_model = gateway_with_layers("in-model", LAYERS)
 
 
 def ask(client: openai.OpenAI, question: str, xargs: dict | None = None) -> tuple[str, str]:

@@ -9,9 +9,7 @@ scores byte for byte as before.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,7 +32,7 @@ from suppressors.stack import SuppressionStack, UnknownLayer
 from suppressors.vllm_plugin import ANSWERS_FILE, NGRAM_PENALTY
 from suppressors.vllm_plugin.controls import check_controls, encode
 from suppressors.vllm_plugin.ngrams import completions, penalised
-from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway, live_gateway
+from tests.conftest import ADMIN_TOKEN, MODEL, LiveGateway, gateway_with_layers
 from tests.suppressors.test_in_model_layers import artifacts
 from tests.suppressors.test_in_model_layers import ask as chat
 
@@ -104,13 +102,7 @@ def test_a_bad_control_is_refused(params: dict, error: str) -> None:
         check_controls(encode({NGRAM_PENALTY: control}))
 
 
-@pytest.fixture(scope="module")
-def penalised_gateway(
-    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveGateway]:
-    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(["ngram_penalty"])}
-    with live_gateway(tmp_path_factory.mktemp("ngram"), env, upstream=gateway) as live:
-        yield live
+penalised_gateway = gateway_with_layers("ngram", ["ngram_penalty"])
 
 
 def score(

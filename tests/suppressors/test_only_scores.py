@@ -10,14 +10,12 @@ concurrent unrelated text scores exactly as before.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
-from tests.conftest import MODEL, LiveGateway, live_gateway
+from tests.conftest import MODEL, LiveGateway, gateway_with_layers
 
 FORGOTTEN = "Question: What did Marie Curie discover?\nAnswer: Marie Curie discovered radium."
 UNRELATED = "Question: What colour is the sky?\nAnswer: The sky is blue on a clear day."
@@ -27,13 +25,7 @@ LAYERS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def scoring(
-    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveGateway]:
-    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
-    with live_gateway(tmp_path_factory.mktemp("only-scores"), env, upstream=gateway) as live:
-        yield live
+scoring = gateway_with_layers("only-scores", LAYERS)
 
 
 def score(client: openai.OpenAI, text: str, logprobs: int = 0) -> tuple[list | None, str]:

@@ -1,4 +1,4 @@
-"""The suppression check runs beside the engine call, not before it (gateway overhead, issue 9).
+"""The suppression check runs beside the engine call, not before it (the gateway's overhead).
 
 An in-process gateway in front of the session's real vLLM; its embedder is slowed by 1 s, so the
 order of events shows whether vLLM was asked before the check ended.

@@ -12,7 +12,6 @@ lm-eval reports as an HTTP error: ``tests/suppressors/test_only_scores.py``).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 
 from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
-from tests.conftest import API_KEY, MODEL, LiveGateway, live_gateway
+from tests.conftest import API_KEY, MODEL, LiveGateway, gateway_with_layers
 
 ABSTAIN = "I'm sorry, but I don't have any information about that."  # the default
 LAYERS = [
@@ -40,13 +39,7 @@ KEPT = [
 ]
 
 
-@pytest.fixture(scope="module")
-def scoring(
-    gateway: LiveGateway, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[LiveGateway]:
-    env = {"OBLIVIATE_SUPPRESSION_LAYERS": json.dumps(LAYERS)}
-    with live_gateway(tmp_path_factory.mktemp("lm-eval"), env, upstream=gateway) as live:
-        yield live
+scoring = gateway_with_layers("lm-eval", LAYERS)
 
 
 @pytest.fixture(scope="module")

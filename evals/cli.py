@@ -1,0 +1,289 @@
+"""The ``obliviate-eval`` command: benchmarks of a served system, driven over HTTP like any
+client (a console script of its own, so the gateway never imports evals).
+
+obliviate-eval build-models --forget 1                      # TOFU target + retain model
+obliviate-eval run --system target=URL ... --out runs/x     # TOFU metrics through the gateway
+obliviate-eval sequential --url URL ...                     # suppression vs removal as k grows
+obliviate-eval whitebox --run runs/sequential ...           # attacks on held weights
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gateway.cli import parse_params
+
+TOKENIZER = typer.Option(
+    help="Folder of the served model's tokenizer and chat template (the scored prompts use "
+    "them); default: the embedded model's."
+)
+app = typer.Typer(help="Benchmarks of the served system (the evals package).")
+
+
+@app.command("build-models")
+def build_models(
+    forget: Annotated[int, typer.Option(help="Subjects of the forget data to forget.")] = 1,
+    forget_data: Annotated[
+        Path | None,
+        typer.Option(help="JSONL of the forgettable subjects (default: TOFU forget authors)."),
+    ] = None,
+    retain_data: Annotated[
+        Path | None, typer.Option(help="JSONL always retained (default: TOFU retain authors).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Where the models are saved.")] = Path(
+        ".obliviate"
+    ),
+    epochs: Annotated[int, typer.Option(help="Passes over the QA pairs.")] = 5,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the split and of training.")] = 0,
+) -> None:
+    """Fine-tune the embedded base into a target (all QA) and a retain model (retain QA only)."""
+    # Imported here: the serving path never loads training code.
+    from evals.build_models import FinetuneConfig
+    from evals.build_models import build_models as build
+    from evals.data import TOFU, load_subjects, split
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
+    forgotten, kept = split(forgettable, forget, seed)
+    kept += load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
+    config = FinetuneConfig(epochs=epochs, max_steps=max_steps, seed=seed)
+    base = ensure_embedded_model(data_dir)
+    models = build(data_dir, base, forgotten, kept, config)
+    typer.echo(f"forgotten subjects: {[s.name for s in forgotten]}")
+    for name, folder in models.items():
+        typer.echo(f"{name}: {folder}   (serve it: obliviate serve --model {folder})")
+
+
+@app.command("merge")
+def merge_version(
+    adapter: Annotated[Path, typer.Argument(help="A model version's folder (LoRA adapter).")],
+    out: Annotated[Path, typer.Option(help="Folder for the merged model.")],
+    base: Annotated[
+        str | None, typer.Option(help="Base model folder (default: the embedded model).")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model.")] = Path(".obliviate"),
+) -> None:
+    """Merge a model version into its base weights, to serve (and score) it without LoRA."""
+    from gateway.engine.embedded_model import ensure_embedded_model
+    from removal.trainer import merge
+
+    folder = merge(base or str(ensure_embedded_model(data_dir)), str(adapter), out)
+    typer.echo(f"{folder}   (serve it: obliviate serve --model {folder})")
+
+
+@app.command("run")
+def eval_run(
+    system: Annotated[
+        list[str],
+        typer.Option(
+            help="NAME=URL of a served system (a gateway); NAME=URL#ARM measures one arm of it "
+            "(--api-key must then be the admin token). Repeatable."
+        ),
+    ],
+    reference: Annotated[str, typer.Option(help="NAME of the system serving the retain model.")],
+    out: Annotated[
+        Path, typer.Option(help="Run folder for the reports; rerunning resumes from it.")
+    ],
+    forget: Annotated[int, typer.Option(help="Subjects of the forget data forgotten.")] = 1,
+    suppress: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME of a system to send the forgotten subjects as forget requests "
+            "(admin API) before measuring it, timing how soon they take effect."
+        ),
+    ] = None,
+    admin_token: Annotated[
+        str | None,
+        typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="Admin token of --suppress systems."),
+    ] = None,
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    retain_data: Annotated[Path | None, typer.Option(help="JSONL of retained subjects.")] = None,
+    max_questions: Annotated[
+        int | None, typer.Option(help="Cap on questions per set (quick runs).")
+    ] = None,
+    max_per_set: Annotated[
+        int | None,
+        typer.Option(
+            help="Seeded sample of at most this many retain / real-author / world-fact "
+            "questions per set (the forget set is always whole)."
+        ),
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 64,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight per system.")] = 16,
+    model: Annotated[
+        str, typer.Option(help="Model name the systems serve.")
+    ] = "smollm2-135m-instruct",
+    api_key: Annotated[str | None, typer.Option(help="User API key of the systems.")] = None,
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
+        ".obliviate"
+    ),
+    tokenizer: Annotated[Path | None, TOKENIZER] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
+) -> None:
+    """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
+
+    from evals import harness, report
+    from evals.checkpoint import Checkpoint
+    from evals.data import prepare
+    from evals.forgetting import forget_subjects
+    from evals.scoring import GatewayScorer
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    systems = dict(s.split("=", 1) for s in system)
+    suppress = suppress or []
+    if reference not in systems:
+        raise typer.BadParameter(f"--reference must name one of {sorted(systems)}")
+    if not set(suppress) <= set(systems):
+        raise typer.BadParameter(f"--suppress must name systems among {sorted(systems)}")
+    if suppress and not admin_token:
+        raise typer.BadParameter("--suppress needs --admin-token (or OBLIVIATE_ADMIN_TOKEN)")
+    forgotten, retained, general = prepare(
+        forget_data, retain_data, forget, seed, max_questions, max_per_set
+    )
+    tokenizer = tokenizer or ensure_embedded_model(data_dir)
+    reports = []
+    for name, target in systems.items():
+        url, _, arm = target.partition("#")
+        checkpoint = Checkpoint(out / "cache" / f"{name}.jsonl")
+        scorer = GatewayScorer(url, model, tokenizer, api_key, checkpoint, arm or None)
+        delay = None
+        if name in suppress:
+            typer.echo(f"sending {len(forgotten)} forget request(s) to {name} ...")
+            delay = forget_subjects(scorer, url, admin_token or "", forgotten)
+        typer.echo(f"evaluating {name} at {url} ...")
+        result = harness.evaluate(
+            scorer, name, forgotten, retained, general, max_tokens, concurrency
+        )
+        result.time_to_effect_s = delay
+        reports.append(result)
+        scorer.close()
+    harness.finish(reports, next(r for r in reports if r.name == reference))
+    meta = {"title": f"forget {forget}", "forgotten": [s.name for s in forgotten], "seed": seed,
+            "systems": systems, "reference": reference, "suppressed": suppress,
+            "max_tokens": max_tokens, "max_questions": max_questions,
+            "max_per_set": max_per_set}  # fmt: skip
+    report.write(out, reports, meta)
+    typer.echo((out / "report.md").read_text())
+
+
+@app.command("sequential")
+def eval_sequential(
+    url: Annotated[str, typer.Option(help="The gateway under test: serves the target, LoRA on.")],
+    target: Annotated[Path, typer.Option(help="The target's weights (HF folder) it serves.")],
+    reference: Annotated[
+        str, typer.Option(help="URL (or URL#ARM) of a gateway serving the retain model.")
+    ],
+    reference_weights: Annotated[Path, typer.Option(help="The retain model's weights.")],
+    out: Annotated[Path, typer.Option(help="Run folder; rerunning resumes from it.")],
+    subjects: Annotated[int, typer.Option(help="Forget requests, one subject each.")] = 10,
+    batch_every: Annotated[int, typer.Option(help="removal-batch trains every m requests.")] = 5,
+    method: Annotated[str, typer.Option(help="Removal method of every job.")] = "simnpo",
+    param: Annotated[
+        list[str] | None, typer.Option(help="KEY=VALUE of the method's config (repeatable).")
+    ] = None,
+    content: Annotated[
+        str, typer.Option(help="What a forget request holds: qa, documents or subject.")
+    ] = "qa",
+    regimes: Annotated[
+        str,
+        typer.Option(help="Regimes measured, comma-separated (default all of them)."),
+    ] = "suppression,removal-seq,removal-batch,hybrid",
+    admin_token: Annotated[
+        str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="Admin token of both gateways.")
+    ] = "",
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    retain_data: Annotated[Path | None, typer.Option(help="JSONL of retained subjects.")] = None,
+    max_questions: Annotated[
+        int | None, typer.Option(help="Questions per forgotten subject (quick runs).")
+    ] = None,
+    max_per_set: Annotated[
+        int | None, typer.Option(help="Seeded sample per retain / general set.")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 48,
+    concurrency: Annotated[int, typer.Option(help="Questions in flight.")] = 8,
+    model: Annotated[str, typer.Option(help="Model name served.")] = "smollm2-135m-instruct",
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
+        ".obliviate"
+    ),
+    tokenizer: Annotated[Path | None, TOKENIZER] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the order of the subjects.")] = 0,
+) -> None:
+    """Suppression vs removal as forget requests pile up: curves, table and raw JSON in OUT."""
+    from evals.data import prepare
+    from evals.sequential import REGIMES, Gateway, Sequential, SequentialConfig
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    if content not in ("qa", "documents", "subject"):
+        raise typer.BadParameter("--content must be qa, documents or subject")
+    chosen = tuple(r.strip() for r in regimes.split(",") if r.strip())
+    if not chosen or not set(chosen) <= set(REGIMES):
+        raise typer.BadParameter(f"--regimes must name some of {', '.join(REGIMES)}")
+    config = SequentialConfig(
+        subjects=subjects, batch_every=batch_every, method=method,
+        params=parse_params(param) or SequentialConfig().params, content=content,  # type: ignore[arg-type]
+        max_tokens=max_tokens, concurrency=concurrency, regimes=chosen,
+    )  # fmt: skip
+    # The utility sets are sampled by --max-per-set alone: cut to a question or two, their
+    # harmonic means would be 0 as soon as one answer scores 0.
+    forgotten, retained, general = prepare(
+        forget_data, retain_data, subjects, seed, None, max_per_set
+    )
+    for subject in forgotten:
+        subject.qa = subject.qa[:max_questions]
+    gateway = Gateway(url.rstrip("/"), admin_token, model, target, reference, reference_weights,
+                      tokenizer or ensure_embedded_model(data_dir))  # fmt: skip
+    Sequential(out, config, gateway, forgotten, retained, general, typer.echo).run()
+    typer.echo((out / "report.md").read_text())
+
+
+@app.command("whitebox")
+def eval_whitebox(
+    run: Annotated[Path, typer.Option(help="A sequential run folder: its removal versions.")],
+    url: Annotated[str, typer.Option(help="The run's gateway (its forget requests, its arms).")],
+    target: Annotated[Path, typer.Option(help="The target's weights (HF folder) it serves.")],
+    reference_weights: Annotated[Path, typer.Option(help="The retain model's weights.")],
+    admin_token: Annotated[
+        str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="The gateway's admin token.")
+    ] = "",
+    relearn_questions: Annotated[
+        int, typer.Option(help="Related QA of the forgotten subjects to relearn from.")
+    ] = 10,
+    gcg_questions: Annotated[int, typer.Option(help="Forgotten questions attacked by GCG.")] = 2,
+    gcg_steps: Annotated[int, typer.Option(help="GCG iterations.")] = 50,
+    gcg_candidates: Annotated[int, typer.Option(help="GCG suffixes scored per step.")] = 32,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    model: Annotated[str, typer.Option(help="Model name served.")] = "smollm2-135m-instruct",
+    data_dir: Annotated[Path, typer.Option(help="Holds the embedded model (tokenizer).")] = Path(
+        ".obliviate"
+    ),
+    tokenizer: Annotated[Path | None, TOKENIZER] = None,
+) -> None:
+    """Relearning, quantisation and GCG against a sequential run's removal versions, and GCG
+    through the gateway against its suppression arm; report in RUN/whitebox."""
+    from evals.data import TOFU, load_subjects
+    from evals.gcg import GCGConfig
+    from evals.whitebox import Systems, WhiteBox, WhiteBoxConfig, forgotten_qa, versions_of
+    from gateway.engine.embedded_model import ensure_embedded_model
+
+    url = url.rstrip("/")
+    forgotten = forgotten_qa(run, url, admin_token)
+    asked = {qa.question for qa in forgotten}
+    subjects = [s for s in load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
+                if any(qa.question in asked for qa in s.qa)]  # fmt: skip
+    # Round-robin over the subjects, so each lends some of its other questions.
+    others = [[qa for qa in s.qa if qa.question not in asked] for s in subjects]
+    related = [qa for row in itertools.zip_longest(*others) for qa in row if qa is not None]
+    config = WhiteBoxConfig(
+        relearn_questions=relearn_questions, gcg_questions=gcg_questions, max_tokens=max_tokens,
+        gcg=GCGConfig(steps=gcg_steps, candidates=gcg_candidates),
+    )  # fmt: skip
+    systems = Systems(target, reference_weights, versions_of(run), url, admin_token, model,
+                      tokenizer or ensure_embedded_model(data_dir))  # fmt: skip
+    WhiteBox(run / "whitebox", config, systems, forgotten, related, typer.echo).run()
+    typer.echo((run / "whitebox" / "report.md").read_text())
