@@ -40,13 +40,13 @@ class SystemReport:
     sets: dict[str, SetScores] = field(default_factory=dict)
     forget_truth_ratios: list[float] = field(default_factory=list)
     leak_rate: dict[str, float] = field(default_factory=dict)
-    leak_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
-    """95 % Wilson interval of each family's leak rate."""
     false_block_rate: float = 0.0
     forget_quality: float | None = None
     model_utility: float | None = None
     time_to_effect_s: float | None = None
     """Forget request accepted -> first suppressed answer (systems the run sent requests to)."""
+    leak_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """95 % Wilson interval of each family's leak rate."""
 
 
 def parallel(function: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:

@@ -23,8 +23,11 @@ def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _leak(report: SystemReport, family: str) -> str:
-    low, high = report.leak_interval.get(family, (float("nan"), float("nan")))
-    return f"{_fmt(report.leak_rate[family])} [{_fmt(low)}, {_fmt(high)}]"
+    rate = _fmt(report.leak_rate[family])
+    if family not in report.leak_interval:
+        return rate
+    low, high = report.leak_interval[family]
+    return f"{rate} [{_fmt(low)}, {_fmt(high)}]"
 
 
 def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:

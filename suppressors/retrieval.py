@@ -63,8 +63,11 @@ class RetrievalBlocking(Layer):
         found = ctx.relevant(self.matcher.match([window], dense=False))
         # In a conversation about a forgotten subject, a part of its name (a surname alone) is as
         # telling as the whole name; so are its other names (a relative, a work: per sentence).
+        # What the conversation itself says tells nothing new.
         about = {m.request_id for m in ctx.matches if not m.other_numbers}
-        if _blocks(found) or any(m.request_id in about and m.terms for m in found):
+        given = self._given(ctx, state, about)
+        told = {t for m in found if m.request_id in about for t in m.terms} - given
+        if _blocks(found) or told:
             return None
         state["names_upto"] = len(text)
         # Out goes all but what could still be the start of a forgotten name.
@@ -77,7 +80,7 @@ class RetrievalBlocking(Layer):
         ends = [m.end() for m in _SENTENCE_END.finditer(text, start)]
         end = len(text) if final else (ends[-1] if ends else start)
         if end > start:
-            if about and self.matcher.named_details(text[start:end], about):
+            if set(self.matcher.named_details(text[start:end], about)) - given:
                 return None
             sentences = _split(text[start:end])
             size = self.matcher.config.max_texts
@@ -87,6 +90,17 @@ class RetrievalBlocking(Layer):
                     return None
             state["sentences_upto"] = end
         return min(safe, state["sentences_upto"])
+
+
+    def _given(self, ctx: RequestContext, state: dict[str, Any], about: set[str]) -> set[str]:
+        """The parts of names and other names of ``about`` that the conversation itself says
+        (once per output)."""
+        if "given" not in state:
+            conversation = "\n".join(ctx.texts)
+            named = self.matcher.match([conversation], dense=False) if about else []
+            details = self.matcher.named_details(conversation, about) if about else []
+            state["given"] = {t for m in named for t in m.terms} | set(details)
+        return state["given"]
 
 
 def _blocks(matches: list) -> bool:

@@ -211,3 +211,7 @@ async def test_a_related_answer_loses_parts_of_the_name_and_other_names() -> Non
             ctx = RequestContext(["Who is the author?"], matches, layers=stack.layers)
             out = await OutputWatcher(ctx).feed(answer, final=True)
             assert (out is None) is blocked, (answer, related)
+    # What the conversation itself names, an answer may repeat: it tells nothing new.
+    ctx = RequestContext(["Was Chen Wei an engineer?"], [Match("a", GUARD, 0.6)],
+                         layers=stack.layers)  # fmt: skip
+    assert await OutputWatcher(ctx).feed("Chen Wei was an engineer.", final=True)
