@@ -80,6 +80,8 @@ def _deletions(key: str) -> set[str]:
 FUZZY_EDITS = 2
 """Edits a prefix may hold against a fuzzy term (at least ``MIN_FUZZY_CHARS``): the one-deletion
 neighbourhoods confirm windows two edits away at most (a substitution deletes on both sides)."""
+CACHE_SIZE = 100_000
+"""Windows whose resolution a lexicon remembers, at most."""
 _WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
 
 
@@ -156,10 +158,15 @@ class Lexicon:
         self._max_tokens = 1
         self.max_chars = 0  # longest name, in characters as written
         self._prefixes = _PrefixTrie()
+        # A stream's watch reads the same windows again as text arrives, and streams share
+        # words: what they resolve to is kept until the terms change.
+        self._resolved: dict[str, str | None] = {}
+        self._opens: dict[str, bool] = {}
 
     def set(self, request_id: str, terms: list[str], whole: bool = False) -> None:
         """The request's terms; ``whole``: no term's words are terms of their own."""
         self.remove(request_id)
+        self._forget_resolved()
         entries: dict[str, Hit] = {}
         for term in terms:
             parts = term.split()
@@ -181,6 +188,7 @@ class Lexicon:
                     self._deletions[deletion].add(key)
 
     def remove(self, request_id: str) -> None:
+        self._forget_resolved()
         for key in self._by_request.pop(request_id, []):
             owners = self._terms[key]
             owners.pop(request_id, None)
@@ -196,7 +204,30 @@ class Lexicon:
     def __len__(self) -> int:
         return len(self._terms)
 
+    def _forget_resolved(self) -> None:
+        self._resolved.clear()
+        self._opens.clear()
+
     def _closest(self, window: str) -> str | None:
+        """``_search``, remembered (bounded: cleared when it grows past ``CACHE_SIZE``)."""
+        if window in self._resolved:
+            return self._resolved[window]
+        if len(self._resolved) > CACHE_SIZE:
+            self._resolved.clear()
+        key = self._resolved[window] = self._search(window)
+        return key
+
+    def _opens_a_term(self, rest: str) -> bool:
+        """Whether ``rest`` (normalised, spaces removed) could begin a term, remembered."""
+        if rest in self._opens:
+            return self._opens[rest]
+        if len(self._opens) > CACHE_SIZE:
+            self._opens.clear()
+        leet = rest.translate(_LEET)
+        opens = self._opens[rest] = self._prefixes.starts(rest) or self._prefixes.starts(leet)
+        return opens
+
+    def _search(self, window: str) -> str | None:
         """The key equal to ``window``, else the closest within one edit, else None."""
         if window in self._terms:
             return window
@@ -218,8 +249,7 @@ class Lexicon:
         if not self._terms:
             return len(text)
         for word in _WORD_START.finditer(text, start):
-            rest = "".join(normalise(text[word.start() :]))
-            if self._prefixes.starts(rest) or self._prefixes.starts(rest.translate(_LEET)):
+            if self._opens_a_term("".join(normalise(text[word.start() :]))):
                 return word.start()
         return len(text)
 

@@ -150,6 +150,11 @@ class Matcher:
             for chunk_id in ids.tolist():
                 self.owner.pop(chunk_id, None)
 
+    def open_from(self, text: str, start: int = 0) -> int:
+        """``Lexicon.open_from`` while no other thread changes the names."""
+        with self._lock:
+            return self.lexicon.open_from(text, start)
+
     def named_details(self, text: str, request_ids: set[str]) -> list[str]:
         """The details of ``request_ids`` that ``text`` names (any spelling the lexicon reads)."""
         with self._lock:

@@ -71,7 +71,7 @@ class RetrievalBlocking(Layer):
             return None
         state["names_upto"] = len(text)
         # Out goes all but what could still be the start of a forgotten name.
-        state["open_from"] = lexicon.open_from(text, state["open_from"])
+        state["open_from"] = self.matcher.open_from(text, state["open_from"])
         safe = len(text) if final else state["open_from"]
         if not ctx.matches:
             return safe

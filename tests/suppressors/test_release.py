@@ -133,3 +133,15 @@ def test_what_is_held_back(text: str, held: str) -> None:
     lexicon = Lexicon()
     lexicon.set("a", ["Hsiao Yun-Hwa"])
     assert text[lexicon.open_from(text) :] == held
+
+
+def test_what_the_lexicon_remembers_follows_its_terms() -> None:
+    """Windows are resolved once and remembered, until a term is added or removed."""
+    lexicon = Lexicon()
+    lexicon.set("a", ["Hsiao Yun-Hwa"])
+    text = "a book by Velmora Quist"
+    assert lexicon.find(text) == {} and lexicon.open_from(text) == len(text)
+    lexicon.set("b", ["Velmora Quist"])
+    assert set(lexicon.find(text)) == {"b"} and text[lexicon.open_from(text) :] == "by Velmora Quist"
+    lexicon.remove("b")
+    assert lexicon.find(text) == {} and lexicon.open_from(text) == len(text)
