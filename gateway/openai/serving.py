@@ -282,28 +282,33 @@ class OpenAIServing:
     async def _watched(
         self, response: httpx.Response, request: GenerationRequest, ctx: RequestContext
     ) -> AsyncIterator[bytes]:
-        """Upstream events re-emitted with only checked text; the answer ends a blocked one."""
+        """Upstream events re-emitted with only checked text; the answer ends a blocked one.
+        What one network read brought goes out in one write (at engine speed, a read holds many
+        tokens)."""
         watchers: dict[int, ChoiceWatch] = {}
         usage: dict[str, Any] | None = None
         skeleton: dict[str, Any] = {}
-        async for line in response.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[len("data: ") :])
-            if "choices" not in chunk:  # an error event: pass it on
-                yield (line + "\n\n").encode()
-                continue
-            usage = chunk.pop("usage", None) or usage
-            skeleton = {k: v for k, v in chunk.items() if k != "choices"}
-            for choice in chunk["choices"]:
-                watcher = watchers.setdefault(choice["index"], ChoiceWatch(ctx, request))
-                final = choice.get("finish_reason") is not None
-                if not await watcher.feed(choice, streaming=True, final=final):
-                    for event in self._blocked_tail(request, skeleton, usage):
-                        yield event
-                    return
-            if chunk["choices"]:
-                yield sse(chunk)
+        async for lines in _data_lines(response):
+            out: list[bytes] = []
+            for line in lines:
+                if line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[len("data: ") :])
+                if "choices" not in chunk:  # an error event: pass it on
+                    out.append((line + "\n\n").encode())
+                    continue
+                usage = chunk.pop("usage", None) or usage
+                skeleton = {k: v for k, v in chunk.items() if k != "choices"}
+                for choice in chunk["choices"]:
+                    watcher = watchers.setdefault(choice["index"], ChoiceWatch(ctx, request))
+                    final = choice.get("finish_reason") is not None
+                    if not await watcher.feed(choice, streaming=True, final=final):
+                        yield b"".join([*out, *self._blocked_tail(request, skeleton, usage)])
+                        return
+                if chunk["choices"]:
+                    out.append(sse(chunk))
+            if out:
+                yield b"".join(out)
         if usage is not None and request.wants_usage():
             yield sse({**skeleton, "choices": [], "usage": usage})
         yield DONE
@@ -322,21 +327,32 @@ class OpenAIServing:
         """vLLM's Responses events re-emitted with only checked text; the suppression answer
         (or an error event) ends a blocked one."""
         watch = ResponseStreamWatch(ctx)
-        async for line in response.aiter_lines():
-            if not line.startswith("data: "):
-                continue
-            if not await watch.feed(json.loads(line[len("data: ") :])):
+        async for lines in _data_lines(response):
+            for line in lines:
+                if await watch.feed(json.loads(line[len("data: ") :])):
+                    continue
                 if self.reply.style == "error":
                     error = ContentSuppressed(
                         "The answer touched content the service was asked to forget."
                     )
-                    yield watch.error_event(error)
+                    yield b"".join([*watch.events.take(), watch.error_event(error)])
                 else:
-                    for event in request.abstention_events(self.reply.message, watch):
-                        yield event
+                    tail = request.abstention_events(self.reply.message, watch)
+                    yield b"".join(tail)
                 return
-            for event in watch.events.take():
-                yield event
+            yield b"".join(watch.events.take())
+
+
+async def _data_lines(response: httpx.Response) -> AsyncIterator[list[str]]:
+    """The stream's ``data:`` lines, as many at a time as each network read completes."""
+    pending = b""
+    async for block in response.aiter_bytes():
+        *complete, pending = (pending + block).split(b"\n")
+        lines = [line.rstrip(b"\r").decode() for line in complete if line.startswith(b"data: ")]
+        if lines:
+            yield lines
+    if pending.startswith(b"data: "):
+        yield [pending.rstrip(b"\r").decode()]
 
 
 def _apply(body: dict[str, Any], ctx: RequestContext, request: AnyRequest) -> None:
