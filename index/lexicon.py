@@ -259,7 +259,7 @@ class Lexicon:
             return {}
         windows = {
             "".join(tokens[i : i + n])
-            for tokens in spellings(text)
+            for tokens in {tuple(tokens) for tokens in spellings(text)}  # mostly one spelling
             for n in range(1, self._max_tokens + 1)
             for i in range(len(tokens) - n + 1)
         }
