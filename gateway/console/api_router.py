@@ -9,6 +9,7 @@ regions (job progress, live numbers); nothing is fetched from outside the gatewa
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -357,7 +358,7 @@ def _runs(request: Request) -> Path:
 
 @router.get("/results")
 async def results(request: Request, _: Console) -> Response:
-    found = reports(_runs(request))
+    found = await asyncio.to_thread(reports, _runs(request))
     if found:
         return RedirectResponse(f"/admin/results/{quote(found[0])}/", status_code=303)
     return _page(request, "results.html", runs=[], current=None, report=None)
@@ -367,7 +368,7 @@ async def results(request: Request, _: Console) -> Response:
 async def result(request: Request, path: str, _: Console) -> Response:
     """``<run>/`` is the run's report page; ``<run>/<plot>.png`` one of its plots."""
     runs = _runs(request)
-    target = report_file(runs, path)
+    target = await asyncio.to_thread(report_file, runs, path)
     if target is None:
         raise HTTPException(404, f"No report or plot {path!r}.")
     if target.is_file() and target.suffix == ".png":
@@ -375,8 +376,10 @@ async def result(request: Request, path: str, _: Console) -> Response:
     if not (target / "report.md").is_file():
         raise HTTPException(404, f"No report in {path!r}.")
     run = target.relative_to(runs.resolve()).as_posix()
-    report = render_report(target)
-    return _page(request, "results.html", runs=reports(runs), current=run, report=report)
+    # The folder walk and the Markdown rendering leave the event loop.
+    report = await asyncio.to_thread(render_report, target)
+    found = await asyncio.to_thread(reports, runs)
+    return _page(request, "results.html", runs=found, current=run, report=report)
 
 
 # Live
