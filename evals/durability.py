@@ -1,8 +1,11 @@
 """Soak: kill -9 the gateway while forget requests are being posted, restart it, check the store.
 
     python -m evals.durability --trials 200 --upstream http://127.0.0.1:8101   # a running vLLM
+    python -m evals.durability --trials 50                      # each gateway launches its vLLM
 
-Each trial starts a gateway on one data directory (in front of ``--upstream``), posts forget
+Each trial starts a gateway on one data directory (in front of ``--upstream``, or with a vLLM of
+its own, eager, which the kill must take down with it: no process the gateway started may
+outlive it by more than ``ORPHAN_GRACE_S``), posts forget
 requests one after another (each with its own Idempotency-Key, as a careful client does) and kills
 the gateway with SIGKILL after a random delay. A restarted gateway must then hold every request it
 acknowledged (201) exactly once; the one in flight at the kill is retried with its key and must
@@ -23,11 +26,14 @@ from pathlib import Path
 from typing import Annotated
 
 import httpx
+import psutil
 import typer
 
 from evals.live_gateway import fresh_data_dir, metric, start_gateway
+from gateway.engine.launcher import free_port
 
 ADMIN = "durability-admin"
+ORPHAN_GRACE_S = 30.0
 MODEL = "smollm2-135m-instruct"
 
 
@@ -51,7 +57,9 @@ def post(url: str, key: str) -> httpx.Response:
     return httpx.post(f"{url}/admin/v1/forget-requests", json=body, headers=headers, timeout=30)
 
 
-def trial(soak: Soak, data_dir: Path, upstream: str, log: Path, rng: random.Random) -> None:
+def trial(
+    soak: Soak, data_dir: Path, upstream: str | None, log: Path, rng: random.Random
+) -> None:
     url, process = _start(data_dir, upstream, log)
     for key in soak.in_flight:  # the client retries what it never got an answer for
         response = post(url, key)
@@ -76,13 +84,16 @@ def trial(soak: Soak, data_dir: Path, upstream: str, log: Path, rng: random.Rand
     thread = threading.Thread(target=writer)
     thread.start()
     time.sleep(rng.uniform(0.2, 2.0))
+    started = psutil.Process(process.pid).children(recursive=True)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     stop.set()
     thread.join()
+    _, alive = psutil.wait_procs(started, timeout=ORPHAN_GRACE_S)
+    _require(not alive, f"orphans after kill -9: {[p.pid for p in alive]}")
 
 
-def check(soak: Soak, data_dir: Path, upstream: str, log: Path) -> int:
+def check(soak: Soak, data_dir: Path, upstream: str | None, log: Path) -> int:
     """Every acknowledged request exists once and is blocked; returns how many were checked."""
     url, process = _start(data_dir, upstream, log)
     try:
@@ -126,14 +137,16 @@ def _require(holds: bool, failure: str) -> None:
         raise SoakFailed(failure)
 
 
-def _start(data_dir: Path, upstream: str, log: Path):
+def _start(data_dir: Path, upstream: str | None, log: Path):
+    engine = (["--upstream", upstream, "--served-model-name", MODEL] if upstream
+              else ["--vllm-port", str(free_port()), "--vllm-arg=--enforce-eager"])  # fmt: skip
     return start_gateway(
-        log, "--upstream", upstream, "--data-dir", str(data_dir), "--served-model-name", MODEL,
-        timeout_s=120, env={"OBLIVIATE_ADMIN_TOKEN": ADMIN},
+        log, *engine, "--data-dir", str(data_dir), timeout_s=600,
+        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN},
     )  # fmt: skip
 
 
-def run(trials: int, upstream: str, work: Path, seed: int = 0) -> Soak:
+def run(trials: int, upstream: str | None, work: Path, seed: int = 0) -> Soak:
     soak = Soak()
     rng = random.Random(seed)
     data_dir = fresh_data_dir(work / "data")  # shares the embedder's export: starts are quick
@@ -144,7 +157,9 @@ def run(trials: int, upstream: str, work: Path, seed: int = 0) -> Soak:
 
 
 def main(
-    upstream: Annotated[str, typer.Option(help="A running vLLM (with the obliviate plugin).")],
+    upstream: Annotated[
+        str | None, typer.Option(help="A running vLLM; default: each gateway launches its own.")
+    ] = None,
     trials: Annotated[int, typer.Option(help="Kills.")] = 200,
     seed: int = 0,
 ) -> None:
@@ -152,7 +167,7 @@ def main(
     start = time.monotonic()
     soak = run(trials, upstream, work, seed)
     print(f"{trials} kills in {time.monotonic() - start:.0f} s: {soak.posted} posts, "
-          f"{len(soak.acked)} acknowledged, all present once and enforced")  # fmt: skip
+          f"{len(soak.acked)} acknowledged, all present once and enforced, no orphan")  # fmt: skip
 
 
 if __name__ == "__main__":
