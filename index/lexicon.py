@@ -165,8 +165,7 @@ class Lexicon:
 
     def set(self, request_id: str, terms: list[str], whole: bool = False) -> None:
         """The request's terms; ``whole``: no term's words are terms of their own."""
-        self.remove(request_id)
-        self._forget_resolved()
+        self.remove(request_id)  # which forgets what was resolved, too
         entries: dict[str, Hit] = {}
         for term in terms:
             parts = term.split()
