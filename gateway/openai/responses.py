@@ -27,7 +27,8 @@ from gateway.openai.protocol import _PassThrough
 from suppressors.base import RequestContext
 from suppressors.stack import OutputWatcher
 
-_NOT_TEXT = frozenset({"type", "role", "id", "call_id", "status", "item_id"})
+_NOT_TEXT = frozenset({"type", "role", "id", "call_id", "status", "item_id", "detail",
+                       "image_url", "file_data", "file_id", "file_url"})  # fmt: skip
 _ZERO_USAGE = {"input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
 
 
