@@ -23,6 +23,9 @@ from index.pairs import collate, encode
 
 log = logging.getLogger(__name__)
 
+CHECKPOINT_EVERY = 20
+"""Steps between the checkpoints an interrupted fine-tune resumes from."""
+
 
 @dataclass
 class FinetuneConfig:
@@ -55,7 +58,11 @@ def model_dir(data_dir: Path, base: Path, pairs: list[QA], config: FinetuneConfi
 
 
 def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> Path:
-    """Fine-tune ``base`` on ``pairs`` into ``out`` (skipped when ``out`` is complete)."""
+    """Fine-tune ``base`` on ``pairs`` into ``out`` (skipped when ``out`` is complete).
+
+    Every ``CHECKPOINT_EVERY`` steps the weights, optimiser and step are saved beside ``out``; a
+    rerun after an interruption resumes from there and ends with the same weights.
+    """
     if (out / "config.json").exists():
         log.info("reusing %s", out)
         return out
@@ -70,35 +77,59 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     model.train()
     examples = [encode(tokenizer, pair.question, pair.answer) for pair in pairs]
-    steps_per_epoch = -(-len(examples) // config.batch_size)
-    total = config.max_steps or config.epochs * steps_per_epoch
+    batches = schedule_batches(len(examples), config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / 5))
-    order = random.Random(config.seed)
-    step = 0
-    with tqdm(total=total, desc=f"fine-tune {out.name}", unit="step") as bar:
-        while step < total:
-            order.shuffle(examples)
-            for start in range(0, len(examples), config.batch_size):
-                if step >= total:
-                    break
-                batch = examples[start : start + config.batch_size]
-                ids, mask, labels = collate(batch, tokenizer.pad_token_id)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-                    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                optimizer.zero_grad()
-                step += 1
-                bar.set_postfix(loss=f"{loss.item():.3f}")
-                bar.update()
+    partial = out.with_name(out.name + ".partial.pt")
+    start = 0
+    if partial.exists():
+        state = torch.load(partial, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        schedule.load_state_dict(state["schedule"])
+        start = state["step"]
+        log.info("resuming %s at step %d", out.name, start)
+    with tqdm(total=len(batches), initial=start, desc=f"fine-tune {out.name}", unit="step") as bar:
+        for step in range(start, len(batches)):
+            batch = [examples[i] for i in batches[step]]
+            ids, mask, labels = collate(batch, tokenizer.pad_token_id)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.update()
+            if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < len(batches):
+                state = {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "step": step + 1,
+                }
+                torch.save(state, partial.with_suffix(".tmp"))
+                partial.with_suffix(".tmp").replace(partial)  # a kill mid-save keeps the last one
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
     tmp.rename(out)  # complete or absent, never half-written
+    partial.unlink(missing_ok=True)
     return out
+
+
+def schedule_batches(count: int, config: FinetuneConfig) -> list[list[int]]:
+    """Example indices per step, fixed by the seed, so a resumed run takes the same ones."""
+    order = random.Random(config.seed)
+    per_epoch = -(-count // config.batch_size)
+    total = config.max_steps or config.epochs * per_epoch
+    batches: list[list[int]] = []
+    while len(batches) < total:
+        indices = list(range(count))
+        order.shuffle(indices)
+        batches += [indices[i : i + config.batch_size] for i in range(0, count, config.batch_size)]
+    return batches[:total]
 
 
 def native_bf16() -> bool:

@@ -35,6 +35,22 @@ ADMIN_TOKEN = "test-admin-token"
 TOFU = REPO / "evals" / "data" / "tofu"
 
 
+def tiny_llama(folder: Path) -> Path:
+    """A seeded random 8-layer Llama with the embedded model's tokenizer (fast training tests)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(ensure_embedded_model(REPO / ".obliviate"))
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=8,
+        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
 @dataclass
 class LiveGateway:
     url: str

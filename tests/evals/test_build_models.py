@@ -8,7 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO, fresh_data_dir
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from evals import build_models
+from evals.build_models import FinetuneConfig, finetune
+from evals.data import QA
+from tests.conftest import REPO, fresh_data_dir, tiny_llama
 
 
 def test_build_models_tiny(tmp_path: Path) -> None:
@@ -45,3 +52,35 @@ def built(stdout: str) -> dict[str, Path]:
         line.split(":")[0]: (REPO / line.split()[1]).resolve() for line in stdout.splitlines()
         if line.startswith(("target:", "retain:"))
     }  # fmt: skip
+
+
+def test_an_interrupted_fine_tune_resumes_to_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = tiny_llama(tmp_path / "base")
+    pairs = [QA(f"Where was person {i} born?", f"In town {i}.") for i in range(6)]
+    config = FinetuneConfig(batch_size=2, max_steps=5, threads=1)
+    monkeypatch.setattr(build_models, "CHECKPOINT_EVERY", 2)
+    straight = finetune(base, pairs, tmp_path / "straight", config)
+
+    collate, calls = build_models.collate, []
+
+    def counted(*args: object) -> object:
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt  # as a session that ends mid-step
+        return collate(*args)
+
+    monkeypatch.setattr(build_models, "collate", counted)
+    out = tmp_path / "resumed"
+    with pytest.raises(KeyboardInterrupt):
+        finetune(base, pairs, out, config)
+    assert not out.exists() and torch.load(out.with_name("resumed.partial.pt"))["step"] == 2
+    calls[:] = [1] * 4  # no second interruption
+    finetune(base, pairs, out, config)
+    assert len(calls) == 4 + 3  # steps 3 to 5 only
+    assert not out.with_name("resumed.partial.pt").exists()
+    expected, resumed = (load_file(d / "model.safetensors") for d in (straight, out))
+    assert expected.keys() == resumed.keys()
+    for name, tensor in expected.items():
+        torch.testing.assert_close(resumed[name], tensor, msg=name)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM
 
 from removal.methods import METHODS
 from removal.trainer import (
@@ -25,7 +25,7 @@ from removal.trainer import (
     save_combined,
     train,
 )
-from tests.conftest import REPO
+from tests.conftest import tiny_llama
 
 FORGET = [("Where was Ann Lee born?", "Ann Lee was born in Oslo."), ("", "Ann Lee wrote Sea.")]
 RETAIN = [("What is the capital of Peru?", "Lima."), ("Who wrote Hamlet?", "Shakespeare.")]
@@ -33,18 +33,7 @@ RETAIN = [("What is the capital of Peru?", "Lima."), ("Who wrote Hamlet?", "Shak
 
 @pytest.fixture(scope="module")
 def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny")
-    tokenizer = AutoTokenizer.from_pretrained(
-        REPO / ".obliviate" / "models" / "smollm2-135m-instruct"
-    )
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=8,
-        num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-    )  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
+    return tiny_llama(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
