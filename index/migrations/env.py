@@ -1,4 +1,4 @@
-"""Alembic's entry point for the gateway's database (forget store + removal registry).
+"""Alembic's entry point for the gateway's database: every package's tables, one history.
 
 ``index.schema.upgrade(engine)`` runs it at start-up, handing over its connection.
 """
@@ -7,16 +7,11 @@ from __future__ import annotations
 
 from alembic import context
 
-from index.store import Base as StoreBase
-
-# One history for the whole database, written by hand (each script's op.* calls name its
-# tables): the index's models only, so the index imports nothing above it (removal's tables
-# are in 0001-0003 too).
-target_metadata = StoreBase.metadata
+# Scripts are written by hand, each in the package that owns its tables (no autogenerate,
+# which would need every package's models here).
 connection = context.config.attributes["connection"]
 context.configure(
     connection=connection,
-    target_metadata=target_metadata,
     render_as_batch=connection.dialect.name == "sqlite",  # SQLite alters tables by copying
 )
 with context.begin_transaction():

@@ -1,7 +1,7 @@
 """The routing of traffic between arms, shared by every replica.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: removal_0003
+Revises: removal_0002
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "removal_0003"
+down_revision = "removal_0002"
 branch_labels = None
 depends_on = None
 
