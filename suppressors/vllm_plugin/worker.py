@@ -54,11 +54,14 @@ from suppressors.vllm_plugin import (
 from suppressors.vllm_plugin.controls import decoded
 from suppressors.vllm_plugin.head import head_logits
 from suppressors.vllm_plugin.ngrams import Completions, completions, penalised
+from suppressors.vllm_plugin.recent import Recent
 
 CONTROLS = (STEER, CORRUPT, LOGIT_DIFF, NGRAM_PENALTY)
 """The structured controls, in ``_RowPlan``'s field order."""
 ASSISTANT_LOGITS: dict[int, tuple[float, torch.Tensor]] = {}
 """Batch row -> (alpha, assistant logits of its last token), for this step's logits processor."""
+KEEP_IDLE_S = 300.0
+"""A forget request's files leave memory once no request has named it for this long (revoked)."""
 V1_RUNNER_STATE = ("input_batch", "requests", "query_start_loc")
 """What the hooks read of the model runner: vLLM's V1 runner has them, its V2 runner does not."""
 
@@ -112,7 +115,10 @@ class _State:
     artifacts: list[Path]
     device: torch.device
     """The model's: every tensor the hooks keep or make lives there."""
-    files: dict[tuple[str, str], dict[str, torch.Tensor] | None] = field(default_factory=dict)
+    files: Recent[dict[str, torch.Tensor] | None] = field(
+        default_factory=lambda: Recent(capacity=4096, idle_s=KEEP_IDLE_S)
+    )
+    """(forget request, file name) -> its tensors, None where it has no such file."""
     plan: list[_RowPlan] = field(default_factory=list)
     unit: torch.Tensor | None = None
     lm_head: torch.Tensor | None = None
@@ -122,10 +128,10 @@ class _State:
     [(token ids, β)]."""
     final: torch.Tensor | None = None
     """This step's final hidden states (prompt log-probabilities take slices of them)."""
-    tables: dict[tuple[tuple[str, ...], int], tuple[Completions, list[int]]] = field(
-        default_factory=dict
+    tables: Recent[tuple[Completions, list[int]]] = field(
+        default_factory=lambda: Recent(capacity=256, idle_s=KEEP_IDLE_S)
     )
-    """Forget requests, n -> their n-gram table and their vocabulary."""
+    """(forget requests, n) -> their n-gram table and their vocabulary."""
 
 
 class ObliviateWorkerExtension:
@@ -181,6 +187,8 @@ class ObliviateWorkerExtension:
         state.plan = []
         state.penalties = {}
         ASSISTANT_LOGITS.clear()
+        state.files.drop_idle()
+        state.tables.drop_idle()
         for row, req_id in enumerate(batch.req_ids[: batch.num_reqs]):
             cached = runner.requests.get(req_id)
             params = cached.sampling_params if cached is not None else None
@@ -212,16 +220,15 @@ class ObliviateWorkerExtension:
     def _obliviate_table(self, requests: tuple[str, ...], n: int) -> tuple[Completions, list[int]]:
         """The n-gram table of those forget requests' texts and their vocabulary (kept once every
         file is found; files built before the vocabulary was added have none)."""
-        key = (requests, n)
-        if key in self._obliviate.tables:
-            return self._obliviate.tables[key]
-        files = [f for r in requests if (f := self._obliviate_file(r, ANSWERS_FILE)) is not None]
-        texts = [ids.tolist() for f in files for ids in f["ids"].split(f["lengths"].tolist())]
-        vocabulary = {i for f in files if "vocabulary" in f for i in f["vocabulary"].tolist()}
-        found = (completions(texts, n), sorted(vocabulary))
-        if len(files) == len(requests):
-            self._obliviate.tables[key] = found
-        return found
+
+        def load() -> tuple[tuple[Completions, list[int]], bool]:
+            read = (self._obliviate_file(r, ANSWERS_FILE) for r in requests)
+            files = [f for f in read if f is not None]
+            texts = [ids.tolist() for f in files for ids in f["ids"].split(f["lengths"].tolist())]
+            vocabulary = {i for f in files if "vocabulary" in f for i in f["vocabulary"].tolist()}
+            return (completions(texts, n), sorted(vocabulary)), len(files) == len(requests)
+
+        return self._obliviate.tables.get((requests, n), load)
 
     def _obliviate_final_hook(self, _module: torch.nn.Module, _args: Any, output: Any) -> None:
         self._obliviate.final = output[0] if isinstance(output, tuple) else output
@@ -340,17 +347,19 @@ class ObliviateWorkerExtension:
     def _obliviate_file(self, request_id: str, name: str) -> dict[str, torch.Tensor] | None:
         """A forget request's artifact file; None when it has none (never fail a forward)."""
         state = self._obliviate
-        key = (request_id, name)
-        if state.files.get(key) is None:
+
+        def load() -> tuple[dict[str, torch.Tensor] | None, bool]:
             paths = (folder / request_id / name for folder in state.artifacts)
             found = next((path for path in paths if path.is_file()), None)
             # Read on the CPU; the vectors move to the model's device, while token ids and layer
             # numbers stay on the host, where the hooks read them as Python ints.
             tensors = load_file(found) if found else {}
-            state.files[key] = {
+            on_device = {
                 k: v.to(state.device) if v.is_floating_point() else v for k, v in tensors.items()
-            } or None
-        return state.files[key]
+            }
+            return on_device or None, found is not None
+
+        return state.files.get((request_id, name), load)
 
 
 def _served_norm(norm: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
