@@ -29,8 +29,9 @@ import httpx
 import psutil
 import typer
 
-from evals.live_gateway import fresh_data_dir, metric, start_gateway
+from evals.live_gateway import metric
 from gateway.engine.launcher import free_port
+from gateway.spawn import fresh_data_dir, start_gateway
 
 ADMIN = "durability-admin"
 ORPHAN_GRACE_S = 30.0
@@ -57,9 +58,7 @@ def post(url: str, key: str) -> httpx.Response:
     return httpx.post(f"{url}/admin/v1/forget-requests", json=body, headers=headers, timeout=30)
 
 
-def trial(
-    soak: Soak, data_dir: Path, upstream: str | None, log: Path, rng: random.Random
-) -> None:
+def trial(soak: Soak, data_dir: Path, upstream: str | None, log: Path, rng: random.Random) -> None:
     url, process = _start(data_dir, upstream, log)
     for key in soak.in_flight:  # the client retries what it never got an answer for
         response = post(url, key)

@@ -11,7 +11,7 @@ gateway_pid=""
 start() {
     local model=$1 data=$2 log=$3 port
     shift 3
-    $BIN/python -c "import sys; from pathlib import Path; from evals.live_gateway import \
+    $BIN/python -c "import sys; from pathlib import Path; from gateway.spawn import \
 fresh_data_dir; fresh_data_dir(Path(sys.argv[1]))" "$data"
     port=$($BIN/python -c 'from gateway.engine.launcher import free_port; print(free_port())')
     env "$@" $BIN/obliviate serve --model "$model" --served-model-name smollm2-135m-instruct \

@@ -26,9 +26,10 @@ import httpx
 import numpy as np
 import typer
 
-from evals.live_gateway import file_forget_requests, start_beside_vllm, stop
+from evals.live_gateway import file_forget_requests, start_beside_vllm
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME
 from gateway.openai.serving import OVERHEAD_HEADER
+from gateway.spawn import stop
 
 ADMIN = "overhead-admin"
 PROMPT = [{"role": "user", "content": "Tell me a long story about a lighthouse keeper."}]

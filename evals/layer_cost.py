@@ -25,8 +25,9 @@ import typer
 from evals.data import TOFU, load_subjects
 from evals.forgetting import wait_in_model_ready
 from evals.gateway_overhead import Samples, run_round
-from evals.live_gateway import REPO, start_beside_vllm, stop
+from evals.live_gateway import start_beside_vllm
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.spawn import REPO, stop
 from suppressors.base import load_tokenizer, spellings
 from suppressors.embedding_corruption import EmbeddingCorruptionConfig
 from suppressors.logit_difference import LogitDifferenceConfig

@@ -20,7 +20,8 @@ import httpx
 import typer
 
 from evals.gateway_overhead import Samples, pct, stream_request
-from evals.live_gateway import file_forget_requests, start_beside_vllm, stop
+from evals.live_gateway import file_forget_requests, start_beside_vllm
+from gateway.spawn import stop
 
 ADMIN = "load-admin"
 

@@ -28,8 +28,9 @@ import typer
 
 from evals.fake_engine import MODEL
 from evals.gateway_overhead import Samples, stream_request
-from evals.live_gateway import file_forget_requests, fresh_data_dir, start_gateway, stop
+from evals.live_gateway import file_forget_requests
 from gateway.engine.launcher import free_port
+from gateway.spawn import fresh_data_dir, start_gateway, stop
 
 ADMIN = "relay-admin"
 
@@ -91,9 +92,11 @@ def measure(url: str, engine: str, process: psutil.Process, streams: int, tokens
     cpu_s = sum(process.cpu_times()[:2]) - before
     plain, _ = asyncio.run(relay(url, streams, tokens, "baseline"))
     relayed = streams * tokens
-    print(f"  {streams} streams x {tokens} tokens: direct {direct:8.0f} tok/s | gateway, watched "
-          f"{watched:8.0f} tok/s ({watched / direct:.3f} of direct) | gateway, not watched "
-          f"{plain:8.0f} tok/s ({plain / direct:.3f})")
+    print(
+        f"  {streams} streams x {tokens} tokens: direct {direct:8.0f} tok/s | gateway, watched "
+        f"{watched:8.0f} tok/s ({watched / direct:.3f} of direct) | gateway, not watched "
+        f"{plain:8.0f} tok/s ({plain / direct:.3f})"
+    )
     print(f"  watched relay per core of the gateway's CPU time: {relayed / cpu_s:8.0f} tok/s")
     ttft, per_token = asyncio.run(paired(url, engine, tokens, pairs))
     print(f"  concurrency 1, {pairs} pairs: added TTFT p50 {ttft:+.2f} ms, added per token p50 "

@@ -25,9 +25,9 @@ import pytest
 from openai import OpenAI
 from sqlalchemy import create_engine, text
 
-from evals.live_gateway import REPO, fresh_data_dir, launch_gateway, stop, wait_healthy
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
+from gateway.spawn import REPO, fresh_data_dir, launch_gateway, stop, wait_healthy
 
 MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"

@@ -7,7 +7,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from evals.live_gateway import REPO
+from gateway.spawn import REPO
 
 ALLOWED = {
     "gateway": {"gateway", "suppressors", "index", "removal"},
@@ -69,3 +69,9 @@ def test_the_vllm_plugin_imports_no_training_code() -> None:
                          m.split(".")[0] in ("peft", "accelerate")]  # fmt: skip
     reached = sorted(m for m in seen if m.startswith(TRAINING))
     assert reached == [], f"the plugin reaches training code: {reached}"
+
+
+def test_the_suites_fixtures_take_nothing_from_evals() -> None:
+    """The benchmarks are one more client of the gateway; the suite's fixtures are not theirs."""
+    names = imported(REPO / "tests" / "conftest.py")
+    assert not [name for name in names if name.split(".")[0] == "evals"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 
 from evals.data import TOFU
-from evals.live_gateway import REPO
+from gateway.spawn import REPO
 
 
 def test_tofu_ships_inside_the_repository() -> None:

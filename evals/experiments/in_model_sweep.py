@@ -27,11 +27,11 @@ import typer
 from evals.build_models import FinetuneConfig, build_models
 from evals.data import TOFU, load_subjects, split
 from evals.forgetting import wait_in_model_ready
-from evals.live_gateway import start_gateway, stop
 from evals.metrics import rouge_l_recall
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
 from gateway.engine.upstream import LIMITS
+from gateway.spawn import start_gateway, stop
 from suppressors.vllm_plugin import CORRUPT, LOGIT_DIFF, STEER
 from suppressors.vllm_plugin.controls import encode
 

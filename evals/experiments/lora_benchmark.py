@@ -21,9 +21,9 @@ import httpx
 import typer
 
 from evals.gateway_overhead import Samples, run_round
-from evals.live_gateway import REPO, start_gateway, stop
 from gateway.engine.embedded_model import EMBEDDED_MODEL_NAME, ensure_embedded_model
 from gateway.engine.launcher import free_port
+from gateway.spawn import REPO, start_gateway, stop
 from removal.methods.base import ALL_LINEAR
 
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from accelerate.commands.config.config_args import load_config_from_file
 
-from evals.live_gateway import REPO
 from gateway.config import Settings
+from gateway.spawn import REPO
 from removal import ACCELERATE_CONFIGS
 
 DEPLOY = REPO / "deploy"

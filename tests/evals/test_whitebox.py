@@ -11,10 +11,10 @@ import torch
 from transformers import AutoTokenizer
 
 from evals.gcg import GCGConfig, gcg
-from evals.live_gateway import REPO
 from evals.scoring import load_model
 from evals.whitebox import answers, quantised
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.spawn import REPO
 
 
 @pytest.fixture(scope="module")

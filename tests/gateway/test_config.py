@@ -56,9 +56,9 @@ def test_retain_data_is_read_at_start(tmp_path: Path) -> None:
 def test_each_arm_gets_its_layers_from_the_config_file(tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from evals.live_gateway import REPO, fresh_data_dir
     from gateway.app import build_app
     from gateway.engine.embedded_model import ensure_embedded_model
+    from gateway.spawn import REPO, fresh_data_dir
     from suppressors.stack import UnknownLayer
 
     config = tmp_path / "obliviate.toml"

@@ -16,9 +16,9 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
-from evals.live_gateway import fresh_data_dir, start_gateway, stop
 from gateway.app import build_app
 from gateway.config import Settings
+from gateway.spawn import fresh_data_dir, start_gateway, stop
 from tests.conftest import ADMIN_TOKEN, API_KEY, MODEL, LiveGateway
 
 

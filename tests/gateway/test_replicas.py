@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from evals.live_gateway import start_gateway, stop
+from gateway.spawn import start_gateway, stop
 from tests.conftest import (
     ADMIN_TOKEN,
     API_KEY,
@@ -178,6 +178,7 @@ def test_background_tasks_resume_after_a_database_outage(
 ) -> None:
     """5 s without the database: the replicas' loops fail (``/health`` says which), then resume
     on their own: a forget request filed after it on one replica reaches the other."""
+
     def failing(url: str) -> set[str]:
         health = httpx.get(f"{url}/health", timeout=10)
         assert health.status_code == 200  # serving goes on: the engine answers

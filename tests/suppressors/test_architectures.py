@@ -21,8 +21,8 @@ import torch
 import transformers
 
 from evals.forgetting import wait_in_model_ready
-from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.spawn import REPO
 from suppressors.vllm_plugin import CORRUPT, LOGIT_DIFF, NGRAM_PENALTY, STEER
 from suppressors.vllm_plugin.controls import encode
 from tests.conftest import live_gateway

@@ -11,9 +11,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.ops.supervisor import Supervisor
+from gateway.spawn import REPO
 from index.store import ForgetStore
 from suppressors.artifacts import ArtifactKeeper, Artifacts
 from suppressors.vllm_plugin import ASSISTANT_FILE, STEERING_FILE

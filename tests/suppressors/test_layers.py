@@ -29,8 +29,8 @@ def matcher() -> Matcher:
 @pytest.fixture(scope="module")
 def tokenizer() -> Any:
     """The embedded model's tokenizer (layers that send token ids)."""
-    from evals.live_gateway import REPO
     from gateway.engine.embedded_model import ensure_embedded_model
+    from gateway.spawn import REPO
 
     return load_tokenizer(ensure_embedded_model(REPO / ".obliviate"))
 

@@ -21,8 +21,8 @@ import pytest
 from safetensors.torch import load_file
 
 from evals.forgetting import wait_in_model_ready
-from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.spawn import REPO
 from index.embedder import Embedder
 from index.matcher import Matcher, MatcherConfig
 from index.store import ForgetRequest

@@ -9,7 +9,7 @@ import os
 import httpx
 import pytest
 
-from evals.live_gateway import start_gateway, stop
+from gateway.spawn import start_gateway, stop
 from tests.conftest import ADMIN_TOKEN, API_KEY, LiveGateway, fresh_data_dir
 
 AUTHOR = {"subject": "Zorblax Quintavalle", "concepts": ["Quintavalle Prize"], "note": "test"}

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect, sync_playwright
 
-from evals.live_gateway import REPO
+from gateway.spawn import REPO
 from tests.conftest import ADMIN_TOKEN, LiveGateway
 
 CHROMIUM = "/usr/bin/chromium"

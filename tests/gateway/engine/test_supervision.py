@@ -18,9 +18,9 @@ import openai
 import psutil
 import pytest
 
-from evals.live_gateway import REPO, fresh_data_dir, start_gateway, stop
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
+from gateway.spawn import REPO, fresh_data_dir, start_gateway, stop
 from tests.conftest import API_KEY, MODEL, LiveGateway
 
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from evals.live_gateway import REPO
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.spawn import REPO
 from tests.conftest import API_KEY, MODEL, LiveGateway, gateway_with_layers
 
 ABSTAIN = "I'm sorry, but I don't have any information about that."  # the default
