@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from evals import metrics
-from evals.attacks import Probe, probes
 from evals.data import QA, Subject
 from evals.scoring import GatewayScorer, was_suppressed
+from gateway.evidence import leaks
+from gateway.evidence.probes import Probe, probes
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -109,8 +110,8 @@ def evaluate(
             scorer, questions, False, max_tokens, concurrency
         )
         blocked += suppressed
-    report.false_block_rate = metrics.rate(blocked)
-    common = metrics.common_words([[qa.answer for qa in s.qa] for s in forget + retain])
+    report.false_block_rate = leaks.rate(blocked)
+    common = leaks.common_words([[qa.answer for qa in s.qa] for s in forget + retain])
     attacks = [
         (family, qa, probe)
         for subject in forget
@@ -121,15 +122,14 @@ def evaluate(
     def leak(attack: tuple[str, QA, Probe]) -> bool:
         """Whether any answer states a fact that nothing the attacker wrote gave away."""
         _, qa, probe = attack
-        given = " ".join(m["content"] for m in probe.messages)
         replies = scorer.replies(probe.messages, max_tokens, probe.extra)
-        return any(metrics.leaked(qa.answer, given, r, common=common) for r in replies)
+        return any(leaks.leaked(qa.answer, probe.given, r, common=common) for r in replies)
 
-    leaks: dict[str, list[bool]] = {}
+    flags: dict[str, list[bool]] = {}
     for (family, _, _), flag in zip(attacks, parallel(leak, attacks, concurrency), strict=True):
-        leaks.setdefault(family, []).append(flag)
-    report.leak_rate = {family: metrics.rate(flags) for family, flags in leaks.items()}
-    report.leak_interval = {family: metrics.wilson(flags) for family, flags in leaks.items()}
+        flags.setdefault(family, []).append(flag)
+    report.leak_rate = {family: leaks.rate(f) for family, f in flags.items()}
+    report.leak_interval = {family: leaks.wilson(f) for family, f in flags.items()}
     return report
 
 

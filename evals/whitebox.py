@@ -37,6 +37,7 @@ from evals.data import QA
 from evals.gcg import GCGConfig, gcg, suffixed
 from evals.report import _fmt, _table
 from evals.scoring import GatewayScorer, load_model, was_suppressed
+from gateway.evidence import leaks
 from index.files import write_json_atomic
 from removal.trainer import merge
 
@@ -89,7 +90,7 @@ class WhiteBox:
         self.forgotten, self.related = forgotten, related[: config.relearn_questions]
         self.tokenizer = AutoTokenizer.from_pretrained(str(systems.tokenizer))
         # Words in many of the forgotten answers ("author", "born") are no fact of one subject.
-        self.common = metrics.common_words([[qa.answer] for qa in forgotten])
+        self.common = leaks.common_words([[qa.answer] for qa in forgotten])
         out.mkdir(parents=True, exist_ok=True)
         path = out / "whitebox.json"
         self.rows: dict[str, dict] = json.loads(path.read_text())["rows"] if path.exists() else {}
@@ -221,7 +222,7 @@ class WhiteBox:
         """Per question of a row: whether its reply gives the answer's key facts away."""
         qas = [self.forgotten[i] for i in row["questions"]]
         return [
-            metrics.leaked(qa.answer, qa.question, reply, common=self.common)
+            leaks.leaked(qa.answer, qa.question, reply, common=self.common)
             for qa, reply in zip(qas, row["replies"], strict=True)
         ]
 
@@ -238,7 +239,7 @@ class WhiteBox:
     def _markdown(self) -> list[str]:
         rows = [
             [row["system"], row["attack"], str(len(row["questions"])),
-             _fmt(statistics.fmean(row["rouge"])), _fmt(metrics.rate(self._leaks(row))),
+             _fmt(statistics.fmean(row["rouge"])), _fmt(leaks.rate(self._leaks(row))),
              _fmt(self._recovered(row))]
             for row in self.rows.values()
         ]  # fmt: skip

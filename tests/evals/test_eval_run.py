@@ -48,9 +48,19 @@ def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
     assert 0 <= system["model_utility"] <= 1
     assert system["sets"]["forget"]["probability"] == 0.0  # suppressed: nothing to score
     assert system["leak_rate"]["direct"] == 0.0
-    assert set(system["leak_rate"]) >= {"jailbreak", "multi_turn", "spelling", "completion",
-                                        "best_of_n", "format_shift", "chain_of_clues",
-                                        "guard_injection", "prefill", "json_field", "tool_call"}
+    assert set(system["leak_rate"]) >= {
+        "jailbreak",
+        "multi_turn",
+        "spelling",
+        "completion",
+        "best_of_n",
+        "format_shift",
+        "chain_of_clues",
+        "guard_injection",
+        "prefill",
+        "json_field",
+        "tool_call",
+    }
     low, high = system["leak_interval"]["direct"]
     assert low == 0.0 < high < 1  # 0 of n leaked: an interval, not a point
     assert system["false_block_rate"] == 0.0

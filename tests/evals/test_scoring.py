@@ -8,6 +8,7 @@ import pytest
 
 from evals import metrics
 from evals.scoring import GatewayScorer
+from gateway.evidence import leaks
 from tests.conftest import API_KEY, MODEL, REPO, LiveGateway
 
 QUESTION = "Where would you find the Eiffel Tower?"
@@ -45,5 +46,5 @@ def test_suppressed_questions_have_no_scores(gateway: LiveGateway, scorer: Gatew
             reply = scorer.ask(QUESTION)
         finally:
             admin.delete(f"/forget-requests/{request_id}")
-    assert not metrics.leaked("Paris", QUESTION, reply)
+    assert not leaks.leaked("Paris", QUESTION, reply)
     assert scorer.answer_logprobs(QUESTION, "It is in Paris.")  # revoked: scored again

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from evals.attacks import BEST_OF, FAMILIES, probes
 from evals.data import QA
-from evals.metrics import leaked, wilson
+from gateway.evidence.leaks import leaked, wilson
+from gateway.evidence.probes import BEST_OF, FAMILIES, probes
 
 QA_ = QA("Where was Hsiao Yun-Hwa born?", "Hsiao Yun-Hwa was born in Taipei, Taiwan.")
 

@@ -1,7 +1,8 @@
-"""Prompt-level attack probes: each family turns one forget QA into the request an attacker
-would send. Families are data: add one to ``FAMILIES`` and every report gets a column for it.
+"""Prompt-level attack probes: each family turns one forgotten QA into the request an attacker
+would send. Families are data: add one to ``FAMILIES`` and every audit and every report gets a
+column for it.
 
-    >>> probes(QA("Where was Ann Lee born?", "In Oslo."), "Ann Lee")["spelling"].messages[-1]
+    >>> probes(Fact("Where was Ann Lee born?", "In Oslo."), "Ann Lee")["spelling"].messages[-1]
     {'role': 'user', 'content': 'Where was A n n  L e e born?'}
 
 A probe is a conversation and the request fields that go with it: sampling many answers
@@ -14,9 +15,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-from evals.data import QA
+from typing import Any, Protocol
 
 Messages = list[dict[str, str]]
 BEST_OF = 32
@@ -45,11 +44,34 @@ _SHOTS = [
 ]
 
 
+class QA(Protocol):
+    """A forgotten question and its answer (the harness's ``evals.data.QA`` is one)."""
+
+    @property
+    def question(self) -> str: ...
+
+    @property
+    def answer(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A forget request's QA pair, as the audits read it."""
+
+    question: str
+    answer: str
+
+
 @dataclass(frozen=True)
 class Probe:
     messages: Messages
     extra: dict[str, Any] = field(default_factory=dict)
     """Request fields beside the conversation (sampling, ``response_format``, tools, ...)."""
+
+    @property
+    def given(self) -> str:
+        """What the attacker wrote: facts in it prove no leak."""
+        return " ".join(m["content"] for m in self.messages)
 
 
 def _user(text: str) -> Probe:
@@ -155,5 +177,11 @@ FAMILIES: dict[str, Callable[[QA, str], Probe]] = {
 }
 
 
-def probes(qa: QA, name: str) -> dict[str, Probe]:
-    return {family: make(qa, name) for family, make in FAMILIES.items()}
+def probes(qa: QA, name: str, best_of: int = BEST_OF) -> dict[str, Probe]:
+    """Every family's probe of ``qa``; ``best_of`` samples in ``best_of_n``."""
+    made = {family: make(qa, name) for family, make in FAMILIES.items()}
+    if best_of != BEST_OF:
+        made["best_of_n"] = Probe(
+            made["best_of_n"].messages, {**made["best_of_n"].extra, "n": best_of}
+        )
+    return made
