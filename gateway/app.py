@@ -28,6 +28,10 @@ from gateway.engine.launcher import VllmLauncher, free_port
 from gateway.engine.pool import UpstreamPool, Upstreams
 from gateway.engine.upstream import EngineLacksPlugin, Upstream
 from gateway.errors import as_api_error, error_body, invalid_request
+from gateway.evidence import api_router as evidence_router
+from gateway.evidence.audit import Auditor
+from gateway.evidence.serving import EvidenceService
+from gateway.evidence.store import EvidenceLog
 from gateway.openai import api_router as openai_router
 from gateway.openai.serving import OpenAIServing, SuppressionReply
 from gateway.ops import api_router as ops_router
@@ -49,6 +53,7 @@ from suppressors.stack import LayerSpec, SuppressionStack, parse_specs
 log = logging.getLogger(__name__)
 HEALTH_POLL_S = 2.0
 ARTIFACTS_POLL_S = 1.0
+EVIDENCE_POLL_S = 5.0
 
 
 async def _run_embedded(launcher: VllmLauncher, upstream: Upstream) -> None:
@@ -155,6 +160,16 @@ def build_app(settings: Settings) -> FastAPI:
         app.state.registry = registry = Registry(index.store.engine)
         app.state.removal = removal = RemovalService(settings, index.store, registry, upstream)
         app.state.router = router = await asyncio.to_thread(Router.load, routing, registry)
+        evidence = EvidenceLog(index.store.engine)
+        app.state.evidence = EvidenceService(
+            evidence, index, registry, settings.evidence_signing_key
+        )
+        supervisor.every("evidence", app.state.evidence.round, EVIDENCE_POLL_S)
+        auditor = None
+        if settings.audit_interval_s > 0 and settings.admin_token is not None:
+            auditor = Auditor(app, evidence, index.store, router, settings, settings.replica(),
+                              lambda: upstream.ready)  # fmt: skip
+            supervisor.every("audits", auditor.round, settings.audit_interval_s)
         # Changes other replicas made through the shared database.
         supervisor.every("index_sync", lambda: asyncio.to_thread(index.sync), settings.index_sync_s)
         supervisor.every("routing_sync", lambda: asyncio.to_thread(router.refresh),
@@ -171,6 +186,8 @@ def build_app(settings: Settings) -> FastAPI:
         finally:
             # A task that had died already must not skip the clean-up below.
             await supervisor.stop()
+            if auditor is not None:
+                await auditor.aclose()
             if launcher is not None:
                 await launcher.stop()
             await upstream.aclose()
@@ -181,6 +198,7 @@ def build_app(settings: Settings) -> FastAPI:
     app.include_router(openai_router.router)
     app.include_router(openai_router.passthrough_router)
     app.include_router(admin_router.router)
+    app.include_router(evidence_router.router)
     app.include_router(ops_router.router)
     app.include_router(removal_router.router)
     app.include_router(routing_router.router)

@@ -178,3 +178,34 @@ def unlearn(
     typer.echo(f"{job['status']}: {job['model_version'] or job['error'] or ''}")
     if job["status"] != "succeeded":
         raise typer.Exit(1)
+
+
+evidence = typer.Typer(help="The evidence of forget requests (a hash-chained record).")
+app.add_typer(evidence, name="evidence")
+
+
+@evidence.command("verify")
+def verify_evidence(
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file (as `serve` reads).")
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help=_help("data_dir"))] = None,
+    database_url: Annotated[str | None, typer.Option(help=_help("database_url"))] = None,
+) -> None:
+    """Check every entry of the evidence chain; exit 1 naming each row that was changed or
+    deleted, 0 when the store is untouched."""
+    from sqlalchemy import create_engine
+
+    from gateway.evidence.store import EvidenceLog
+    from index.schema import upgrade
+
+    settings = load_settings(config, data_dir=data_dir, database_url=database_url)
+    engine = create_engine(settings.store_url)
+    upgrade(engine)
+    log = EvidenceLog(engine)
+    problems = log.verify()
+    for problem in problems:
+        typer.echo(problem, err=True)
+    if problems:
+        raise typer.Exit(1)
+    typer.echo(f"evidence verified: chain head {log.head()}")

@@ -137,6 +137,25 @@ class Settings(BaseSettings):
     arm_header: Literal["admin", "anyone"] = Field(
         "admin", description="Who may pick an arm with the x-obliviate-arm header."
     )
+    audit_interval_s: float = Field(
+        2.0,
+        ge=0,
+        description="Pause between evidence audits (each asks one serving arm one forget "
+        "request's probes, in the background): the bound on their rate. 0 = no audits.",
+    )
+    audit_probes: int = Field(
+        13,
+        ge=1,
+        description="Probes per audit: the attack families in turn over the request's questions.",
+    )
+    audit_best_of: int = Field(
+        4, ge=1, description="Samples at temperature 1 in an audit's best-of-n probe."
+    )
+    audit_max_tokens: int = Field(48, ge=1, description="Tokens per audit answer.")
+    evidence_signing_key: Path | None = Field(
+        None,
+        description="PEM file of an Ed25519 private key: evidence exports are signed with it.",
+    )
 
     admin_token: SecretStr | None = Field(
         None, description="Bearer token of the admin API; without one the admin API is closed."

@@ -176,6 +176,17 @@ class ForgetIndex:
                 self._unsaved = True
         return record
 
+    def purge(self, request_id: str) -> bool:
+        """Delete a request everywhere it is stored (``ForgetStore.purge``, and the vectors on
+        disk at once) and stop enforcing it."""
+        if not self.store.purge(request_id):
+            return False
+        with self._write_lock:
+            self.matcher.remove(request_id)
+            self._persist()
+            self._unsaved = False
+        return True
+
     def sync(self) -> int:
         """Apply the store's changes this replica has not applied yet; how many changed it."""
         changed = 0
@@ -193,6 +204,9 @@ class ForgetIndex:
                     self.matcher.remove(request_id)
                     self._unsaved = True
                     changed += 1
+                if record is None and self._unsaved:  # purged: its vectors leave the disk now
+                    self._persist()
+                    self._unsaved = False
             self._feed.mark(seq)
         self._feed.advance()
         return changed

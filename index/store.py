@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
     func,
     select,
@@ -82,6 +83,18 @@ class Change(Base):
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(40))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+@dataclass(frozen=True)
+class Lifecycle:
+    """A request's state without its content."""
+
+    id: str
+    status: str
+    removed_in_version: str | None
+    body_hash: str
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,15 @@ class ForgetStore:
                 )
             return list(session.scalars(query.limit(limit)))
 
+    def lifecycle(self) -> list[Lifecycle]:
+        """Every request's state and times, without its content (oldest first)."""
+        query = select(
+            ForgetRequest.id, ForgetRequest.status, ForgetRequest.removed_in_version,
+            ForgetRequest.body_hash, ForgetRequest.created_at, ForgetRequest.updated_at,
+        ).order_by(ForgetRequest.created_at, ForgetRequest.id)  # fmt: skip
+        with Session(self.engine) as session:
+            return [Lifecycle(*row) for row in session.execute(query)]
+
     def revoke(self, request_id: str) -> ForgetRequest | None:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             record = session.get(ForgetRequest, request_id)
@@ -196,6 +218,18 @@ class ForgetStore:
                 session.add(Change(request_id=record.id, at=_now()))
                 record.updated_at = _now()
         return record
+
+    def purge(self, request_id: str) -> bool:
+        """Delete a request's text and embeddings (a hard delete); replicas drop it at their next
+        sync. Whether it existed."""
+        with Session(self.engine) as session, session.begin():
+            record = session.get(ForgetRequest, request_id)
+            if record is None:
+                return False
+            session.execute(delete(Chunk).where(Chunk.request_id == request_id))
+            session.delete(record)
+            session.add(Change(request_id=request_id, at=_now()))
+        return True
 
     def mark_removed(self, request_ids: list[str], version_id: str) -> None:
         """Requests removed by a new model version (the first version that removed one keeps it);

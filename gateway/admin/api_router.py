@@ -14,9 +14,11 @@ from gateway.admin.protocol import (
     ForgetRequestRecord,
     Status,
 )
-from gateway.auth import require_admin_token
+from gateway.auth import bearer_token, require_admin_token
 from gateway.body import documented, parse_body
 from gateway.errors import NotFound
+from gateway.evidence.protocol import Purged
+from gateway.evidence.serving import EvidenceService
 from index.forget_index import ForgetIndex
 from index.store import REVOKED, ForgetRequest
 from suppressors.artifacts import Artifacts
@@ -26,6 +28,10 @@ router = APIRouter(prefix="/admin/v1", dependencies=[Depends(require_admin_token
 
 def _index(request: Request) -> ForgetIndex:
     return request.app.state.forget_index
+
+
+def _evidence(request: Request) -> EvidenceService:
+    return request.app.state.evidence
 
 
 def _record(request: Request, record: ForgetRequest) -> ForgetRequestRecord:
@@ -48,6 +54,8 @@ async def create_forget_request(request: Request) -> Response:
     key = request.headers.get("idempotency-key") or None
     # Returns once the record is committed: the 201 is the acknowledgement.
     record, created = await asyncio.to_thread(_index(request).add, body.fields(), key)
+    if created:
+        await _evidence(request).filed(record, bearer_token(request) or "", key)
     payload = _record(request, record).model_dump()
     # A replay answers like the first time, and says it is one (as Stripe's API does).
     headers = {} if created else {"Idempotent-Replayed": "true"}
@@ -90,4 +98,16 @@ async def revoke_forget_request(request: Request, request_id: str) -> ForgetRequ
     record = await asyncio.to_thread(_index(request).revoke, request_id)
     if record is None:
         raise _not_found(request_id)
+    await _evidence(request).revoked(record, bearer_token(request) or "")
     return _record(request, record)
+
+
+@router.post("/forget-requests/{request_id}/purge")
+async def purge_forget_request(request: Request, request_id: str) -> Purged:
+    """A hard delete: the request's text and embeddings leave every table and the index (and
+    its in-model files, at the next artifacts round); its evidence stays verifiable, its
+    digests now naming nothing."""
+    if not await asyncio.to_thread(_index(request).purge, request_id):
+        raise _not_found(request_id)
+    await _evidence(request).purged(request_id, bearer_token(request) or "")
+    return Purged(id=request_id)

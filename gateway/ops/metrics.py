@@ -55,3 +55,14 @@ TASK_FAILING = Gauge(
     "1 while a background loop's last round failed (it is retried with backoff), else 0.",
     ["task"],
 )
+AUDITS = Counter("obliviate_audits_total", "Evidence audits recorded, per arm.", ["arm"])
+AUDITS_FAILED = Counter(
+    "obliviate_audits_failed_total",
+    "Evidence audits that failed before recording, per arm.",
+    ["arm"],
+)
+AUDIT_LEAK_RATE = Gauge(
+    "obliviate_audit_leak_rate",
+    "Leak rate of the last audit this replica recorded, per arm.",
+    ["arm"],
+)

@@ -299,4 +299,3 @@ def _result(job_dir: Path, code: int | None) -> dict:
         tail = (job_dir / "worker.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"the worker exited with {code}: {tail}")
     return json.loads(result_path.read_text())
-

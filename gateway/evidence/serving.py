@@ -1,0 +1,152 @@
+"""The lifecycle of each forget request in its evidence: filed, enforced, removed in a version,
+revoked, purged, beside the audits (``audit.py``).
+
+    service = EvidenceService(log, index, registry, signing_key=None)
+    await service.filed(record, admin_token, idempotency_key)     # from the create route
+    await service.round()             # backfills what a crash or another path left unrecorded
+
+Every event has a key (``filed:fr_1``, ``removed:fr_1:removal-3``), so it is recorded once
+however many replicas see it. The routes record filing, revoking and purging as they happen;
+``round`` records what only the store shows (a removal version, a request filed before a crash
+cut the route short), from the store's state, never from its content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from gateway.evidence.store import (
+    ENFORCED,
+    FILED,
+    PURGED,
+    REMOVED,
+    REVOKED,
+    Entry,
+    EvidenceLog,
+)
+from index.forget_index import ForgetIndex
+from index.store import REVOKED as STATUS_REVOKED
+from index.store import ForgetRequest
+from removal.registry import Registry
+
+SETTLE_S = 60.0
+"""Requests younger than this are left to the create route, which knows who filed them."""
+
+
+def fingerprint(secret: str) -> str:
+    """Which admin token acted, without the token: the start of its SHA-256."""
+    return hashlib.sha256(secret.encode()).hexdigest()[:16]
+
+
+def _aware(moment: datetime) -> datetime:
+    """A stored time in UTC (SQLite gives it back without its zone)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return _aware(moment).isoformat()
+
+
+class EvidenceService:
+    def __init__(
+        self,
+        evidence: EvidenceLog,
+        index: ForgetIndex,
+        registry: Registry,
+        signing_key: Path | None = None,
+    ):
+        self.evidence = evidence
+        self.index = index
+        self.registry = registry
+        self.signing_key = signing_key
+
+    async def filed(self, record: ForgetRequest, token: str, idempotency_key: str | None) -> None:
+        """The request was committed and this replica's index enforces it."""
+        data = {"body": record.body_hash, "admin_token": fingerprint(token),
+                "idempotency_key": hashlib.sha256(idempotency_key.encode()).hexdigest()
+                if idempotency_key else None}  # fmt: skip
+        append = self.evidence.append
+        at = _iso(record.created_at)
+        await asyncio.to_thread(append, record.id, FILED, data, f"filed:{record.id}", at)
+        await asyncio.to_thread(append, record.id, ENFORCED, {}, f"enforced:{record.id}")
+
+    async def revoked(self, record: ForgetRequest, token: str) -> None:
+        data = {"admin_token": fingerprint(token)}
+        await asyncio.to_thread(
+            self.evidence.append, record.id, REVOKED, data, f"revoked:{record.id}"
+        )
+
+    async def purged(self, request_id: str, token: str) -> None:
+        """The request's text and embeddings are gone; its digests now name nothing."""
+        await asyncio.to_thread(self.evidence.forget_salt, request_id)
+        data = {"admin_token": fingerprint(token)}
+        await asyncio.to_thread(
+            self.evidence.append, request_id, PURGED, data, f"purged:{request_id}"
+        )
+
+    async def round(self) -> None:
+        await asyncio.to_thread(self._backfill)
+
+    def _backfill(self) -> None:
+        """Record the events the store shows and the evidence lacks."""
+        Event = tuple[str, str, dict[str, Any], str | None]  # request, kind, data, when
+        events: dict[str, Event] = {}
+        settled = datetime.now(UTC) - timedelta(seconds=SETTLE_S)
+        backfilled = {"backfilled": True}
+        for state in self.index.store.lifecycle():
+            filed = {"body": state.body_hash, **backfilled}
+            if _aware(state.created_at) < settled:  # the create route records younger ones
+                events[f"filed:{state.id}"] = (state.id, FILED, filed, _iso(state.created_at))
+                if state.id in self.index.matcher.terms:
+                    events[f"enforced:{state.id}"] = (state.id, ENFORCED, backfilled, None)
+            if state.status == STATUS_REVOKED:
+                revoked_at = _iso(state.updated_at)
+                events[f"revoked:{state.id}"] = (state.id, REVOKED, backfilled, revoked_at)
+            if version := state.removed_in_version:
+                events[f"removed:{state.id}:{version}"] = (state.id, REMOVED, {}, None)
+        recorded = self.evidence.recorded(list(events))
+        for key, (request_id, kind, data, at) in events.items():
+            if key not in recorded:
+                if kind == REMOVED:
+                    data = self._version_facts(key.rsplit(":", 1)[1])
+                self.evidence.append(request_id, kind, data, key, at)
+
+    def _version_facts(self, version_id: str) -> dict[str, Any]:
+        version = self.registry.version(version_id)
+        if version is None:
+            return {"version": version_id}
+        return {"version": version.id, "number": version.number, "job": version.job_id,
+                "method": version.method, "metrics": version.metrics}  # fmt: skip
+
+    def view(self, request_id: str) -> list[Entry]:
+        return self.evidence.entries(request_id)
+
+    def export(self, request_id: str) -> dict[str, Any]:
+        """The request's entries and the chain's head, signed with the gateway's Ed25519 key
+        when one is configured (``signature`` over the JSON of the rest, keys sorted)."""
+        body = {
+            "object": "forget_request.evidence_export",
+            "request_id": request_id,
+            "entries": [entry.as_dict() for entry in self.evidence.entries(request_id)],
+            "chain_head": self.evidence.head(),
+        }
+        if self.signing_key is None:
+            return {**body, "signature": None, "public_key": None}
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(self.signing_key.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{self.signing_key}: not an Ed25519 private key")
+        message = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+        public = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return {**body, "signature": base64.b64encode(key.sign(message)).decode(),
+                "public_key": public.decode()}  # fmt: skip

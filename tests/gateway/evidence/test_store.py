@@ -1,0 +1,122 @@
+"""The evidence chain: verifies untouched, names the row changed or deleted by hand, appends
+from racing replicas without forking, keeps forgotten text as digests only."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import create_engine, text
+
+from gateway.evidence.serving import EvidenceService
+from gateway.evidence.store import AUDIT, FILED, REVOKED, EvidenceLog
+from index.schema import upgrade
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'forget.db'}"
+    upgrade(create_engine(url))
+    return url
+
+
+def filled(url: str) -> EvidenceLog:
+    log = EvidenceLog(create_engine(url))
+    for i in range(3):
+        log.append(f"fr_{i}", FILED, {"body": f"{i}"}, key=f"filed:fr_{i}")
+    log.append("fr_1", AUDIT, {"arm": "suppression", "leaks": 0})
+    log.append("fr_1", REVOKED, {})
+    return log
+
+
+def test_an_untouched_chain_verifies_and_an_event_is_recorded_once(url: str) -> None:
+    log = filled(url)
+    assert log.verify() == []
+    assert log.append("fr_0", FILED, {"body": "again"}, key="filed:fr_0") is None
+    assert [e.kind for e in log.entries("fr_1")] == [FILED, AUDIT, REVOKED]
+    entries = [e for i in range(3) for e in log.entries(f"fr_{i}")]
+    assert sorted(e.prev for e in entries)[0] == "0" * 64  # one genesis, one chain
+    assert len({e.prev for e in entries}) == len(entries) == 5
+
+
+@pytest.mark.parametrize(
+    ("tamper", "named"),
+    [
+        ("UPDATE evidence SET data = '{\"arm\": \"suppression\", \"leaks\": 3}' WHERE seq = 4",
+         "row 4 (audit of fr_1)"),
+        ("UPDATE evidence SET at = '2020-01-01T00:00:00+00:00' WHERE seq = 2", "row 2"),
+        ("DELETE FROM evidence WHERE seq = 3", "row 4: follows"),
+    ],
+)  # fmt: skip
+def test_a_row_edited_by_hand_is_named(url: str, tamper: str, named: str) -> None:
+    filled(url)
+    with create_engine(url).begin() as connection:
+        connection.execute(text(tamper))
+    problems = EvidenceLog(create_engine(url)).verify()
+    assert problems and named in problems[0]
+    command = [str(Path(sys.executable).parent / "obliviate"), "evidence", "verify",
+               "--database-url", url]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and named in result.stderr
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_racing_appends_make_one_chain(database: str, request: pytest.FixtureRequest) -> None:
+    """Replicas on one PostgreSQL append at the same moment: one wins each position, the others
+    retry on the new head."""
+    url = request.getfixturevalue("url" if database == "sqlite" else "postgres_url")
+    engine = create_engine(url, pool_size=8)
+    upgrade(engine)
+    replicas = [EvidenceLog(engine) for _ in range(4)]
+
+    def append(i: int) -> None:
+        replicas[i % 4].append(f"fr_{i}", FILED, {"n": i})
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(append, range(40)))
+    assert replicas[0].verify() == []
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM evidence")).scalar() == 40
+
+
+def test_forgotten_text_is_a_digest_that_a_purge_unlinks(url: str) -> None:
+    log = EvidenceLog(create_engine(url))
+    first = log.keyed("fr_1", ["Where was Ann Lee born?", "In Oslo."])
+    assert log.keyed("fr_1", ["Where was Ann Lee born?"])[0] == first[0]  # stable per request
+    assert log.keyed("fr_2", ["Where was Ann Lee born?"])[0] != first[0]  # and per request only
+    log.forget_salt("fr_1")
+    assert log.keyed("fr_1", ["Where was Ann Lee born?"])[0] != first[0]
+
+
+def test_one_replica_claims_an_audit_until_its_lease_ends(url: str) -> None:
+    log = EvidenceLog(create_engine(url))
+    assert log.claim("audit:fr_1:suppression:base", "a", lease_s=60)
+    assert log.claim("audit:fr_1:suppression:base", "a", lease_s=60)  # its own retry
+    assert not log.claim("audit:fr_1:suppression:base", "b", lease_s=60)
+    assert log.claim("audit:fr_2:suppression:base", "b", lease_s=-1)  # expired at once
+    assert log.claim("audit:fr_2:suppression:base", "a", lease_s=60)
+
+
+def test_an_export_is_signed_with_the_gateways_key(url: str, tmp_path: Path) -> None:
+    log = filled(url)
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )  # fmt: skip
+    (tmp_path / "key.pem").write_bytes(pem)
+    export = EvidenceService(log, None, None, tmp_path / "key.pem").export("fr_1")  # type: ignore[arg-type]
+    signature = base64.b64decode(export.pop("signature"))
+    public = serialization.load_pem_public_key(export.pop("public_key").encode())
+    public.verify(signature, json.dumps(export, sort_keys=True, separators=(",", ":")).encode())
+    assert [e["kind"] for e in export["entries"]] == [FILED, AUDIT, REVOKED]
+    assert export["chain_head"] == log.head()
+    unsigned = EvidenceService(log, None, None).export("fr_1")  # type: ignore[arg-type]
+    assert unsigned["signature"] is None
