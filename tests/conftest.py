@@ -33,6 +33,8 @@ MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"
 ADMIN_TOKEN = "test-admin-token"
 TOFU = REPO / "evals" / "data" / "tofu"
+QUIET = {"OBLIVIATE_AUDIT_INTERVAL_S": "0"}
+"""Audits ask the engine in the background: on only where a test reads them."""
 
 
 def tiny_llama(folder: Path) -> Path:
@@ -112,8 +114,7 @@ def launch(
         "--api-key", API_KEY,
         *engine,
         *args,
-        # Audits ask the engine in the background: on only where a test reads them.
-        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, "OBLIVIATE_AUDIT_INTERVAL_S": "0", **(env or {})},
+        env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **QUIET, **(env or {})},
     )  # fmt: skip
     return LiveGateway(url, vllm_url, process, root / "gateway.log", data_dir, upstream is not None)
 
