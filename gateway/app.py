@@ -167,7 +167,7 @@ def build_app(settings: Settings) -> FastAPI:
         supervisor.every("evidence", app.state.evidence.round, EVIDENCE_POLL_S)
         auditor = None
         if settings.audit_interval_s > 0 and settings.admin_token is not None:
-            auditor = Auditor(app, evidence, index.store, router, settings, settings.replica(),
+            auditor = Auditor(app, evidence, index.store, router, settings, settings.replica,
                               lambda: upstream.ready)  # fmt: skip
             supervisor.every("audits", auditor.round, settings.audit_interval_s)
         # Changes other replicas made through the shared database.

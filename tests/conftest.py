@@ -34,7 +34,9 @@ API_KEY = "test-user-key"
 ADMIN_TOKEN = "test-admin-token"
 TOFU = REPO / "evals" / "data" / "tofu"
 QUIET = {"OBLIVIATE_AUDIT_INTERVAL_S": "0"}
-"""Audits ask the engine in the background: on only where a test reads them."""
+"""Audits ask the engine in the background: on only where a test reads them, and short there."""
+AUDITS = {"OBLIVIATE_AUDIT_INTERVAL_S": "0.5", "OBLIVIATE_AUDIT_PROBES": "6",
+          "OBLIVIATE_AUDIT_BEST_OF": "2", "OBLIVIATE_AUDIT_MAX_TOKENS": "24"}  # fmt: skip
 
 
 def tiny_llama(folder: Path) -> Path:
@@ -166,7 +168,7 @@ def gateway(
 @pytest.fixture(scope="session")
 def lora_launched(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveGateway]:
     # Text-only: its vLLM starts on vLLM's own defaults (compiled, no plugin).
-    live = launch(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true"})
+    live = launch(tmp_path_factory.mktemp("lora"), {"OBLIVIATE_VLLM_LORA": "true", **AUDITS})
     try:
         yield live
     finally:

@@ -145,7 +145,7 @@ class Auditor:
         try:
             for family, fact, probe in chosen:
                 body = {
-                    "model": settings.model_name(),
+                    "model": settings.model_name,
                     "messages": probe.messages,
                     "max_tokens": settings.audit_max_tokens,
                     "temperature": 0,

@@ -57,8 +57,18 @@ async def run(watch: ChoiceWatch, chunks: list[dict]) -> tuple[list[dict], bool]
 
 async def test_tool_call_arguments_are_watched(stack: SuppressionStack) -> None:
     pieces = [PREAMBLE, "by ", "Hsi", "ao Yu", "n-Hwa", '"}']
-    chunks = [delta(tool_calls=[{"index": 0, "id": "call_1", "type": "function",
-                                 "function": {"name": "write", "arguments": '{"story": "'}}])]
+    chunks = [
+        delta(
+            tool_calls=[
+                {
+                    "index": 0,
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "write", "arguments": '{"story": "'},
+                }
+            ]
+        )
+    ]
     chunks += [delta(tool_calls=[{"index": 0, "function": {"arguments": p}}]) for p in pieces]
     out, passed = await run(ChoiceWatch(context(stack), CHAT), chunks)
     arguments = "".join(c["function"].get("arguments", "") for chunk in out

@@ -195,8 +195,35 @@ def test_cli_follows_a_job(gateway: LiveGateway, removed: dict) -> None:
     with gateway.admin() as admin:
         assert admin.get("/model-versions/removal-2").json()["parent"] is None
         swap_mid_stream(gateway, admin)
+        audits_follow_the_version(admin, removed["request"]["id"])
         assert admin.delete("/model-versions/removal-2").status_code == 200
         assert admin.get("/model-versions/removal-2").status_code == 404
+
+
+def audits_follow_the_version(admin: httpx.Client, request_id: str) -> None:
+    """Once the removal arm serves traffic, the request is audited on it; a version swap makes
+    a new audit of that arm at the new version (this gateway runs audits)."""
+    routing = admin.get("/routing").json()
+    serving = {**routing, "weights": {"suppression": 1, "removal": 1}}
+    for version in ("removal-1", "removal-2"):
+        assert admin.put("/routing", json={**serving, "version": version}).status_code == 200
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            entries = admin.get(f"/forget-requests/{request_id}/evidence").json()["entries"]
+            audits = [e["data"] for e in entries if e["kind"] == "audit"]
+            if any((a["arm"], a["version"]) == ("removal", version) for a in audits):
+                break
+            time.sleep(1)
+        else:
+            raise TimeoutError(f"no audit of the removal arm at {version}: {audits}")
+    assert {("suppression", "base"), ("removal", "removal-1"), ("removal", "removal-2")} <= {
+        (a["arm"], a["version"]) for a in audits
+    }
+    kinds = [e["kind"] for e in entries]
+    assert kinds[:2] == ["filed", "enforced"] and "removed" in kinds
+    removed = next(e["data"] for e in entries if e["kind"] == "removed")
+    assert (removed["version"], removed["method"]) == ("removal-1", "graddiff")
+    assert admin.put("/routing", json=routing).status_code == 200
 
 
 def swap_mid_stream(gateway: LiveGateway, admin: httpx.Client) -> None:
