@@ -23,6 +23,7 @@ from tests.conftest import (
     ADMIN_TOKEN,
     API_KEY,
     MODEL,
+    QUIET,
     LiveGateway,
     PostgresServer,
     fresh_data_dir,
@@ -94,7 +95,7 @@ def replicas(
             "--upstream", upstreams,
             "--database-url", database,
             "--api-key", API_KEY,
-            env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN},
+            env={"OBLIVIATE_ADMIN_TOKEN": ADMIN_TOKEN, **QUIET},
         )  # fmt: skip
         return url
 
