@@ -25,8 +25,10 @@ from starlette.exceptions import HTTPException
 
 from gateway.auth import key_matches
 from gateway.console.serving import (
+    ARM_COLOURS,
     AdminAPI,
     api_error,
+    audit_points,
     forget_request_body,
     live_numbers,
     render_report,
@@ -203,6 +205,27 @@ async def revoke(request: Request, request_id: str, api: Console) -> Response:
     if error := api_error(revoked):
         return _page(request, "message.html", revoked.status_code, title="Not revoked", error=error)
     return _back("/admin/forget-requests", f"Revoked {request_id}.")
+
+
+@router.get("/forget-requests/{request_id}/evidence")
+async def evidence(request: Request, request_id: str, api: Console) -> HTMLResponse:
+    """The request's evidence: its lifecycle and audits, and the audits' leak rates plotted."""
+    found = await api.call("GET", f"/forget-requests/{quote(request_id)}/evidence")
+    if error := api_error(found):
+        return _page(request, "message.html", found.status_code, title="Not found", error=error)
+    entries = found.json()["entries"]
+    return _page(request, "evidence.html", request_id=request_id, entries=entries,
+                 points=audit_points(entries), colours=ARM_COLOURS)  # fmt: skip
+
+
+@router.get("/forget-requests/{request_id}/evidence/export", response_model=None)
+async def evidence_export(request: Request, request_id: str, api: Console) -> Response:
+    exported = await api.call("GET", f"/forget-requests/{quote(request_id)}/evidence/export")
+    if error := api_error(exported):
+        return _page(request, "message.html", exported.status_code, title="Not found", error=error)
+    disposition = exported.headers["content-disposition"]
+    return Response(exported.content, media_type="application/json",
+                    headers={"Content-Disposition": disposition})  # fmt: skip
 
 
 @router.post("/try")

@@ -182,3 +182,38 @@ def render_report(folder: Path) -> str:
     """A run's Markdown report as HTML; its text is escaped first (it quotes forget data)."""
     text = html.escape((folder / REPORT).read_text(), quote=False)
     return markdown.markdown(text, extensions=["tables"])
+
+
+@dataclass(frozen=True)
+class AuditPoint:
+    x: float
+    y: float
+    low: float
+    high: float
+    arm: str
+    label: str
+
+
+ARM_COLOURS = {"suppression": "#0550ae", "removal": "#a40e26", "hybrid": "#116329"}
+
+
+def audit_points(
+    entries: list[dict[str, Any]], width: int = 480, height: int = 160
+) -> list[AuditPoint]:
+    """The audits of a request's evidence, placed on the history plot: one point per audit in
+    order, its leak rate up the y axis (0 at the bottom), its 95 % interval as a bar."""
+    audits = [e for e in entries if e["kind"] == "audit"]
+    step = width / (len(audits) + 1)
+
+    def y(rate: float) -> float:
+        return height - 10 - rate * (height - 20)
+
+    return [
+        AuditPoint(
+            x=step * (i + 1), y=y(a["data"]["leak_rate"]), low=y(a["data"]["interval"][0]),
+            high=y(a["data"]["interval"][1]), arm=a["data"]["arm"],
+            label=f"{a['data']['arm']} at {a['data']['version']}, {a['at'][:19]}: "
+                  f"{a['data']['leaks']} of {a['data']['questions']} leaked",
+        )
+        for i, a in enumerate(audits)
+    ]  # fmt: skip

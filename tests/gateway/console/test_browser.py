@@ -116,6 +116,18 @@ def test_console_end_to_end(page: Page, lora_gateway: LiveGateway) -> None:
     expect(row).to_contain_text(f"removed in {version}")
     shot(page, "5-removed")
 
+    # Its evidence: filed, enforced, the serving arm's audit, plotted; the export downloads.
+    row.get_by_role("link", name=re.compile("Evidence")).click()
+    expect(page.get_by_role("heading", level=1)).to_have_text(f"Evidence of {request_id}")
+    expect(page.get_by_role("row").filter(has_text="suppression at base")).to_contain_text("audit")
+    expect(page.get_by_role("img", name=re.compile("Leak rate of each audit"))).to_be_visible()
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download the export").click()
+    assert download.value.suggested_filename == f"evidence-{request_id}.json"
+    every_control_is_labelled(page)
+    shot(page, "6-evidence")
+    page.get_by_role("link", name="Forget requests", exact=True).click()
+
     # Clean up through the console: revoke with confirmation; the version through the API.
     row.get_by_role("link", name=re.compile("Revoke")).click()
     page.get_by_role("button", name=f"Revoke {request_id}").click()

@@ -122,8 +122,10 @@ def test_a_hard_delete_leaves_no_text_and_the_chain_verifies(
             rows = json.dumps(db.execute(f"SELECT * FROM {table}").fetchall(), default=repr)
             for pair in author["qa"]:
                 assert pair["answer"] not in rows, table
-        assert not db.execute("SELECT 1 FROM evidence_salts WHERE request_id = ?",
-                              (request_id,)).fetchall()  # fmt: skip
+        for table in ("forget_requests", "chunks", "evidence_salts"):
+            column = "id" if table == "forget_requests" else "request_id"
+            found = db.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (request_id,))
+            assert not found.fetchall(), table  # its text, its embeddings, its digests' salt
     assert verify(store).returncode == 0
     # Nothing enforces it any more: the index forgot it too.
     reply = audited.client().chat.completions.with_raw_response.create(
