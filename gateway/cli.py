@@ -132,7 +132,12 @@ def serve(
 
 @app.command()
 def unlearn(
-    method: Annotated[str, typer.Option(help="ga, graddiff, npo, simnpo, rmu or idkdpo.")],
+    method: Annotated[
+        str,
+        typer.Option(
+            help="A method of removal/methods: ga, npo, wga, undial, task_arithmetic, ..."
+        ),
+    ],
     forget_request: Annotated[
         list[str] | None,
         typer.Option(help="Forget request id to remove (repeatable); default: every pending one."),

@@ -105,6 +105,7 @@ def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str,
             eta = elapsed / step * (config.steps - step)
             on_progress(Progress(step, config.steps, losses[-1], eta))
     accelerator.wait_for_everyone()
+    method.finish(accelerator.unwrap_model(model))
     if accelerator.is_main_process:
         save_combined(accelerator.unwrap_model(model), spec.parent_adapter, Path(spec.output))
     return {

@@ -15,7 +15,10 @@ class RemovalJobCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    method: str = Field(description="ga, graddiff, npo, simnpo, rmu or idkdpo.")
+    method: str = Field(
+        description="ga, graddiff, npo, simnpo, rmu, idkdpo, wga, satimp, memsel, undial or "
+        "task_arithmetic (removal/methods/)."
+    )
     forget_requests: list[str] | Literal["pending"] = Field(
         "pending",
         description="Forget request ids, or 'pending': every active request the parent version "

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from index.pairs import Encoded, Pair, collate, encode
-from removal.examples import answer_logprob
+from removal.examples import answer_logprob, token_logprobs
 
 ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -86,6 +86,15 @@ class Method:
         self, model: Any, examples: list[Encoded], indices: list[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return answer_logprob(model, *self.batch(examples, indices))
+
+    def token_logprobs(
+        self, model: Any, examples: list[Encoded], indices: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each answer token's log-probability, and the mask of answer tokens."""
+        return token_logprobs(model, *self.batch(examples, indices))
+
+    def finish(self, model: Any) -> None:
+        """Change the trained adapter before it is saved (task arithmetic negates it)."""
 
     def chunks(self, examples: list[Encoded]) -> list[list[int]]:
         """Indices of ``examples`` in batches of ``batch_size`` (for no-grad reference passes)."""
