@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import zlib
 
 import pytest
 
@@ -60,3 +61,44 @@ def test_data_group_split_perturb() -> None:
         with pytest.raises(ValueError):
             split(subjects, bad)
     assert isinstance(subjects[0], Subject) and isinstance(subjects[0].qa[0], QA)
+
+
+def test_memorisation_metrics_on_known_cases() -> None:
+    assert metrics.exact_memorization([1, 2, 3, 4], [1, 2, 9, 4]) == 0.75
+    assert metrics.exact_memorization([], []) is None
+    assert metrics.extraction_strength([1, 2, 3, 4], [1, 2, 3, 4]) == 1.0  # no prefix needed
+    assert metrics.extraction_strength([9, 2, 3, 4], [1, 2, 3, 4]) == 0.75  # one token given
+    assert metrics.extraction_strength([9, 9, 9], [1, 2, 3]) == pytest.approx(1 / 3)  # as o-u
+    assert metrics.extraction_strength([], []) == 0.0
+
+
+def test_membership_scores_and_privleak_on_known_cases() -> None:
+    seen, unseen = [-0.1, -0.2, -0.3], [-2.0, -3.0, -4.0]
+    assert metrics.loss_score(seen) == pytest.approx(-0.2)
+    text = "abc " * 50  # compresses to far fewer bytes than its length
+    assert metrics.zlib_score(seen, text) == pytest.approx(-0.2 / len(zlib.compress(text.encode())))
+    assert metrics.reference_score(seen, unseen) == pytest.approx(-0.2 + 3.0)
+    assert metrics.min_k_plus_plus(seen, [0, 0, 0], [1, 1, 1], k=0.34) == pytest.approx(-0.3)
+    assert metrics.min_k_plus_plus([-1.0, -1.0], [-2.0, -1.0], [4.0, 1.0], k=0.5) == 0.0
+    assert metrics.gradnorm_score(3.5) == -3.5
+    scores = [metrics.loss_score([x]) for x in seen], [metrics.loss_score([x]) for x in unseen]
+    assert metrics.auc(*scores) == 1.0  # forget text all more familiar: open-unlearning's AUC 1
+    assert metrics.privleak(1.0, 0.5) == pytest.approx(-100)  # a target that forgot nothing
+    assert metrics.privleak(0.5, 0.5) == 0.0
+    assert metrics.privleak(0.25, 0.5) == pytest.approx(50)  # over-unlearned
+
+
+@pytest.mark.parametrize(
+    ("reply", "kind"),
+    [
+        ("I'm not sure about that author.", "refusal"),
+        ("I'm sorry, but I don't have any information about that.", "refusal"),
+        ("Her father is a civil engineer.", "answer"),
+        ("the the the the the the the the the", "gibberish"),
+        ("%%% ### 123 !!! ??? ...", "gibberish"),
+        ("civil engineer of civil engineer of civil engineer of civil engineer of", "gibberish"),
+        ("", "gibberish"),
+    ],
+)
+def test_a_degraded_answer_is_not_a_refusal(reply: str, kind: str) -> None:
+    assert metrics.answer_kind(reply) == kind
