@@ -287,3 +287,45 @@ def eval_whitebox(
                       tokenizer or ensure_embedded_model(data_dir))  # fmt: skip
     WhiteBox(run / "whitebox", config, systems, forgotten, related, typer.echo).run()
     typer.echo((run / "whitebox" / "report.md").read_text())
+
+
+@app.command("removal-vs-suppression")
+def eval_removal_vs_suppression(
+    target: Annotated[Path, typer.Option(help="The target's weights (HF folder).")],
+    retain: Annotated[Path, typer.Option(help="The retain model's weights.")],
+    out: Annotated[Path, typer.Option(help="Report folder; rerunning resumes from it.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR of a removal version merged into the target (repeatable)."),
+    ] = None,
+    forget: Annotated[int, typer.Option(help="Subjects of the forget data forgotten.")] = 1,
+    forget_data: Annotated[Path | None, typer.Option(help="JSONL of forgettable subjects.")] = None,
+    max_questions: Annotated[
+        int | None, typer.Option(help="Forgotten questions per subject; the rest are relearnt.")
+    ] = None,
+    max_per_set: Annotated[int, typer.Option(help="Retained QA read by the probe.")] = 40,
+    max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
+    seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+) -> None:
+    """Memorisation, membership, the representation probe and recovery of each removal version
+    beside the target (the suppression arm's weights) and the retain model; report in OUT."""
+    from transformers import AutoTokenizer
+
+    from evals.data import prepare
+    from evals.removal_vs_suppression import Comparison, ComparisonConfig
+
+    models = {}
+    for item in model or []:
+        name, _, folder = item.partition("=")
+        if not folder:
+            raise typer.BadParameter(f"--model {item!r}: write NAME=DIR")
+        models[name] = Path(folder)
+    forgotten, retained, _ = prepare(forget_data, None, forget, seed, None, max_per_set)
+    asked = [qa for s in forgotten for qa in s.qa[:max_questions]]
+    related = [qa for s in forgotten for qa in s.qa[len(s.qa[:max_questions]) :]]
+    config = ComparisonConfig(max_tokens=max_tokens)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    kept = [qa for s in retained for qa in s.qa]
+    Comparison(out, config, target, retain, models, asked, kept, related, tokenizer,
+               typer.echo).run()  # fmt: skip
+    typer.echo((out / "report.md").read_text())

@@ -7,14 +7,16 @@
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
 # retain authors), merge each version into the target, serve it, and `obliviate-eval run` it beside
 # the target and retain model. The target/retain/stack answers of RUN are reused, measured first
-# if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged
-# version is not trained again, nor a cached answer asked again.
+# if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Then the white-box
+# comparison of the same versions (`obliviate-eval removal-vs-suppression`: open-unlearning's
+# metrics, the representation probe, recovery) goes to RUN/weights. Resumable: a merged version
+# is not trained again, nor a cached answer asked again, nor a measured system measured again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source evals/gateway.sh  # BIN, start, stop
 
 FORGET=${FORGET:-1}
-METHODS=${METHODS:-"ga graddiff npo simnpo rmu idkdpo"}
+METHODS=${METHODS:-"ga graddiff npo simnpo rmu idkdpo wga satimp memsel undial task_arithmetic"}
 MAX_PER_SET=${MAX_PER_SET:-40}
 RUN=${RUN:-.obliviate/runs/tofu-forget$FORGET}
 WORK=$RUN/removal
@@ -78,3 +80,8 @@ done
 # One report over every system, from the cached answers.
 $BIN/obliviate-eval run "${systems[@]}" --reference retain --forget "$FORGET" \
     --max-per-set "$MAX_PER_SET" --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods"
+# The same versions on their weights, beside the target (the suppression arm's) and retain model:
+# asked 10 of each forgotten subject's questions, relearning from the others.
+$BIN/obliviate-eval removal-vs-suppression --target "$TARGET" --retain "$RETAIN" \
+    --forget "$FORGET" --max-questions 10 --out "$RUN/weights" $(printf -- '--model %s ' $(for m in $METHODS; do
+        echo "$m=$WORK/models/$m"; done))

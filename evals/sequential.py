@@ -400,6 +400,3 @@ def _report(result: dict) -> harness.SystemReport:
 
 def _read(path: Path, default: dict) -> dict:
     return json.loads(path.read_text()) if path.exists() else default
-
-
-

@@ -1,0 +1,263 @@
+"""Removal or suppression, measured on the weights (``obliviate-eval removal-vs-suppression``).
+
+    obliviate-eval removal-vs-suppression --target T --retain R --model npo=DIR --model wga=DIR
+
+The survey's questions, for each removal method's version (merged into the target, as
+``evals/removal_methods.sh`` makes them), the target (whose weights the suppression arm serves)
+and the retain model (which never saw the forgotten subjects):
+
+- **open-unlearning's metrics** on the forgotten answers: exact memorisation, extraction
+  strength, and the MIA family's AUCs of the true answers against their perturbed, never-trained
+  versions (LOSS, zlib, reference = the retain model, Min-K%, Min-K%++, GradNorm), each with its
+  PrivLeak against the retain model's AUC;
+- **what a user reads**: greedy answers to the forgotten questions as refusal, gibberish or an
+  answer (``metrics.answer_kind``), and their ROUGE-L recall;
+- **the representation probe** per depth (``probe.py``);
+- **recovery**: relearning on related QA, 8- and 4-bit rounding, and ablating the version's own
+  forget-vs-unseen direction at the probe's depths, each as the share of the ROUGE gap to the
+  target it closes (``recovered``). GCG and the suppression arm's attacks through the gateway
+  are ``obliviate-eval whitebox``'s.
+
+Forget quality, utility and leaks through the gateway are ``obliviate-eval run``'s (the
+methods' report of ``evals/removal_methods.sh``). Resumable: each system's measurements are kept
+in OUT/comparison.json as they finish.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evals import metrics
+from evals.build_models import FinetuneConfig, finetune, model_dir
+from evals.data import QA
+from evals.probe import DEPTHS, RepresentationProbe, ablated, decoder_layers, difference_direction
+from evals.report import _fmt, _table
+from evals.scoring import load_model
+from evals.whitebox import answers, quantised
+from index.files import write_json_atomic
+from index.pairs import encode
+
+ATTACKS = ("loss", "zlib", "reference", "min_k", "min_k_plus_plus", "gradnorm")
+
+
+@dataclass
+class ComparisonConfig:
+    max_tokens: int = 32
+    """Tokens per greedy answer."""
+    relearn_questions: int = 10
+    relearn: FinetuneConfig = field(
+        default_factory=lambda: FinetuneConfig(epochs=2, batch_size=2, learning_rate=5e-5)
+    )
+    """The relearning attack's fine-tune (as ``obliviate-eval whitebox``'s)."""
+    bits: tuple[int, ...] = (8, 4)
+
+
+@dataclass
+class TokenStats:
+    """One answer's tokens (its end of text left out, as open-unlearning does)."""
+
+    logprobs: list[float]
+    predicted: list[int]
+    labels: list[int]
+    means: list[float]
+    """Mean of log p over the vocabulary at each position (Min-K%++)."""
+    variances: list[float]
+
+
+def token_stats(model: Any, tokenizer: Any, qa: QA, answer: str) -> TokenStats:
+    ids, prompt_tokens = encode(tokenizer, qa.question, answer)
+    ids = ids[:-1]  # the end of text
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0, prompt_tokens - 1 : -1].float()
+    logp = torch.log_softmax(logits, -1)
+    labels = ids[prompt_tokens:]
+    picked = logp[torch.arange(len(labels)), labels]
+    p = logp.exp()
+    means = (p * logp).sum(-1)
+    variances = (p * logp.square()).sum(-1) - means.square()
+    return TokenStats(picked.tolist(), logits.argmax(-1).tolist(), labels,
+                      means.tolist(), variances.tolist())  # fmt: skip
+
+
+def gradient_norm(model: Any, tokenizer: Any, qa: QA, answer: str) -> float:
+    """The mean over parameter tensors of the answer loss's gradient norm (open-unlearning's)."""
+    ids, prompt_tokens = encode(tokenizer, qa.question, answer)
+    labels = [-100] * prompt_tokens + ids[prompt_tokens:]
+    model.zero_grad()
+    model(input_ids=torch.tensor([ids]), labels=torch.tensor([labels])).loss.backward()
+    norms = [p.grad.norm() for p in model.parameters() if p.grad is not None]
+    model.zero_grad()
+    return float(torch.stack(norms).mean())
+
+
+class Comparison:
+    def __init__(
+        self,
+        out: Path,
+        config: ComparisonConfig,
+        target: Path,
+        retain: Path,
+        models: dict[str, Path],
+        forgotten: list[QA],
+        retained: list[QA],
+        related: list[QA],
+        tokenizer: Any,
+        log: Callable[[str], None] = print,
+    ):
+        self.out, self.config, self.log, self.tokenizer = out, config, log, tokenizer
+        self.systems = {"target": target, "retain": retain, **models}
+        self.forgotten = [qa for qa in forgotten if qa.perturbed]
+        self.unseen = [QA(qa.question, qa.perturbed[0]) for qa in self.forgotten]
+        self.probe = RepresentationProbe(tokenizer, self.forgotten, retained, self.unseen)
+        self.related = related[: config.relearn_questions]
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / "comparison.json"
+        self.results: dict[str, dict] = (
+            json.loads(path.read_text())["systems"] if path.exists() else {}
+        )
+
+    def run(self) -> dict:
+        for name, weights in self.systems.items():
+            if name not in self.results:
+                self.log(f"{name}: measuring")
+                self.results[name] = self._measure(name, weights)
+                self.write()
+        return self.write()
+
+    def _measure(self, name: str, weights: Path) -> dict[str, Any]:
+        model = load_model(str(weights))
+        stats = [token_stats(model, self.tokenizer, qa, qa.answer) for qa in self.forgotten]
+        unseen = [token_stats(model, self.tokenizer, qa, qa.answer) for qa in self.unseen]
+        scores = {side: self._scores(model, pairs, side_stats)
+                  for side, pairs, side_stats in (("forget", self.forgotten, stats),
+                                                  ("unseen", self.unseen, unseen))}  # fmt: skip
+        auc = {a: metrics.auc(scores["forget"][a], scores["unseen"][a]) for a in ATTACKS}
+        replies = self._answers(model)
+        result: dict[str, Any] = {
+            "exact_memorization": statistics.fmean(
+                metrics.exact_memorization(s.predicted, s.labels) or 0.0 for s in stats),
+            "extraction_strength": statistics.fmean(
+                metrics.extraction_strength(s.predicted, s.labels) for s in stats),
+            "mia_auc": auc,
+            "answer_kinds": _shares([metrics.answer_kind(r) for r in replies]),
+            "rouge": self._rouge(replies),
+            "replies": replies,
+        }  # fmt: skip
+        if name != "target":
+            target = load_model(str(self.systems["target"]))
+            result["probe"] = [asdict(row) for row in self.probe.run(model, target)]
+        if name not in ("target", "retain"):
+            result["recovery"] = self._recovery(name, weights, model)
+        return result
+
+    def _scores(self, model: Any, pairs: list[QA], stats: list[TokenStats]) -> dict[str, list]:
+        """Membership scores of each answer by every attack (higher: looks seen)."""
+        reference = self._reference_logprobs(pairs)
+        model.train()  # GradNorm's backward pass; these models have no dropout
+        norms = [gradient_norm(model, self.tokenizer, qa, qa.answer) for qa in pairs]
+        model.eval()
+        return {
+            "loss": [metrics.loss_score(s.logprobs) for s in stats],
+            "zlib": [metrics.zlib_score(s.logprobs, qa.answer)
+                     for s, qa in zip(stats, pairs, strict=True)],
+            "reference": [metrics.reference_score(s.logprobs, r)
+                          for s, r in zip(stats, reference, strict=True)],
+            "min_k": [metrics.min_k_percent(s.logprobs) for s in stats],
+            "min_k_plus_plus": [metrics.min_k_plus_plus(s.logprobs, s.means, s.variances)
+                                for s in stats],
+            "gradnorm": [metrics.gradnorm_score(n) for n in norms],
+        }  # fmt: skip
+
+    def _reference_logprobs(self, pairs: list[QA]) -> list[list[float]]:
+        model = load_model(str(self.systems["retain"]))
+        return [token_stats(model, self.tokenizer, qa, qa.answer).logprobs for qa in pairs]
+
+    def _answers(self, model: Any) -> list[str]:
+        questions = [qa.question for qa in self.forgotten]
+        return answers(model, self.tokenizer, questions, self.config.max_tokens)
+
+    def _rouge(self, replies: list[str]) -> float:
+        pairs = zip(self.forgotten, replies, strict=True)
+        return statistics.fmean(metrics.rouge_l_recall(qa.answer, r) for qa, r in pairs)
+
+    def _recovery(self, name: str, weights: Path, model: Any) -> dict[str, float]:
+        """ROUGE-L recall of the forgotten answers after each attack."""
+        rouge: dict[str, float] = {}
+        config = self.config.relearn
+        if self.related:  # the forgotten subjects' other questions
+            folder = model_dir(self.out, weights, self.related, config)
+            relearned = finetune(weights, self.related, folder, config)
+            rouge["relearn"] = self._rouge(self._answers(load_model(str(relearned))))
+        for bits in self.config.bits:
+            rouge[f"int{bits}"] = self._rouge(
+                self._answers(quantised(load_model(str(weights)), bits))
+            )
+        forget, unseen = self.probe.states(model, "forget"), self.probe.states(model, "unseen")
+        for depth in DEPTHS:
+            layer = max(0, round(depth * len(decoder_layers(model))) - 1)
+            direction = difference_direction(forget[layer + 1], unseen[layer + 1])
+            with ablated(model, layer, direction):
+                rouge[f"ablate@{depth:g}"] = self._rouge(self._answers(model))
+        return rouge
+
+    # Output
+
+    def recovered(self, name: str, attack: str) -> float | None:
+        """The share of the ROUGE gap between the version and the target that ``attack`` closes."""
+        result, target = self.results.get(name), self.results.get("target")
+        if not result or not target or attack not in result.get("recovery", {}):
+            return None
+        gap = target["rouge"] - result["rouge"]
+        return None if gap <= 0 else (result["recovery"][attack] - result["rouge"]) / gap
+
+    def write(self) -> dict:
+        payload = {"config": asdict(self.config), "systems": self.results}
+        write_json_atomic(self.out / "comparison.json", payload, indent=2)
+        (self.out / "report.md").write_text("\n".join(self._markdown()))
+        return payload
+
+    def _markdown(self) -> list[str]:
+        retain_auc = self.results.get("retain", {}).get("mia_auc", {})
+        lines = ["# Removal or suppression: the weights", "",
+                 f"{len(self.forgotten)} forgotten QA; unseen = their perturbed answers.", "",
+                 "## Memorisation and membership", ""]  # fmt: skip
+        columns = ["system", "EM", "ES", *(f"AUC {a}" for a in ATTACKS), "PrivLeak (Min-K%)",
+                   "refusal", "gibberish", "answer", "ROUGE-L"]  # fmt: skip
+        rows = []
+        for name, r in self.results.items():
+            auc = r["mia_auc"]
+            # MUSE computes PrivLeak on Min-K% Prob's AUC.
+            ours, theirs = auc.get("min_k"), retain_auc.get("min_k")
+            leak = None if ours is None or not theirs else metrics.privleak(ours, theirs)
+            kinds = r["answer_kinds"]
+            rows.append([name, _fmt(r["exact_memorization"]), _fmt(r["extraction_strength"]),
+                         *(_fmt(auc[a]) for a in ATTACKS), _fmt(leak),
+                         *(_fmt(kinds.get(k, 0.0)) for k in ("refusal", "gibberish", "answer")),
+                         _fmt(r["rouge"])])  # fmt: skip
+        lines += [*_table(columns, rows), "", "## Representation probe", ""]
+        probe_rows = [[name, _fmt(p["depth"]), str(p["layer"]), _fmt(p["probe_accuracy"]),
+                       _fmt(p["forget_shift"]), _fmt(p["retain_shift"]),
+                       _fmt(p["ablation_recovery"])]
+                      for name, r in self.results.items() for p in r.get("probe", [])]  # fmt: skip
+        lines += _table(["system", "depth", "layer", "probe accuracy (forget vs unseen)",
+                         "forget shift", "retain shift", "ablation recovery (log-prob)"],
+                        probe_rows)  # fmt: skip
+        attacks = sorted({a for r in self.results.values() for a in r.get("recovery", {})})
+        recovery_rows = [[name, *(_fmt(self.recovered(name, a)) for a in attacks)]
+                         for name, r in self.results.items() if "recovery" in r]  # fmt: skip
+        lines += ["", "## Recovery (share of the ROUGE-L gap to the target closed)", "",
+                  *_table(["system", *attacks], recovery_rows), "",
+                  "The target's weights are what the suppression arm serves: its row is the "
+                  "suppression arm's weights, untouched by construction.", ""]  # fmt: skip
+        return lines
+
+
+def _shares(kinds: list[str]) -> dict[str, float]:
+    return {kind: kinds.count(kind) / len(kinds) for kind in sorted(set(kinds))}

@@ -1,0 +1,52 @@
+"""The removal-vs-suppression report through its command, on tiny models (toy scale: the
+readings' values mean nothing here; that every section is measured, kept and resumed does)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from tests.conftest import REPO, tiny_llama
+
+
+def changed(base: Path, folder: Path, scale: float) -> Path:
+    model = AutoModelForCausalLM.from_pretrained(base)
+    with torch.no_grad():
+        model.model.norm.weight.mul_(scale)
+    model.save_pretrained(folder)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (base / name).exists():
+            (folder / name).write_bytes((base / name).read_bytes())
+    return folder
+
+
+def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
+    target = tiny_llama(tmp_path / "target")
+    retain = changed(target, tmp_path / "retain", 0.5)
+    version = changed(target, tmp_path / "ga", 3.0)
+    out = tmp_path / "report"
+    command = [
+        str(Path(sys.executable).parent / "obliviate-eval"), "removal-vs-suppression",
+        "--target", str(target), "--retain", str(retain), "--model", f"ga={version}",
+        "--out", str(out), "--max-questions", "3", "--max-per-set", "6", "--max-tokens", "4",
+    ]  # fmt: skip
+    first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stderr[-3000:]
+    systems = json.loads((out / "comparison.json").read_text())["systems"]
+    assert list(systems) == ["target", "retain", "ga"]
+    ga = systems["ga"]
+    assert set(ga["mia_auc"]) == {"loss", "zlib", "reference", "min_k", "min_k_plus_plus",
+                                  "gradnorm"}  # fmt: skip
+    assert 0 <= ga["exact_memorization"] <= 1 and 0 <= ga["extraction_strength"] <= 1
+    assert {"relearn", "int8", "int4", "ablate@0.5"} <= set(ga["recovery"])
+    assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
+    report = (out / "report.md").read_text()
+    for section in ("Memorisation and membership", "Representation probe", "Recovery"):
+        assert section in report
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "measuring" not in again.stdout  # resumed: nothing redone
