@@ -329,3 +329,22 @@ def eval_removal_vs_suppression(
     Comparison(out, config, target, retain, models, asked, kept, related, tokenizer,
                typer.echo).run()  # fmt: skip
     typer.echo((out / "report.md").read_text())
+
+
+@app.command("synthetic")
+def eval_synthetic(
+    out: Annotated[Path, typer.Option(help="Folder of subjects.jsonl and hard_negatives.jsonl.")],
+    subjects: Annotated[int, typer.Option(help="Fictitious authors to make.")] = 100,
+    negatives_of: Annotated[
+        int, typer.Option(help="The first N subjects get hard negatives (5 each).")
+    ] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of everything drawn.")] = 0,
+) -> None:
+    """TOFU-style fictitious authors with their QA (paraphrases, perturbed answers), and hard
+    negatives that share one fact each with a subject; `--forget-data` reads the files."""
+    from evals.synthetic import generate, hard_negatives, write_jsonl
+
+    authors = generate(subjects, seed)
+    write_jsonl(authors, out / "subjects.jsonl", seed)
+    write_jsonl(hard_negatives(authors[:negatives_of], seed), out / "hard_negatives.jsonl", seed)
+    typer.echo(f"{subjects} subjects and {5 * min(negatives_of, subjects)} hard negatives in {out}")
