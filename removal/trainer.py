@@ -5,7 +5,10 @@
 
 The parent version's adapter is merged into the base first, so the new method's reference is the
 weights being replaced; the saved adapter is parent + new update in one LoRA (their factors
-concatenated: exact, and still servable on the *base* model by vLLM). Saving goes through a
+concatenated: exact, and still servable on the *base* model by vLLM). Ranks add up along a
+chain; past ``max_rank`` (vLLM's limit) the chain is consolidated: each module's merged update
+is re-factored to that rank by SVD (exact while the update's true rank fits, else the nearest
+update of that rank), and the error is recorded in the version's metrics. Saving goes through a
 temporary folder and a rename, so a version folder is complete or absent.
 """
 
@@ -42,6 +45,8 @@ class TrainSpec:
     params: dict[str, Any] = field(default_factory=dict)
     parent_adapter: str | None = None
     threads: int = 1
+    max_rank: int | None = None
+    """The served LoRA rank limit: a chain past it is consolidated to it (None: no limit)."""
 
 
 @dataclass
@@ -106,18 +111,45 @@ def train(spec: TrainSpec, on_progress: Callable[[Progress], None]) -> dict[str,
             on_progress(Progress(step, config.steps, losses[-1], eta))
     accelerator.wait_for_everyone()
     method.finish(accelerator.unwrap_model(model))
+    consolidated = None
     if accelerator.is_main_process:
-        save_combined(accelerator.unwrap_model(model), spec.parent_adapter, Path(spec.output))
+        consolidated = save_combined(
+            accelerator.unwrap_model(model), spec.parent_adapter, Path(spec.output), spec.max_rank
+        )
     return {
         "steps": config.steps,
         "final_loss": losses[-1],
         "train_seconds": round(time.monotonic() - start, 3),
         "config": asdict(config),
+        **({"consolidated": consolidated} if consolidated else {}),
     }
 
 
-def save_combined(model: Any, parent: str | None, output: Path) -> None:
-    """Save parent + this model's LoRA update as one adapter (rank r_parent + r_new, scale 1).
+def consolidate(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tensor, ...]:
+    """Factors of rank ``rank`` of the update ``b @ a`` nearest to it (truncated SVD, computed
+    through QR of the factors, never the full matrix), and the relative Frobenius error.
+
+    ``b = Q_b R_b``, ``aᵀ = Q_a R_a``: ``b @ a = Q_b (R_b R_aᵀ) Q_aᵀ``, and the SVD of the small
+    middle matrix gives the update's."""
+    q_b, r_b = torch.linalg.qr(b.double())
+    q_a, r_a = torch.linalg.qr(a.double().T)
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    kept = s[:rank]
+    total = s.square().sum()
+    error = float((s[rank:].square().sum() / total).sqrt()) if total > 0 else 0.0
+    new_b = (q_b @ u[:, :rank]) * kept
+    new_a = vh[:rank] @ q_a.T
+    pad = rank - len(kept)  # an update of lower rank than asked: zero factors fill the rest
+    new_b = torch.cat([new_b, new_b.new_zeros(new_b.shape[0], pad)], 1)
+    new_a = torch.cat([new_a, new_a.new_zeros(pad, new_a.shape[1])], 0)
+    return new_a.to(a.dtype).contiguous(), new_b.to(b.dtype).contiguous(), error
+
+
+def save_combined(
+    model: Any, parent: str | None, output: Path, max_rank: int | None = None
+) -> dict[str, Any] | None:
+    """Save parent + this model's LoRA update as one adapter (rank r_parent + r_new, scale 1);
+    past ``max_rank``, consolidated to it (returns its rank before and its largest error).
 
     ``ΔW = B_p A_p s_p + B_n A_n s_n = [B_p, B_n] · [A_p s_p; A_n s_n]``; a module that only one
     adapter touches gets zero factors from the other.
@@ -147,6 +179,17 @@ def save_combined(model: Any, parent: str | None, output: Path) -> None:
             b_blocks.append(state[b_key] if present else torch.zeros(shape_b[0], r))
         combined[a_key] = torch.cat(a_blocks, 0).contiguous()
         combined[b_key] = torch.cat(b_blocks, 1).contiguous()
+    consolidated = None
+    if max_rank is not None and rank > max_rank:
+        errors = []
+        for prefix in sorted(prefixes):
+            a_key, b_key = f"{prefix}.lora_A.weight", f"{prefix}.lora_B.weight"
+            combined[a_key], combined[b_key], error = consolidate(
+                combined[a_key], combined[b_key], max_rank
+            )
+            errors.append(error)
+        consolidated = {"from_rank": rank, "to_rank": max_rank, "max_relative_error": max(errors)}
+        rank = max_rank
     tmp = output.with_name(output.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -154,6 +197,7 @@ def save_combined(model: Any, parent: str | None, output: Path) -> None:
     config.save_pretrained(str(tmp))
     save_file(combined, str(tmp / ADAPTER_WEIGHTS))
     tmp.rename(output)
+    return consolidated
 
 
 def load_merged(base_model: str, adapter: str | None = None) -> Any:

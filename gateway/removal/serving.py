@@ -107,12 +107,12 @@ class RemovalService:
                 "Nothing to train on: removal needs forget requests with qa or documents.",
                 param="forget_requests",
             )
-        rank = config.lora_rank + self._rank(parent)
-        if rank > self.settings.vllm_max_lora_rank:
-            raise Conflict(
-                f"The new version would have LoRA rank {rank} > vllm_max_lora_rank "
-                f"{self.settings.vllm_max_lora_rank}: raise it, or start from 'base'.",
-                param="parent",
+        # A chain past the limit is consolidated to it (see removal.trainer); one job is not.
+        if config.lora_rank > self.settings.vllm_max_lora_rank:
+            raise InvalidRequest(
+                f"lora_rank {config.lora_rank} > vllm_max_lora_rank "
+                f"{self.settings.vllm_max_lora_rank}: lower it, or raise the limit.",
+                param="params",
             )
         job = self.registry.create_job(
             body.method, body.params, [r.id for r in records], parent.id if parent else None
@@ -135,12 +135,6 @@ class RemovalService:
         if record.status == REVOKED:
             raise Conflict(f"Forget request {request_id!r} is revoked.", param="forget_requests")
         return record
-
-    @staticmethod
-    def _rank(version: ModelVersion | None) -> int:
-        if version is None:
-            return 0
-        return json.loads((Path(version.path) / "adapter_config.json").read_text())["r"]
 
     def job(self, job_id: str) -> RemovalJob:
         job = self.registry.job(job_id)
@@ -250,6 +244,7 @@ class RemovalService:
             params=job.params,
             parent_adapter=parent.path if parent else None,
             threads=self.settings.removal_threads,
+            max_rank=self.settings.vllm_max_lora_rank,
         )
 
     async def _follow(self, job_id: str, job_dir: Path) -> int:

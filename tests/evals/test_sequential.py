@@ -118,13 +118,13 @@ def _refusing_admin(request: httpx.Request) -> httpx.Response:
     if request.method == "POST" and request.url.path.endswith("/removal-jobs"):
         if b"fr_2" in request.content:
             return httpx.Response(201, json={"id": "rj_2", "status": "queued"})
-        message = "The new version would have LoRA rank 72 > vllm_max_lora_rank 64"
-        return httpx.Response(409, json={"error": {"message": message, "code": "conflict"}})
+        message = "lora_rank 128 > vllm_max_lora_rank 64: lower it, or raise the limit."
+        return httpx.Response(400, json={"error": {"message": message, "code": "invalid"}})
     return httpx.Response(200, json={"id": "rj_2", "status": "failed", "error": "out of memory"})
 
 
 def test_a_refused_or_failed_job_ends_its_regime(tmp_path: Path) -> None:
-    """A removal job the gateway refuses (409: the version chain outgrows the LoRA rank) or that
+    """A removal job the gateway refuses (400: one job's rank past vLLM's limit) or that
     fails ends its regime at that step: the run goes on with the others, and the report says
     why. The admin API is an httpx MockTransport: no model or gateway is involved."""
     gateway = Gateway("http://gw", "token", "m", tmp_path, "http://ref", tmp_path, tmp_path)
@@ -137,13 +137,13 @@ def test_a_refused_or_failed_job_ends_its_regime(tmp_path: Path) -> None:
     run._train("removal-batch", 2, [2])
 
     assert run.ended == {
-        "removal-seq": {"k": 1, "reason": "job refused (409): The new version would have LoRA "
-                        "rank 72 > vllm_max_lora_rank 64"},
+        "removal-seq": {"k": 1, "reason": "job refused (400): lora_rank 128 > "
+                        "vllm_max_lora_rank 64: lower it, or raise the limit."},
         "removal-batch": {"k": 2, "reason": "job failed: out of memory"},
     }  # fmt: skip
     assert [r for r in REGIMES if run._running(r)] == ["suppression", "hybrid"]
     assert run.state["jobs"]["removal-batch"] == []  # a resumed run files it again
     assert run.write()["ended"] == run.ended
     report = (tmp_path / "report.md").read_text()
-    assert "removal-seq ended at k = 1: job refused (409)" in report
+    assert "removal-seq ended at k = 1: job refused (400)" in report
     assert "removal-batch ended at k = 2: job failed: out of memory" in report

@@ -20,6 +20,7 @@ from removal.trainer import (
     ADAPTER_CONFIG,
     Progress,
     TrainSpec,
+    consolidate,
     merge,
     method_config,
     save_combined,
@@ -156,3 +157,31 @@ def test_a_new_method_lowers_the_forget_answers(
     assert after < before - 0.1, (before, after)
     if name == "task_arithmetic":  # it learnt the forget set before the update was reversed
         assert seen[-1].loss < seen[0].loss
+
+
+def test_consolidation_is_exact_while_the_true_rank_fits() -> None:
+    generator = torch.Generator().manual_seed(0)
+    inner = torch.randn(6, 12, generator=generator)  # the update's true rank: 6 of 12
+    b = torch.randn(40, 6, generator=generator) @ inner
+    a = torch.randn(12, 30, generator=generator)
+    new_a, new_b, error = consolidate(a, b, 8)
+    assert (new_a.shape, new_b.shape) == ((8, 30), (40, 8))
+    torch.testing.assert_close(new_b @ new_a, b @ a, atol=1e-4, rtol=1e-4)
+    assert error < 1e-6
+    _, _, lossy = consolidate(a, b, 3)  # the nearest rank-3 update: the rest of the spectrum
+    singular = torch.linalg.svdvals((b @ a).double())
+    assert lossy == pytest.approx(float(singular[3:].norm() / singular.norm()), rel=1e-4)
+
+
+def test_a_chain_past_the_rank_limit_is_consolidated(tiny_base: Path, tmp_path: Path) -> None:
+    parent = tmp_path / "parent"
+    train(TrainSpec("ga", str(tiny_base), FORGET, RETAIN, str(parent), {"steps": 1}), print)
+    params = {"steps": 1, "lora_rank": 4}
+    child = str(tmp_path / "child")
+    spec = TrainSpec("ga", str(tiny_base), FORGET, RETAIN, child, params, str(parent), max_rank=8)
+    result = train(spec, print)
+    consolidated = result["consolidated"]
+    assert (consolidated["from_rank"], consolidated["to_rank"]) == (12, 8)
+    assert 0 <= consolidated["max_relative_error"] < 1
+    assert json.loads((tmp_path / "child" / ADAPTER_CONFIG).read_text())["r"] == 8
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_base), tmp_path / "child")
