@@ -102,7 +102,9 @@ class Settings(BaseSettings):
         "they are refused while it is on.",
     )
     vllm_max_lora_rank: int = Field(
-        64, description="Largest adapter rank (one of vLLM's); a version chain adds its ranks up."
+        64,
+        description="Largest adapter rank (one of vLLM's); a version chain adds its ranks up, and "
+        "past this one is consolidated to it.",
     )
     vllm_max_loras: int = Field(2, ge=1, description="Adapters one vLLM batch can mix.")
 
