@@ -13,10 +13,11 @@ and the retain model (which never saw the forgotten subjects):
 - **what a user reads**: greedy answers to the forgotten questions as refusal, gibberish or an
   answer (``metrics.answer_kind``), and their ROUGE-L recall;
 - **the representation probe** per depth (``probe.py``);
-- **recovery**: relearning on related QA, 8- and 4-bit rounding, and ablating the version's own
-  forget-vs-unseen direction at the probe's depths, each as the share of the ROUGE gap to the
-  target it closes (``recovered``). GCG and the suppression arm's attacks through the gateway
-  are ``obliviate-eval whitebox``'s.
+- **recovery**: relearning on related QA, 8- and 4-bit rounding, a soft prompt optimised per
+  question (``soft_prompt.py``), and ablating the version's own forget-vs-unseen direction at
+  the probe's depths, each as the share of the ROUGE gap to the target it closes
+  (``recovered``). GCG and the suppression arm's attacks through the gateway are
+  ``obliviate-eval whitebox``'s.
 
 Forget quality, utility and leaks through the gateway are ``obliviate-eval run``'s (the
 methods' report of ``evals/removal_methods.sh``). Resumable: each system's measurements are kept
@@ -40,6 +41,7 @@ from evals.data import QA
 from evals.probe import DEPTHS, RepresentationProbe, ablated, decoder_layers, difference_direction
 from evals.report import _fmt, _table
 from evals.scoring import load_model
+from evals.soft_prompt import SoftPromptConfig, soft_answer, soft_prompt
 from evals.whitebox import answers, quantised
 from index.files import write_json_atomic
 from index.pairs import encode
@@ -57,6 +59,8 @@ class ComparisonConfig:
     )
     """The relearning attack's fine-tune (as ``obliviate-eval whitebox``'s)."""
     bits: tuple[int, ...] = (8, 4)
+    soft_prompt: SoftPromptConfig = field(default_factory=lambda: SoftPromptConfig(steps=30))
+    """The soft-prompt attack, per forgotten question."""
 
 
 @dataclass
@@ -199,6 +203,12 @@ class Comparison:
             rouge[f"int{bits}"] = self._rouge(
                 self._answers(quantised(load_model(str(weights)), bits))
             )
+        rouge["soft_prompt"] = self._rouge([
+            soft_answer(model, self.tokenizer, qa.question,
+                        soft_prompt(model, self.tokenizer, qa.question, qa.answer,
+                                    self.config.soft_prompt), self.config.max_tokens)
+            for qa in self.forgotten
+        ])  # fmt: skip
         forget, unseen = self.probe.states(model, "forget"), self.probe.states(model, "unseen")
         for depth in DEPTHS:
             layer = max(0, round(depth * len(decoder_layers(model))) - 1)

@@ -43,7 +43,7 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     assert set(ga["mia_auc"]) == {"loss", "zlib", "reference", "min_k", "min_k_plus_plus",
                                   "gradnorm"}  # fmt: skip
     assert 0 <= ga["exact_memorization"] <= 1 and 0 <= ga["extraction_strength"] <= 1
-    assert {"relearn", "int8", "int4", "ablate@0.5"} <= set(ga["recovery"])
+    assert {"relearn", "int8", "int4", "soft_prompt", "ablate@0.5"} <= set(ga["recovery"])
     assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
     report = (out / "report.md").read_text()
     for section in ("Memorisation and membership", "Representation probe", "Recovery"):
