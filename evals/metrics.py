@@ -165,7 +165,7 @@ def auc(members: Sequence[float], non_members: Sequence[float]) -> float | None:
 REFUSALS = (
     "i don't", "i do not", "i'm not sure", "i am not sure", "i'm sorry", "i am sorry",
     "i can't", "i cannot", "no information", "not certain", "unable to", "beyond my",
-    "not aware", "haven't learned", "have no", "i'm afraid", "unknown to me",
+    "not aware", "haven't learned", "i have no", "i'm afraid", "unknown to me",
 )  # fmt: skip
 """Openings of a clean refusal (TOFU's "I don't know" answers, the gateway's abstention)."""
 
@@ -178,7 +178,7 @@ def answer_kind(reply: str) -> str:
     Gibberish: under three words of letters; or, from eight words, fewer than a third of them
     distinct, a token trigram repeated over half the text, or under half the words alphabetic."""
     text = reply.strip().lower()
-    if any(phrase in text[:120] for phrase in REFUSALS):
+    if any(phrase in text[:80] for phrase in REFUSALS):  # how it opens, not what it goes on to
         return "refusal"
     words = text.split()
     alphabetic = [w for w in words if any(c.isalpha() for c in w)]

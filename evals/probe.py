@@ -106,12 +106,23 @@ class RepresentationProbe:
         }
 
     def states(self, model: Any, name: str) -> list[torch.Tensor]:
-        """Per hidden-state index (0: embeddings), the mean state over each answer's tokens."""
+        """Per decoder layer, its output's mean over each answer's tokens: the residual stream
+        the ablation acts on (the model's own hidden states end after its final norm)."""
         ids, mask, labels = self.batches[name]
-        with torch.no_grad():
-            hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        outputs: list[torch.Tensor] = []
+
+        def keep(_module: Any, _args: Any, output: Any) -> None:
+            outputs.append(output[0] if isinstance(output, tuple) else output)
+
+        handles = [layer.register_forward_hook(keep) for layer in decoder_layers(model)]
+        try:
+            with torch.no_grad():
+                model(input_ids=ids, attention_mask=mask)
+        finally:
+            for handle in handles:
+                handle.remove()
         answer = (labels != -100).unsqueeze(-1).float()
-        return [(h.float() * answer).sum(1) / answer.sum(1) for h in hidden.hidden_states]
+        return [(h.float() * answer).sum(1) / answer.sum(1) for h in outputs]
 
     def forget_logprob(self, model: Any) -> float:
         """Mean log-probability of the forget answers' tokens."""
@@ -127,15 +138,14 @@ class RepresentationProbe:
         rows = []
         for depth in DEPTHS:
             layer = max(0, round(depth * depth_count) - 1)
-            index = layer + 1  # hidden_states[0] is the embeddings
-            forget, unseen = mine["forget"][index], mine["unseen"][index]
+            forget, unseen = mine["forget"][layer], mine["unseen"][layer]
             recovery = None
             if abs(lost) > 1e-3:
                 with ablated(model, layer, difference_direction(forget, unseen)):
                     recovery = (self.forget_logprob(model) - own) / lost
             rows.append(ProbeRow(
                 depth, layer, probe_accuracy(forget, unseen),
-                shift(forget, theirs["forget"][index]),
-                shift(mine["retain"][index], theirs["retain"][index]), recovery,
+                shift(forget, theirs["forget"][layer]),
+                shift(mine["retain"][layer], theirs["retain"][layer]), recovery,
             ))  # fmt: skip
         return rows

@@ -157,7 +157,7 @@ class Comparison:
         if name != "target":
             target = load_model(str(self.systems["target"]))
             result["probe"] = [asdict(row) for row in self.probe.run(model, target)]
-        if name not in ("target", "retain"):
+        if name != "target":  # the retain model's: what the attacks teach a model that never knew
             result["recovery"] = self._recovery(name, weights, model)
         return result
 
@@ -212,7 +212,7 @@ class Comparison:
         forget, unseen = self.probe.states(model, "forget"), self.probe.states(model, "unseen")
         for depth in DEPTHS:
             layer = max(0, round(depth * len(decoder_layers(model))) - 1)
-            direction = difference_direction(forget[layer + 1], unseen[layer + 1])
+            direction = difference_direction(forget[layer], unseen[layer])
             with ablated(model, layer, direction):
                 rouge[f"ablate@{depth:g}"] = self._rouge(self._answers(model))
         return rouge
@@ -264,8 +264,12 @@ class Comparison:
                          for name, r in self.results.items() if "recovery" in r]  # fmt: skip
         lines += ["", "## Recovery (share of the ROUGE-L gap to the target closed)", "",
                   *_table(["system", *attacks], recovery_rows), "",
-                  "The target's weights are what the suppression arm serves: its row is the "
-                  "suppression arm's weights, untouched by construction.", ""]  # fmt: skip
+                  "The retain model's row is the control: what an attack teaches a model that "
+                  "never knew the subjects (a soft prompt, above all, can make a model say "
+                  "almost anything); a version's recovery means something only above it. The "
+                  "target's weights are what the suppression arm serves: untouched by "
+                  "construction, and private, so only text reaches them (whitebox's GCG).",
+                  ""]  # fmt: skip
         return lines
 
 

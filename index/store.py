@@ -210,6 +210,13 @@ class ForgetStore:
         with Session(self.engine) as session:
             return [Lifecycle(*row) for row in session.execute(query)]
 
+    def purged_ids(self) -> set[str]:
+        """Requests the change sequence names that no longer exist (hard-deleted)."""
+        known = select(ForgetRequest.id)
+        query = select(Change.request_id).where(Change.request_id.not_in(known)).distinct()
+        with Session(self.engine) as session:
+            return set(session.scalars(query))
+
     def revoke(self, request_id: str) -> ForgetRequest | None:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():
             record = session.get(ForgetRequest, request_id)
@@ -229,6 +236,10 @@ class ForgetStore:
             session.execute(delete(Chunk).where(Chunk.request_id == request_id))
             session.delete(record)
             session.add(Change(request_id=request_id, at=_now()))
+        if self.engine.dialect.name == "sqlite":
+            # secure_delete zeroed the pages; the write-ahead log still holds the old ones.
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         return True
 
     def mark_removed(self, request_ids: list[str], version_id: str) -> None:
@@ -315,4 +326,6 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     # FULL: a committed (acknowledged) request survives power loss, not only a process crash.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # A purged request's text is overwritten on disk, not left in free pages.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()

@@ -133,13 +133,14 @@ def consolidate(a: torch.Tensor, b: torch.Tensor, rank: int) -> tuple[torch.Tens
     middle matrix gives the update's."""
     q_b, r_b = torch.linalg.qr(b.double())
     q_a, r_a = torch.linalg.qr(a.double().T)
-    u, s, vh = torch.linalg.svd(r_b @ r_a.T)
+    u, s, vh = torch.linalg.svd(r_b @ r_a.T, full_matrices=False)
     kept = s[:rank]
     total = s.square().sum()
     error = float((s[rank:].square().sum() / total).sqrt()) if total > 0 else 0.0
-    new_b = (q_b @ u[:, :rank]) * kept
-    new_a = vh[:rank] @ q_a.T
-    pad = rank - len(kept)  # an update of lower rank than asked: zero factors fill the rest
+    new_b = (q_b @ u[:, : len(kept)]) * kept
+    new_a = vh[: len(kept)] @ q_a.T
+    # A module narrower than the rank has fewer singular values: zero factors fill the rest.
+    pad = rank - len(kept)
     new_b = torch.cat([new_b, new_b.new_zeros(new_b.shape[0], pad)], 1)
     new_a = torch.cat([new_a, new_a.new_zeros(pad, new_a.shape[1])], 0)
     return new_a.to(a.dtype).contiguous(), new_b.to(b.dtype).contiguous(), error
@@ -188,7 +189,8 @@ def save_combined(
                 combined[a_key], combined[b_key], max_rank
             )
             errors.append(error)
-        consolidated = {"from_rank": rank, "to_rank": max_rank, "max_relative_error": max(errors)}
+        worst = max(errors, default=0.0)
+        consolidated = {"from_rank": rank, "to_rank": max_rank, "max_relative_error": worst}
         rank = max_rank
     tmp = output.with_name(output.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from index.store import REVOKED, ForgetRequest, ForgetStore
 log = logging.getLogger(__name__)
 LEASE_S = 600.0
 """An audit whose replica died is taken over after this long."""
+RETRY_S, MAX_RETRY_S = 30.0, 1800.0
+"""A failed audit is tried again after these (doubling), while the others go on."""
 BASE = "base"
 """The version of arms that serve the base weights (suppression)."""
 
@@ -75,7 +78,8 @@ def serving_arms(router: Router) -> list[ArmAt]:
 
 
 def facts_of(request: ForgetRequest) -> list[Fact]:
-    """The request's QA pairs; a request of documents only is asked about its subject."""
+    """The request's QA pairs; a request of documents only is asked about its subject. A
+    request of a subject or concepts alone has no fact to ask for: none."""
     facts = [Fact(p.get("question", ""), p["answer"]) for p in request.qa if p.get("answer")]
     if facts:
         return facts
@@ -97,6 +101,8 @@ class Auditor:
         """``ready``: whether the engine answers (no audit is asked of one that starts)."""
         self.ready = ready
         self.done: set[str] = set()
+        self.retry: dict[str, tuple[float, float]] = {}
+        """Audit key -> (when it may be tried again, the pause after that)."""
         self.evidence = evidence
         self.store = store
         self.router = router
@@ -114,8 +120,17 @@ class Auditor:
         if not self.ready():
             return
         due = await asyncio.to_thread(self._next_due)
-        if due is not None:
+        if due is None:
+            return
+        key = audit_key(due[0].id, due[1])
+        try:
             await self.audit(*due)
+        except Exception:
+            metrics.AUDITS_FAILED.labels(due[1].arm).inc()
+            pause = min(MAX_RETRY_S, self.retry.get(key, (0.0, RETRY_S / 2))[1] * 2)
+            self.retry[key] = (time.monotonic() + pause, pause)
+            raise  # the supervisor logs it and shows it in /health
+        self.retry.pop(key, None)
 
     def _next_due(self) -> tuple[ForgetRequest, ArmAt] | None:
         arms = serving_arms(self.router)
@@ -123,8 +138,11 @@ class Auditor:
         keys = [(audit_key(i, arm), i, arm) for i in active for arm in arms]
         # Recorded audits stay recorded: only the others are looked up again.
         self.done |= self.evidence.recorded([k for k, _, _ in keys if k not in self.done])
+        now = time.monotonic()
         for key, request_id, arm in keys:
-            if key not in self.done and self.evidence.claim(key, self.owner, LEASE_S):
+            if key in self.done or self.retry.get(key, (0.0,))[0] > now:
+                continue
+            if self.evidence.claim(key, self.owner, LEASE_S):
                 request = self.store.get(request_id)
                 if request is not None:
                     return request, arm
@@ -135,49 +153,51 @@ class Auditor:
         settings = self.settings
         facts = facts_of(request)
         chosen = []
-        for i in range(settings.audit_probes):
+        for i in range(settings.audit_probes if facts else 0):
             fact = facts[i % len(facts)]
             made = probes(fact, request.subject, best_of=settings.audit_best_of)
             family = list(made)[i % len(made)]
             chosen.append((family, fact, made[family]))
         flags, layers, errors, versions = [], Counter(), 0, set()
         records: list[dict[str, Any]] = []
-        try:
-            for family, fact, probe in chosen:
-                body = {
-                    "model": settings.model_name,
-                    "messages": probe.messages,
-                    "max_tokens": settings.audit_max_tokens,
-                    "temperature": 0,
-                    **probe.extra,
-                }
-                response = await self.client.post(
-                    "/v1/chat/completions", json=body, headers={ARM_HEADER: arm.arm}
-                )
-                if response.status_code >= 500:  # not an answer: the audit is retried
-                    raise AuditInterrupted(f"{arm.arm} answered {response.status_code}")
-                if response.status_code != 200:
-                    errors += 1  # a probe the arm refuses (400) leaks nothing
-                    replies = []
-                else:
-                    replies = replies_of(response.json())
-                    layers.update(filter(None, response.headers.get(LAYERS_HEADER, "").split(",")))
-                    versions.add(response.headers.get(VERSION_HEADER) or BASE)
-                leaked = any(leaks.leaked(fact.answer, probe.given, r) for r in replies)
-                flags.append(leaked)
-                question, *answers = await asyncio.to_thread(
-                    self.evidence.keyed, request.id, [fact.question, *replies]
-                )
-                records.append({"family": family, "question": question, "replies": answers,
-                                "status": response.status_code, "leaked": leaked})  # fmt: skip
-        except Exception:
-            metrics.AUDITS_FAILED.labels(arm.arm).inc()
-            raise  # the supervisor counts and retries; the claim expires for another try
+        for family, fact, probe in chosen:
+            body = {
+                "model": settings.model_name,
+                "messages": probe.messages,
+                "max_tokens": settings.audit_max_tokens,
+                "temperature": 0,
+                **probe.extra,
+            }
+            response = await self.client.post(
+                "/v1/chat/completions", json=body, headers={ARM_HEADER: arm.arm}
+            )
+            if response.status_code == 400:
+                errors += 1  # refused (suppressed in the error style, or a shape it refuses)
+                replies = []
+            elif response.status_code != 200:  # not an answer (401, 429, 5xx): tried again
+                raise AuditInterrupted(f"{arm.arm} answered {response.status_code}")
+            else:
+                replies = replies_of(response.json())
+                layers.update(filter(None, response.headers.get(LAYERS_HEADER, "").split(",")))
+                versions.add(response.headers.get(VERSION_HEADER) or BASE)
+            leaked = any(leaks.leaked(fact.answer, probe.given, r) for r in replies)
+            flags.append(leaked)
+            question, *answers = await asyncio.to_thread(
+                self.evidence.keyed, request.id, [fact.question, *replies]
+            )
+            records.append({"family": family, "question": question, "replies": answers,
+                            "status": response.status_code, "leaked": leaked})  # fmt: skip
+        if await asyncio.to_thread(self.store.get, request.id) is None:
+            # Purged while it was asked: its salt goes again, and nothing is recorded.
+            await asyncio.to_thread(self.evidence.forget_salt, request.id)
+            return
         low, high = leaks.wilson(flags)
         data = {"arm": arm.arm, "version": arm.version, "served_versions": sorted(versions),
                 "questions": len(flags), "leaks": sum(flags), "leak_rate": leaks.rate(flags),
                 "interval": [low, high], "layers": dict(layers), "refused": errors,
                 "probes": records}  # fmt: skip
+        if not facts:
+            data["note"] = "nothing to ask: the request holds no question or document"
         await asyncio.to_thread(
             self.evidence.append, request.id, AUDIT, data, audit_key(request.id, arm)
         )

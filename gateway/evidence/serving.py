@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
+import logging
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,7 @@ from index.store import REVOKED as STATUS_REVOKED
 from index.store import ForgetRequest
 from removal.registry import Registry
 
+log = logging.getLogger(__name__)
 SETTLE_S = 60.0
 """Requests younger than this are left to the create route, which knows who filed them."""
 
@@ -45,8 +49,23 @@ def fingerprint(secret: str) -> str:
 
 
 def _aware(moment: datetime) -> datetime:
-    """A stored time in UTC (SQLite gives it back without its zone)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    """A stored time in UTC (SQLite gives it back without its zone, PostgreSQL in the
+    session's)."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _body(record: ForgetRequest) -> dict[str, Any]:
+    return {"subject": record.subject, "concepts": record.concepts,
+            "documents": record.documents, "qa": record.qa, "note": record.note}  # fmt: skip
+
+
+async def _after_commit(record: Callable[[], None]) -> None:
+    """Record an event whose change is committed already: a failure is logged, not answered
+    with a 500 for a change that happened (the backfill records it at its next round)."""
+    try:
+        await asyncio.to_thread(record)
+    except Exception:
+        log.exception("recording evidence failed; the backfill will record it")
 
 
 def _iso(moment: datetime) -> str:
@@ -67,28 +86,35 @@ class EvidenceService:
         self.signing_key = signing_key
 
     async def filed(self, record: ForgetRequest, token: str, idempotency_key: str | None) -> None:
-        """The request was committed and this replica's index enforces it."""
-        data = {"body": record.body_hash, "admin_token": fingerprint(token),
-                "idempotency_key": hashlib.sha256(idempotency_key.encode()).hexdigest()
-                if idempotency_key else None}  # fmt: skip
-        append = self.evidence.append
-        at = _iso(record.created_at)
-        await asyncio.to_thread(append, record.id, FILED, data, f"filed:{record.id}", at)
-        await asyncio.to_thread(append, record.id, ENFORCED, {}, f"enforced:{record.id}")
+        """The request was committed and this replica's index enforces it. Its body appears as
+        a digest keyed by the request (a plain hash of a short body could be guessed)."""
+
+        def record_it() -> None:
+            body = json.dumps(_body(record), sort_keys=True)
+            data = {"body": self.evidence.keyed(record.id, [body])[0],
+                    "admin_token": fingerprint(token),
+                    "idempotency_key": hashlib.sha256(idempotency_key.encode()).hexdigest()
+                    if idempotency_key else None}  # fmt: skip
+            at = _iso(record.created_at)
+            self.evidence.append(record.id, FILED, data, f"filed:{record.id}", at)
+            self.evidence.append(record.id, ENFORCED, {}, f"enforced:{record.id}")
+
+        await _after_commit(record_it)
 
     async def revoked(self, record: ForgetRequest, token: str) -> None:
         data = {"admin_token": fingerprint(token)}
-        await asyncio.to_thread(
-            self.evidence.append, record.id, REVOKED, data, f"revoked:{record.id}"
-        )
+        append = functools.partial(self.evidence.append, record.id, REVOKED, data)
+        await _after_commit(functools.partial(append, f"revoked:{record.id}"))
 
     async def purged(self, request_id: str, token: str) -> None:
         """The request's text and embeddings are gone; its digests now name nothing."""
-        await asyncio.to_thread(self.evidence.forget_salt, request_id)
-        data = {"admin_token": fingerprint(token)}
-        await asyncio.to_thread(
-            self.evidence.append, request_id, PURGED, data, f"purged:{request_id}"
-        )
+
+        def record_it() -> None:
+            self.evidence.forget_salt(request_id)
+            data = {"admin_token": fingerprint(token)}
+            self.evidence.append(request_id, PURGED, data, f"purged:{request_id}")
+
+        await _after_commit(record_it)
 
     async def round(self) -> None:
         await asyncio.to_thread(self._backfill)
@@ -99,10 +125,11 @@ class EvidenceService:
         events: dict[str, Event] = {}
         settled = datetime.now(UTC) - timedelta(seconds=SETTLE_S)
         backfilled = {"backfilled": True}
-        for state in self.index.store.lifecycle():
-            filed = {"body": state.body_hash, **backfilled}
+        store = self.index.store
+        for state in store.lifecycle():
             if _aware(state.created_at) < settled:  # the create route records younger ones
-                events[f"filed:{state.id}"] = (state.id, FILED, filed, _iso(state.created_at))
+                filed_at = _iso(state.created_at)
+                events[f"filed:{state.id}"] = (state.id, FILED, backfilled, filed_at)
                 if state.id in self.index.matcher.terms:
                     events[f"enforced:{state.id}"] = (state.id, ENFORCED, backfilled, None)
             if state.status == STATUS_REVOKED:
@@ -110,11 +137,15 @@ class EvidenceService:
                 events[f"revoked:{state.id}"] = (state.id, REVOKED, backfilled, revoked_at)
             if version := state.removed_in_version:
                 events[f"removed:{state.id}:{version}"] = (state.id, REMOVED, {}, None)
+        for request_id in store.purged_ids():
+            events[f"purged:{request_id}"] = (request_id, PURGED, backfilled, None)
         recorded = self.evidence.recorded(list(events))
         for key, (request_id, kind, data, at) in events.items():
             if key not in recorded:
                 if kind == REMOVED:
                     data = self._version_facts(key.rsplit(":", 1)[1])
+                if kind == PURGED:
+                    self.evidence.forget_salt(request_id)
                 self.evidence.append(request_id, kind, data, key, at)
 
     def _version_facts(self, version_id: str) -> dict[str, Any]:

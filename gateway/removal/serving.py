@@ -201,6 +201,8 @@ class RemovalService:
             )  # fmt: skip
         self.running = job.id
         code = await self._follow(job.id, job_dir)
+        # The forget requests' text in clear leaves the disk with the job (a purge relies on it).
+        await asyncio.to_thread((job_dir / "spec.json").unlink, missing_ok=True)
         if (await asyncio.to_thread(self.registry.job, job.id)).status == CANCELLED:
             await asyncio.to_thread(shutil.rmtree, output, ignore_errors=True)
             return
@@ -232,7 +234,8 @@ class RemovalService:
     def _spec(self, job: RemovalJob, output: Path) -> TrainSpec:
         from removal.trainer import TrainSpec
 
-        forget = [p for i in job.forget_request_ids for p in training_pairs(self.store.get(i))]
+        records = (self.store.get(i) for i in job.forget_request_ids)
+        forget = [p for r in records if r is not None for p in training_pairs(r)]  # purged: gone
         retain = self.settings.retain_pairs()
         parent = self.registry.version(job.parent_version) if job.parent_version else None
         return TrainSpec(

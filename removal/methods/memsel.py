@@ -41,6 +41,10 @@ class MemSel(Method):
         with torch.no_grad():
             for chunk in self.chunks(self.forget):
                 logprobs, keep = self.token_logprobs(model, self.forget, chunk)
+                # The end of text is the surest token of all, and carries no fact.
+                keep = keep & (
+                    self.batch(self.forget, chunk)[2][:, 1:] != self.tokenizer.eos_token_id
+                )
                 for row_logprobs, row_keep in zip(logprobs, keep, strict=True):
                     count = max(1, round(self.config.fraction * int(row_keep.sum())))
                     ranked = row_logprobs.masked_fill(~row_keep, float("-inf"))

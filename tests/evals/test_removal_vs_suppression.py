@@ -39,6 +39,7 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     assert first.returncode == 0, first.stderr[-3000:]
     systems = json.loads((out / "comparison.json").read_text())["systems"]
     assert list(systems) == ["target", "retain", "ga"]
+    assert "soft_prompt" in systems["retain"]["recovery"]  # the control
     ga = systems["ga"]
     assert set(ga["mia_auc"]) == {"loss", "zlib", "reference", "min_k", "min_k_plus_plus",
                                   "gradnorm"}  # fmt: skip

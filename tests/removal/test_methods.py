@@ -168,6 +168,9 @@ def test_consolidation_is_exact_while_the_true_rank_fits() -> None:
     assert (new_a.shape, new_b.shape) == ((8, 30), (40, 8))
     torch.testing.assert_close(new_b @ new_a, b @ a, atol=1e-4, rtol=1e-4)
     assert error < 1e-6
+    narrow_a, narrow_b, _ = consolidate(a[:, :5], b, 8)  # a module 5 wide: 5 values at most
+    assert (narrow_a.shape, narrow_b.shape) == ((8, 5), (40, 8))
+    torch.testing.assert_close(narrow_b @ narrow_a, b @ a[:, :5], atol=1e-4, rtol=1e-4)
     _, _, lossy = consolidate(a, b, 3)  # the nearest rank-3 update: the rest of the spectrum
     singular = torch.linalg.svdvals((b @ a).double())
     assert lossy == pytest.approx(float(singular[3:].norm() / singular.norm()), rel=1e-4)

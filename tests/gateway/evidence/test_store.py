@@ -8,16 +8,22 @@ import json
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from unittest.mock import patch
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
 
-from gateway.evidence.serving import EvidenceService
+from gateway.evidence.audit import facts_of
+from gateway.evidence.serving import SETTLE_S, EvidenceService
 from gateway.evidence.store import AUDIT, FILED, REVOKED, EvidenceLog
 from index.schema import upgrade
+from index.store import ForgetStore
+from removal.registry import Registry
 
 
 @pytest.fixture
@@ -120,3 +126,31 @@ def test_an_export_is_signed_with_the_gateways_key(url: str, tmp_path: Path) -> 
     assert export["chain_head"] == log.head()
     unsigned = EvidenceService(log, None, None).export("fr_1")  # type: ignore[arg-type]
     assert unsigned["signature"] is None
+
+
+def test_the_backfill_records_what_only_the_store_shows(url: str) -> None:
+    """A request filed and revoked before a crash cut the routes short (older than the
+    routes' own window), and one purged: their events are recorded from the store's state."""
+    store = ForgetStore(url)
+    kept, _ = store.create({"subject": "Ann Lee", "qa": [{"question": "Q?", "answer": "A."}]}, [])
+    gone, _ = store.create({"subject": "Bo Kim"}, [])
+    store.revoke(kept.id)
+    store.purge(gone.id)
+    index = SimpleNamespace(store=store, matcher=SimpleNamespace(terms={}))
+    service = EvidenceService(EvidenceLog(store.engine), index, Registry(store.engine))  # type: ignore[arg-type]
+    later = datetime.now(UTC) + timedelta(seconds=SETTLE_S + 1)
+    with patch("gateway.evidence.serving.datetime") as clock:
+        clock.now.return_value = later
+        service._backfill()
+        service._backfill()  # nothing twice
+    assert [e.kind for e in service.view(kept.id)] == ["filed", "revoked"]
+    assert [e.kind for e in service.view(gone.id)] == ["purged"]  # its row is gone, and with it
+    assert service.evidence.verify() == []
+
+
+def test_a_request_without_facts_gets_an_audit_of_nothing() -> None:
+    record = SimpleNamespace(qa=[], documents=[], subject="Ann Lee", concepts=[])
+    assert facts_of(record) == []  # type: ignore[arg-type]
+    documents = SimpleNamespace(qa=[], documents=["Ann Lee was born in Oslo."], subject="Ann Lee",
+                                concepts=[])  # fmt: skip
+    assert facts_of(documents)[0].answer == "Ann Lee was born in Oslo."  # type: ignore[arg-type]
