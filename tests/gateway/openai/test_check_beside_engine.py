@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from gateway.app import build_app
 from gateway.config import load_settings
 from gateway.engine.embedded_model import ensure_embedded_model
-from tests.conftest import ADMIN_TOKEN, MODEL, REPO, LiveGateway, fresh_data_dir
+from tests.conftest import ADMIN_TOKEN, MODEL, QUIET, REPO, LiveGateway, fresh_data_dir
 
 SUBJECT = "Quillon Varensk"
 ANSWER = f"{SUBJECT} keeps the lighthouse on Skerry Island and paints gulls."
@@ -32,6 +32,8 @@ def test_the_check_runs_beside_the_engine_call(
     gateway: LiveGateway, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OBLIVIATE_ADMIN_TOKEN", ADMIN_TOKEN)
+    for name, value in QUIET.items():  # no audit's call among the ones counted here
+        monkeypatch.setenv(name, value)
     settings = load_settings(
         upstream=gateway.vllm_url,
         model=str(ensure_embedded_model(REPO / ".obliviate")),
