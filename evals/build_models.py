@@ -42,15 +42,22 @@ class FinetuneConfig:
     threads: int = 2
     """torch threads."""
     bf16: bool | None = None
-    """bf16 autocast; None = only where the CPU computes bf16 natively (AMX / AVX512-BF16).
-    Elsewhere it is emulated and several times slower than fp32."""
+    """bf16 autocast; None = only where the device computes bf16 natively (a CPU with AMX /
+    AVX512-BF16, most GPUs). Elsewhere it is emulated and several times slower than fp32."""
+    device: str = "cpu"
+    """torch device to train on: "cuda" on a GPU (minutes instead of hours), "auto" picks it
+    where one is present. Not part of the model's identity (its folder name)."""
 
 
 def model_dir(data_dir: Path, base: Path, pairs: list[QA], config: FinetuneConfig) -> Path:
     # The resolved base: one folder whether the data dir was written relative or absolute.
     digest = hashlib.sha256(
         json.dumps(
-            [str(base.resolve()), [(p.question, p.answer) for p in pairs], asdict(config)],
+            [
+                str(base.resolve()),
+                [(p.question, p.answer) for p in pairs],
+                {k: v for k, v in asdict(config).items() if k != "device"},
+            ],
             sort_keys=True,
         ).encode()
     ).hexdigest()
@@ -70,11 +77,19 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     from tqdm import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    use_bf16 = native_bf16() if config.bf16 is None else config.bf16
+    device = torch.device(
+        ("cuda" if torch.cuda.is_available() else "cpu")
+        if config.device == "auto"
+        else config.device
+    )
+    if config.bf16 is not None:
+        use_bf16 = config.bf16
+    else:
+        use_bf16 = torch.cuda.is_bf16_supported() if device.type == "cuda" else native_bf16()
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32).to(device)
     model.train()
     examples = [encode(tokenizer, pair.question, pair.answer) for pair in pairs]
     batches = schedule_batches(len(examples), config)
@@ -83,7 +98,7 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     partial = out.with_name(out.name + ".partial.pt")
     start = 0
     if partial.exists():
-        state = torch.load(partial, weights_only=True)
+        state = torch.load(partial, weights_only=True, map_location=device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
@@ -92,8 +107,8 @@ def finetune(base: Path, pairs: list[QA], out: Path, config: FinetuneConfig) -> 
     with tqdm(total=len(batches), initial=start, desc=f"fine-tune {out.name}", unit="step") as bar:
         for step in range(start, len(batches)):
             batch = [examples[i] for i in batches[step]]
-            ids, mask, labels = collate(batch, tokenizer.pad_token_id)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+            ids, mask, labels = (t.to(device) for t in collate(batch, tokenizer.pad_token_id))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
                 loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
             loss.backward()
             optimizer.step()

@@ -40,8 +40,12 @@ def build_models(
     epochs: Annotated[int, typer.Option(help="Passes over the QA pairs.")] = 5,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the split and of training.")] = 0,
+    device: Annotated[
+        str, typer.Option(help="cpu, cuda, or auto (a GPU where one is present).")
+    ] = "auto",
 ) -> None:
-    """Fine-tune the embedded base into a target (all QA) and a retain model (retain QA only)."""
+    """Fine-tune the embedded base into a target (all QA) and a retain model (retain QA only).
+    Interrupted, it resumes from its last checkpoint when run again."""
     # Imported here: the serving path never loads training code.
     from evals.build_models import FinetuneConfig
     from evals.build_models import build_models as build
@@ -51,7 +55,7 @@ def build_models(
     forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
     forgotten, kept = split(forgettable, forget, seed)
     kept += load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
-    config = FinetuneConfig(epochs=epochs, max_steps=max_steps, seed=seed)
+    config = FinetuneConfig(epochs=epochs, max_steps=max_steps, seed=seed, device=device)
     base = ensure_embedded_model(data_dir)
     models = build(data_dir, base, forgotten, kept, config)
     typer.echo(f"forgotten subjects: {[s.name for s in forgotten]}")
