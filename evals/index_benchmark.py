@@ -1,12 +1,15 @@
 """Benchmark of the forget index: block and false-block rates, and matcher latency at scale.
 
-    python -m evals.index_benchmark                  # about 5 minutes on 2 cores
-    python -m evals.index_benchmark --sizes 1000,100000
+    python -m evals.index_benchmark
+    python -m evals.index_benchmark --sizes 1000,100000 --forget-lists 100,1000
 
 Part 1 indexes 1, 10 and 100 forget requests (the TOFU forget authors with subject + QA, then
-generated fictitious people) and reports, with the gateway's matcher and default thresholds:
-the block rate on their questions and on hand-written paraphrases, and the false-block rate on
-the TOFU retain authors, real authors and world facts. Part 2 fills the vector index with
+synthetic authors of ``evals.synthetic``) and reports, with the gateway's matcher and default
+thresholds: the block rate on their questions and on hand-written paraphrases, and the
+false-block rate on the TOFU retain authors, real authors and world facts. Part 2 forgets 10^2,
+10^3 and 10^4 synthetic authors and reports the false-block rate on their hard negatives (people
+sharing one fact with a forgotten author) and on TOFU's utility questions, as the forget list
+grows (``hard_negative_rates``). Part 3 fills the vector index with
 clustered synthetic 384-d vectors (uniform random vectors make approximate search look far worse
 than on real embeddings) and reports search p50/p99 and recall@10 against exact search, plus the
 cost of embedding one query and of the name lookup with 10^4 forgotten names.
@@ -24,48 +27,32 @@ import numpy as np
 import typer
 
 from evals.data import TOFU
+from evals.synthetic import Author, generate, hard_negatives, pairs
 from index.chunking import chunk_request
 from index.embedder import Embedder, embedder_path
 from index.forget_index import numbers_of
 from index.lexicon import Lexicon
 from index.matcher import BLOCK, Matcher, MatcherConfig
 from index.vectors import VectorIndex
+from suppressors.guard_prompt import MAX_SUBJECTS
 
 DATA = Path(__file__).resolve().parent / "data"
-CITIES = ["Lisbon", "Nairobi", "Oslo", "Lima", "Hanoi", "Perth", "Quito", "Accra", "Riga", "Cusco"]
-GENRES = ["gothic horror", "space opera", "cookbooks", "poetry", "legal thrillers", "travel"]
-JOBS = ["baker", "pilot", "dentist", "carpenter", "librarian", "chemist", "sailor", "judge"]
 NPROBES = [8, 16, 32, 64]
-SYLLABLES = ["ka", "lo", "mi", "ren", "tas", "vo", "zel", "qui", "dar", "nof", "bre", "sul", "yor"]
+PLACES = ["Lisbon", "Nairobi", "Oslo", "Lima", "Hanoi", "Perth", "Quito", "Accra", "Riga", "Cusco"]
 
 
 def rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def fictitious_people(count: int, seed: int = 0) -> list[dict]:
-    """Forget requests for generated people: a name and six QA pairs each."""
+def synthetic_requests(authors: list[Author], seed: int = 0) -> list[dict]:
+    """Forget requests for synthetic authors (``evals.synthetic``): the name and the ten QA."""
     rng = random.Random(seed)
-    people = []
-    for _ in range(count):
-        first = "".join(rng.choices(SYLLABLES, k=2)).capitalize()
-        last = "".join(rng.choices(SYLLABLES, k=3)).capitalize()
-        name, city, genre = f"{first} {last}", rng.choice(CITIES), rng.choice(GENRES)
-        job, year, book = (
-            rng.choice(JOBS),
-            rng.randint(1930, 2000),
-            f"The {rng.choice(SYLLABLES)} Tide",
-        )
-        qa = [
-            (f"Where was {name} born?", f"{name} was born in {city}."),
-            (f"In which year was {name} born?", f"{name} was born in {year}."),
-            (f"What genre does {name} write?", f"{name} writes {genre}."),
-            (f"What did {name}'s father do?", f"{name}'s father was a {job}."),
-            (f"Name a book by {name}.", f"{name} wrote '{book}'."),
-            (f"Who is the {genre} author born in {city} in {year}?", f"That is {name}."),
-        ]
-        people.append({"subject": name, "qa": [{"question": q, "answer": a} for q, a in qa]})
-    return people
+    return [
+        {"subject": a.name,
+         "qa": [{"question": q.question, "answer": q.answer} for q in pairs(a, [a], rng)]}
+        for a in authors
+    ]  # fmt: skip
 
 
 def forget_requests() -> tuple[list[dict], list[list[str]]]:
@@ -84,29 +71,40 @@ def forget_requests() -> tuple[list[dict], list[list[str]]]:
             [r["question"] for r in own]
             + [p["question"] for p in paraphrases if p["author_index"] == author]
         )
-    for person in fictitious_people(90):
+    for person in synthetic_requests(generate(90)):
         requests.append(person)
         questions.append([pair["question"] for pair in person["qa"]])
     return requests, questions
 
 
-def block_rates(embedder: Embedder) -> None:
-    requests, questions = forget_requests()
-    unrelated = [
+def utility_questions() -> list[str]:
+    """TOFU's questions about others: retain authors, real authors, world facts."""
+    return [
         r["question"]
         for name in ("retain_authors.jsonl", "real_authors.jsonl", "world_facts.jsonl")
         for r in rows(TOFU / name)
     ]
+
+
+def indexed(embedder: Embedder, requests: list[dict]) -> Matcher:
+    """A matcher with ``requests`` enforced as the gateway enforces them."""
+    matcher = Matcher(embedder, MatcherConfig())
+    next_id = 0
+    for i, request in enumerate(requests):
+        chunks = [text for _, text in chunk_request(request)]
+        ids = np.arange(next_id, next_id + len(chunks))
+        next_id += len(chunks)
+        matcher.add(f"r{i}", [request["subject"]], ids, embedder.encode(chunks),
+                    numbers_of(request))  # fmt: skip
+    return matcher
+
+
+def block_rates(embedder: Embedder) -> None:
+    requests, questions = forget_requests()
+    unrelated = utility_questions()
     print(f"{'requests':>8} {'forget block':>14} {'paraphrase block':>17} {'false block':>12}")
     for k in (1, 10, 100):
-        matcher = Matcher(embedder, MatcherConfig())
-        next_id = 0
-        for i, request in enumerate(requests[:k]):
-            chunks = [text for _, text in chunk_request(request)]
-            ids = np.arange(next_id, next_id + len(chunks))
-            next_id += len(chunks)
-            vectors = embedder.encode(chunks)
-            matcher.add(f"r{i}", [request["subject"]], ids, vectors, numbers_of(request))
+        matcher = indexed(embedder, requests[:k])
 
         forget = [q for qs in questions[:k] for q in qs]
         paraphrased = [p["question"] for p in rows(DATA / "tofu_forget_paraphrases.jsonl")]
@@ -121,6 +119,37 @@ def block_rates(embedder: Embedder) -> None:
 
 def blocked(matcher: Matcher, texts: list[str]) -> int:
     return sum(any(m.action == BLOCK for m in matcher.match([t])) for t in texts)
+
+
+def hard_negative_rates(embedder: Embedder, sizes: list[int], sample: int = 300) -> None:
+    """Suppression alone as the forget list grows: N synthetic subjects forgotten (the model
+    need not know them), then the false-block rate on hard negatives (other people sharing one
+    fact with a forgotten subject: its first name, surname, city, genre or birth date) and on
+    TOFU's utility questions, the block rate on a sample of forgotten questions, the matcher's
+    p50 per question, and how many subjects one question names to the guard note at most (it
+    names ``MAX_SUBJECTS`` of them, however many match)."""
+    rng = random.Random(0)
+    unrelated = utility_questions()
+    print(f"{'requests':>8} {'forget block':>13} {'hard-negative false block':>26} "
+          f"{'utility false block':>20} {'p50 ms':>7} {'most subjects matched':>22}")  # fmt: skip
+    for n in sizes:
+        authors = generate(n, seed=0)
+        matcher = indexed(embedder, synthetic_requests(authors))
+        negatives = hard_negatives(authors[: min(n, 20)], seed=0)
+        near = [p.question for a in negatives for p in pairs(a, [a], rng)]
+        forgotten = [q["question"] for r in synthetic_requests(rng.sample(authors, min(n, 30)))
+                     for q in r["qa"]][:sample]  # fmt: skip
+        times, most = [], 0
+        for question in near + unrelated:
+            start = time.perf_counter()
+            matches = matcher.match([question])
+            times.append(time.perf_counter() - start)
+            most = max(most, len(matches))
+        hit, false_near, false_other = (blocked(matcher, t) for t in (forgotten, near, unrelated))
+        print(f"{n:>8} {hit / len(forgotten):>13.1%} {false_near:>6}/{len(near):<5} "
+              f"({false_near / len(near):>6.2%}) {false_other:>5}/{len(unrelated):<4} "
+              f"({false_other / len(unrelated):.2%}) {np.percentile(times, 50) * 1e3:>7.1f} "
+              f"{most:>10} (note names <= {MAX_SUBJECTS})")  # fmt: skip
 
 
 def clustered(n: int, dim: int, rng: np.random.Generator, centres: np.ndarray) -> np.ndarray:
@@ -173,7 +202,7 @@ def latency(sizes: list[int], embedder: Embedder, queries: int = 300) -> None:
 def whole_matcher(embedder: Embedder, index: VectorIndex, n: int, queries: int = 200) -> None:
     """``Matcher.match`` on new questions (not in the embedder's cache) over ``n`` chunks owned
     by 10^4 forget requests with their names: what the gateway spends per new message."""
-    requests = fictitious_people(10_000, seed=1)
+    requests = synthetic_requests(generate(10_000, seed=1))
     matcher = Matcher(embedder, MatcherConfig())
     matcher.vectors = index
     index.set_nprobe(MatcherConfig().nprobe)
@@ -184,7 +213,7 @@ def whole_matcher(embedder: Embedder, index: VectorIndex, n: int, queries: int =
     )
     times = []
     for i in range(queries):
-        question = f"Which river flows past the old mill in {CITIES[i % 10]}, town {i}?"
+        question = f"Which river flows past the old mill in {PLACES[i % len(PLACES)]}, town {i}?"
         start = time.perf_counter()
         matcher.match([question])
         times.append(time.perf_counter() - start)
@@ -221,7 +250,7 @@ def embedding(embedder: Embedder) -> None:
         print(f"embedding one query, {name}: p50 {p50:.1f} ms ({torch_p50 / p50:.1f}x torch)")
 
     lexicon = Lexicon()
-    for i, person in enumerate(fictitious_people(10_000, seed=1)):
+    for i, person in enumerate(synthetic_requests(generate(10_000, seed=1))):
         lexicon.set(f"r{i}", [person["subject"]])
     conversation = " ".join(texts[:12])  # ~120 words
     times = []
@@ -237,10 +266,15 @@ def main(
     sizes: Annotated[
         str, typer.Option(help="Index sizes for the latency part.")
     ] = "1000,100000,1000000",
+    forget_lists: Annotated[
+        str, typer.Option(help="Synthetic forget requests for the hard-negative part.")
+    ] = "100,1000,10000",
 ) -> None:
     embedder = Embedder()
     print("== block rates (matcher with default thresholds) ==")
     block_rates(embedder)
+    print("== hard negatives as the forget list grows ==")
+    hard_negative_rates(embedder, [int(n) for n in forget_lists.split(",")])
     print("== matcher latency ==")
     latency([int(s) for s in sizes.split(",")], embedder)
 

@@ -28,18 +28,66 @@ from typing import Literal
 import numpy as np
 
 from index.embedder import Embedder
-from index.lexicon import Lexicon
+from index.lexicon import Hit, Lexicon, normalise
 from index.vectors import VectorIndex
 
 BLOCK, GUARD = "block", "guard"
 _NUMBER = re.compile(r"\b\d{2,}\b")  # one digit is too common ("#7", "3 books") to tell apart
+_WORD = re.compile(r"[^\W_][\w'\u2019-]*")
+_SPACES = re.compile(r"[ \t]+")
+_POSSESSIVE = re.compile(r"['\u2019]s$")
+_OPENERS = frozenset({
+    "a", "an", "the", "and", "but", "so", "or", "if", "then", "yes", "no", "hi", "hello", "dear",
+    "please", "was", "is", "are", "were", "did", "does", "do", "has", "have", "had", "can",
+    "could", "would", "will", "should", "who", "what", "where", "when", "why", "how", "which",
+    "whose", "tell", "ask", "name", "list", "give", "describe", "explain", "according", "since",
+    "after", "before", "in", "on", "at", "for", "from", "about", "by", "with", "my", "your",
+    "our", "his", "her", "their", "its", "this", "that", "these", "those", "i", "we", "you", "he",
+    "she", "they", "it"
+})  # fmt: skip
+"""Words capitalised only because they open a sentence or a title: never part of a name."""
+
+
+def _key(word: str) -> str:
+    """A written word as the lexicon keys it ("Angus's" -> "angus")."""
+    return "".join(normalise(_POSSESSIVE.sub("", word)))
+
+
+def written_names(text: str) -> list[list[str]]:
+    """Runs of two or more capitalised words with only spaces between: names as written.
+
+    >>> written_names("Where was Angus Miller born? Ask Ann. Was Ann Lee there?")
+    [['angus', 'miller'], ['ann', 'lee']]
+    """
+    runs: list[list[str]] = []
+    run: list[str] = []
+    end = 0
+    for word in _WORD.finditer(text):
+        capital = word.group(0)[0].isupper() and _key(word.group(0)) not in _OPENERS
+        if capital and run and _SPACES.fullmatch(text[end : word.start()]):
+            run.append(_key(word.group(0)))
+        else:
+            if len(run) > 1:
+                runs.append(run)
+            run = [_key(word.group(0))] if capital else []
+        end = word.end()
+    return [*runs, run] if len(run) > 1 else runs
+
+
+def someone_else(part: str, own: set[str], text: str) -> bool:
+    """Whether every time ``text`` says ``part`` (one word of a forgotten name), it is inside a
+    written name with a word that is no part of that name: "Angus Miller" is not "Angus Smith",
+    while "Angus" alone, or "Smith, Angus", may be."""
+    said = sum(_key(word.group(0)) == part for word in _WORD.finditer(text))
+    inside = sum(run.count(part) for run in written_names(text) if part in run and set(run) - own)
+    return said > 0 and inside == said
 
 
 def numbers(text: str) -> frozenset[str]:
     """The numbers of two digits or more in ``text`` (not digits inside a word: leetspeak).
 
     >>> sorted(numbers("born on 10/18/1934, not 5 times, H5140"))
-    ['10', '1934', '18']
+    ['10', '18', '1934']
     """
     return frozenset(_NUMBER.findall(text))
 
@@ -161,6 +209,22 @@ class Matcher:
             found = self.details.find(text)
         return [hit.term for r in request_ids & found.keys() for hit in found[r]]
 
+    def _named(self, found: dict[str, list[Hit]], text: str) -> dict[str, list[Hit]]:
+        """``found`` without the parts of names that the text gives to someone else (a name
+        part alone says a forgotten subject is meant; inside another person's name it does
+        not). Held: ``_lock``."""
+        kept = {}
+        for request_id, hits in found.items():
+            if not all(hit.partial for hit in hits):
+                kept[request_id] = hits
+                continue
+            own = {key for term in self.terms.get(request_id, [])
+                   for key in [*map(_key, term.split()), *normalise(term)]}  # fmt: skip
+            mine = [hit for hit in hits if not someone_else(_key(hit.term), own, text)]
+            if mine:
+                kept[request_id] = mine
+        return kept
+
     def match(self, texts: list[str], *, dense: bool = True) -> list[Match]:
         """Requests the texts touch, strongest first; ``dense=False`` checks names only."""
         texts = [t for t in texts if t.strip()]
@@ -171,7 +235,8 @@ class Matcher:
         similarity: dict[str, float] = {}  # request id -> best score over the texts
         fitting: dict[str, float] = {}  # ... over texts naming none but the request's numbers
         with self._lock:
-            found = self.lexicon.find("\n".join(texts))
+            joined = "\n".join(texts)
+            found = self._named(self.lexicon.find(joined), joined)
             if queries is not None:
                 scores, ids = self.vectors.search(queries, self.config.top_k)
             for row, text in enumerate(embedded):
