@@ -30,7 +30,7 @@ from evals.data import TOFU
 from evals.synthetic import Author, generate, hard_negatives, pairs
 from index.chunking import chunk_request
 from index.embedder import Embedder, embedder_path
-from index.forget_index import numbers_of
+from index.forget_index import numbers_of, words_of
 from index.lexicon import Lexicon
 from index.matcher import BLOCK, Matcher, MatcherConfig
 from index.vectors import VectorIndex
@@ -95,7 +95,7 @@ def indexed(embedder: Embedder, requests: list[dict]) -> Matcher:
         ids = np.arange(next_id, next_id + len(chunks))
         next_id += len(chunks)
         matcher.add(f"r{i}", [request["subject"]], ids, embedder.encode(chunks),
-                    numbers_of(request))  # fmt: skip
+                    numbers_of(request), words=words_of(request))  # fmt: skip
     return matcher
 
 

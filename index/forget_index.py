@@ -34,7 +34,7 @@ from index.chunking import chunk_request
 from index.embedder import Embedder
 from index.files import write_json_atomic
 from index.lexicon import MIN_PART_CHARS, normalise
-from index.matcher import Matcher, MatcherConfig, numbers
+from index.matcher import Matcher, MatcherConfig, known_words, numbers
 from index.store import REVOKED, ForgetRequest, ForgetStore, NewChunk
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,12 @@ def numbers_of(fields: dict[str, Any]) -> frozenset[str]:
     """The numbers in a forget request's texts (``fields`` as in its body): a text naming only
     other numbers is likely not about it."""
     return numbers("\n".join(text for _, text in chunk_request(fields)))
+
+
+def words_of(fields: dict[str, Any]) -> frozenset[str]:
+    """Every word of a forget request's texts, as lexicon keys: a written name with none of
+    them is someone else's (``Matcher``)."""
+    return known_words([text for _, text in chunk_request(fields)])
 
 
 def _fields(record: ForgetRequest) -> dict[str, Any]:
@@ -139,7 +145,8 @@ class ForgetIndex:
         request_numbers = {r.id: numbers_of(_fields(r)) for r in active}
         terms = {r.id: terms_of(r) for r in active}
         details = {r.id: details_of(r) for r in active}
-        self.matcher.load(terms, owners, request_numbers, details)
+        words = {r.id: words_of(_fields(r)) for r in active}
+        self.matcher.load(terms, owners, request_numbers, details, words)
         log.info("forget index: %d requests, %d chunks", len(active), len(owners))
 
     def _persist(self, manifest: dict[str, Any] | None = None) -> None:
@@ -215,10 +222,9 @@ class ForgetIndex:
         """Add one request to the matcher (held: ``_write_lock``); once only."""
         if record.id in self.matcher.terms:
             return
-        request_numbers = numbers_of(_fields(record))
-        self.matcher.add(
-            record.id, terms_of(record), ids, vectors, request_numbers, details_of(record)
-        )
+        fields = _fields(record)
+        self.matcher.add(record.id, terms_of(record), ids, vectors, numbers_of(fields),
+                         details_of(record), words_of(fields))  # fmt: skip
         self._unsaved = True
         index = self.matcher.vectors
         if not index.approximate and len(index) > index.approximate_after:

@@ -207,7 +207,7 @@ class Lexicon:
         self._resolved.clear()
         self._opens.clear()
 
-    def _closest(self, window: str) -> str | None:
+    def closest(self, window: str) -> str | None:
         """``_search``, remembered (bounded: cleared when it grows past ``CACHE_SIZE``)."""
         if window in self._resolved:
             return self._resolved[window]
@@ -264,7 +264,7 @@ class Lexicon:
         }
         found: dict[str, list[Hit]] = defaultdict(list)
         for window in windows:
-            key = self._closest(window)
+            key = self.closest(window)
             for request_id, hit in self._terms.get(key, {}).items() if key else ():
                 if hit not in found[request_id]:
                     found[request_id].append(hit)

@@ -15,13 +15,17 @@ author born in Baku on February 14, 1960" scored 0.86 against "... born in Baku,
 April 13, 1970" (Elvin Mammadov), and a guard note naming him made the TOFU target answer "Elvin
 Mammadov", which the output check then blocked. It stays related, so the output is still checked
 sentence by sentence and the in-model layers still act: adding a stray number to a question is
-not a way around them.
+not a way around them. Names tell them apart the same way: a text that writes another person's
+name (a run of capitalised words with one that is none of the request's names or details,
+"Angus Miller" against a forgotten "Angus Atkinson") neither blocks by similarity nor makes a part
+of the forgotten name inside that name count ("Angus" there is Angus Miller's).
 """
 
 from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,6 +50,9 @@ _OPENERS = frozenset({
     "she", "they", "it"
 })  # fmt: skip
 """Words capitalised only because they open a sentence or a title: never part of a name."""
+_PARTICLES = frozenset({"van", "von", "der", "den", "de", "da", "del", "della", "di", "du", "la",
+                        "le", "bin", "ibn", "al", "dos", "das"})  # fmt: skip
+"""Lower-case words inside a written name ("Oliver van Egisheim")."""
 
 
 def _key(word: str) -> str:
@@ -54,33 +61,49 @@ def _key(word: str) -> str:
 
 
 def written_names(text: str) -> list[list[str]]:
-    """Runs of two or more capitalised words with only spaces between: names as written.
+    """Runs of two or more capitalised words with only spaces (and name particles) between:
+    names as written, as lexicon keys.
 
-    >>> written_names("Where was Angus Miller born? Ask Ann. Was Ann Lee there?")
-    [['angus', 'miller'], ['ann', 'lee']]
+    >>> written_names("Where was Angus Miller born? Ask Ann. Was Oliver van Egisheim there?")
+    [['angus', 'miller'], ['oliver', 'van', 'egisheim']]
     """
     runs: list[list[str]] = []
     run: list[str] = []
     end = 0
     for word in _WORD.finditer(text):
-        capital = word.group(0)[0].isupper() and _key(word.group(0)) not in _OPENERS
-        if capital and run and _SPACES.fullmatch(text[end : word.start()]):
-            run.append(_key(word.group(0)))
+        key = _key(word.group(0))
+        capital = word.group(0)[0].isupper() and key not in _OPENERS
+        joined = bool(run) and _SPACES.fullmatch(text[end : word.start()]) is not None
+        if joined and (capital or key in _PARTICLES):
+            run.append(key)
         else:
-            if len(run) > 1:
-                runs.append(run)
-            run = [_key(word.group(0))] if capital else []
+            runs.append(run)
+            run = [key] if capital else []
         end = word.end()
-    return [*runs, run] if len(run) > 1 else runs
+    runs.append(run)
+    trimmed = [run[: max((i for i, key in enumerate(run) if key not in _PARTICLES), default=-1) + 1]
+               for run in runs]  # fmt: skip
+    return [run for run in trimmed if len(run) > 1]
 
 
-def someone_else(part: str, own: set[str], text: str) -> bool:
-    """Whether every time ``text`` says ``part`` (one word of a forgotten name), it is inside a
-    written name with a word that is no part of that name: "Angus Miller" is not "Angus Smith",
+def someone_else(part: str, own: frozenset[str], text: str, same: Callable[[str], bool]) -> bool:
+    """Whether every time ``text`` says ``part`` (a word of a forgotten name; ``same`` tells a
+    written word that reads as it, typos included), it is inside a written name with a word of
+    no forgotten name or detail of that request (``own``): "Angus Miller" is not "Angus Smith",
     while "Angus" alone, or "Smith, Angus", may be."""
-    said = sum(_key(word.group(0)) == part for word in _WORD.finditer(text))
-    inside = sum(run.count(part) for run in written_names(text) if part in run and set(run) - own)
+    said = sum(same(_key(word.group(0))) for word in _WORD.finditer(text))
+    inside = sum(sum(map(same, run)) for run in written_names(text) if set(run) - own - _PARTICLES)
     return said > 0 and inside == said
+
+
+def names_other(text: str, own: frozenset[str]) -> bool:
+    """Whether ``text`` writes a name with a word of none of a request's names or details."""
+    return any(set(run) - own - _PARTICLES for run in written_names(text))
+
+
+def known_words(names: list[str]) -> frozenset[str]:
+    """The keys of every word of ``names`` (a request's names and details)."""
+    return frozenset(key for name in names for key in [*map(_key, name.split()), *normalise(name)])
 
 
 def numbers(text: str) -> frozenset[str]:
@@ -117,8 +140,9 @@ class Match:
     action: Literal["block", "guard"]
     similarity: float
     terms: list[str] = field(default_factory=list)
-    other_numbers: bool = False
-    """Related only by texts naming numbers the request never mentions (another subject's)."""
+    other_subject: bool = False
+    """Related only by texts that name another subject: numbers the request never mentions, or
+    a written name with a word of none of its names or details."""
 
 
 class Matcher:
@@ -136,6 +160,7 @@ class Matcher:
         self.chunks: dict[str, np.ndarray] = {}  # request id -> its chunk ids
         self.terms: dict[str, list[str]] = {}  # request id -> its names (subject first)
         self.numbers: dict[str, frozenset[str]] = {}  # request id -> numbers of its texts
+        self.known: dict[str, frozenset[str]] = {}  # request id -> words of its names, details
         # faiss and the dicts are not safe to read while another thread writes them.
         self._lock = threading.Lock()
 
@@ -154,13 +179,15 @@ class Matcher:
         vectors: np.ndarray,
         request_numbers: frozenset[str] = frozenset(),
         details: list[str] | None = None,
+        words: frozenset[str] = frozenset(),
     ) -> None:
-        """Enforce a request: its names, its chunks' vectors, the numbers of its texts and its
-        other distinctive names (``details``)."""
+        """Enforce a request: its names, its chunks' vectors, the numbers of its texts, its
+        other distinctive names (``details``) and the words of its texts (``known_words``)."""
         with self._lock:
             self.lexicon.set(request_id, terms)
             self.details.set(request_id, details or [], whole=True)
             self.terms[request_id] = terms
+            self.known[request_id] = words | known_words([*terms, *(details or [])])
             self.numbers[request_id] = request_numbers
             self.vectors.add(ids, vectors)
             self.owner.update(dict.fromkeys(ids.tolist(), request_id))
@@ -172,14 +199,18 @@ class Matcher:
         owners: dict[int, str],
         request_numbers: dict[str, frozenset[str]],
         details: dict[str, list[str]] | None = None,
+        words: dict[str, frozenset[str]] | None = None,
     ) -> None:
-        """Set names, numbers, details and chunk owners for vectors already in
+        """Set names, numbers, details, words and chunk owners for vectors already in
         ``self.vectors``."""
         with self._lock:
             for request_id, request_terms in terms.items():
                 self.lexicon.set(request_id, request_terms)
                 self.details.set(request_id, (details or {}).get(request_id, []), whole=True)
             self.terms = dict(terms)
+            self.known = {
+                r: known_words([*t, *(details or {}).get(r, [])]) for r, t in terms.items()
+            }
             self.numbers = dict(request_numbers)
             self.owner = owners
             by_request: dict[str, list[int]] = {r: [] for r in terms}
@@ -192,6 +223,7 @@ class Matcher:
             self.lexicon.remove(request_id)
             self.details.remove(request_id)
             self.terms.pop(request_id, None)
+            self.known.pop(request_id, None)
             self.numbers.pop(request_id, None)
             ids = self.chunks.pop(request_id, np.zeros(0, np.int64))
             self.vectors.remove(ids)
@@ -218,9 +250,16 @@ class Matcher:
             if not all(hit.partial for hit in hits):
                 kept[request_id] = hits
                 continue
-            own = {key for term in self.terms.get(request_id, [])
-                   for key in [*map(_key, term.split()), *normalise(term)]}  # fmt: skip
-            mine = [hit for hit in hits if not someone_else(_key(hit.term), own, text)]
+            own = self.known.get(request_id, frozenset())
+            mine = []
+            for hit in hits:
+                part = _key(hit.term)
+
+                def same(key: str, part: str = part) -> bool:
+                    return key == part or self.lexicon.closest(key) == part
+
+                if not someone_else(part, own, text, same):
+                    mine.append(hit)
             if mine:
                 kept[request_id] = mine
         return kept
@@ -233,7 +272,7 @@ class Matcher:
         embedded = texts[-self.config.max_texts :] if dense else []
         queries = self.embedder.encode(embedded) if embedded else None
         similarity: dict[str, float] = {}  # request id -> best score over the texts
-        fitting: dict[str, float] = {}  # ... over texts naming none but the request's numbers
+        fitting: dict[str, float] = {}  # ... over texts naming no other subject (numbers, names)
         with self._lock:
             joined = "\n".join(texts)
             found = self._named(self.lexicon.find(joined), joined)
@@ -246,8 +285,11 @@ class Matcher:
                     if request_id is None:
                         continue
                     similarity[request_id] = max(score, similarity.get(request_id, -1.0))
-                    if not mentioned or mentioned & self.numbers.get(request_id, frozenset()):
-                        fitting[request_id] = max(score, fitting.get(request_id, -1.0))
+                    if mentioned and not mentioned & self.numbers.get(request_id, frozenset()):
+                        continue
+                    if names_other(text, self.known.get(request_id, frozenset())):
+                        continue
+                    fitting[request_id] = max(score, fitting.get(request_id, -1.0))
         matches = []
         config = self.config
         for request_id in found.keys() | similarity.keys():

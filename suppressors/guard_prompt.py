@@ -39,8 +39,8 @@ class GuardPrompt(Layer):
         for match in ctx.matches:
             terms = self.matcher.terms.get(match.request_id) or []
             # A subject the conversation is likely not about is not named: naming it primes the
-            # model to bring it up (``Match.other_numbers``).
-            if match.action != GUARD or match.other_numbers or not terms:
+            # model to bring it up (``Match.other_subject``).
+            if match.action != GUARD or match.other_subject or not terms:
                 continue
             if terms[0] not in subjects:
                 subjects.append(terms[0])

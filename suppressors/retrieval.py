@@ -64,7 +64,7 @@ class RetrievalBlocking(Layer):
         # In a conversation about a forgotten subject, a part of its name (a surname alone) is as
         # telling as the whole name; so are its other names (a relative, a work: per sentence).
         # What the conversation itself says tells nothing new.
-        about = {m.request_id for m in ctx.matches if not m.other_numbers}
+        about = {m.request_id for m in ctx.matches if not m.other_subject}
         given = self._given(ctx, state, about)
         told = {t for m in found if m.request_id in about for t in m.terms} - given
         if _blocks(found) or told:
@@ -90,7 +90,6 @@ class RetrievalBlocking(Layer):
                     return None
             state["sentences_upto"] = end
         return min(safe, state["sentences_upto"])
-
 
     def _given(self, ctx: RequestContext, state: dict[str, Any], about: set[str]) -> set[str]:
         """The parts of names and other names of ``about`` that the conversation itself says

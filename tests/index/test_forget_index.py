@@ -115,23 +115,23 @@ def test_vector_index_exact_and_approximate_agree() -> None:
     assert ids[0] not in approx.search(vectors[:1], 10)[1]
 
 
-def test_a_text_naming_only_other_numbers_is_likely_about_another_subject(
+def test_a_text_naming_only_other_subject_is_likely_about_another_subject(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     """TOFU's questions share templates: "the author born in Baku on February 14, 1960" scored
     0.86 against a forgotten author born in Baku on April 13, 1970, and a guard note naming him
     made the model answer with his name. Its numbers are not the request's: related, but it
-    neither blocks nor is named in a guard note (``other_numbers``)."""
+    neither blocks nor is named in a guard note (``other_subject``)."""
     index = open_index(tmp_path, embedder)
     record, _ = index.add(AUTHOR)
     other = "What is the full name of the author born in Taipei, Taiwan on 08/23/1962?"
     ours = "What is the full name of the author born in Taipei, Taiwan on 05/11/1991?"
     for matcher in (index.matcher, open_index(tmp_path, embedder).matcher):  # and after a restart
         [match] = matcher.match([other])
-        assert (match.request_id, match.action, match.other_numbers) == (record.id, GUARD, True)
+        assert (match.request_id, match.action, match.other_subject) == (record.id, GUARD, True)
         assert match.similarity >= MatcherConfig().block_similarity  # it blocked before
         [match] = matcher.match([ours])
-        assert (match.action, match.other_numbers) == (BLOCK, False)
+        assert (match.action, match.other_subject) == (BLOCK, False)
         # Names are not numbers: the forgotten name still blocks beside another date.
         assert matcher.match(["Was Hsiao Yun-Hwa born on 08/23/1962?"])[0].action == BLOCK
 

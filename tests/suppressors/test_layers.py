@@ -51,11 +51,11 @@ async def test_guard_prompt_treats_entries_as_data(matcher: Matcher) -> None:
     ]
 
 
-async def test_guard_prompt_names_no_subject_of_other_numbers(matcher: Matcher) -> None:
-    """A text about another subject of the same template (``other_numbers``) gets no guard note:
+async def test_guard_prompt_names_no_subject_of_other_subject(matcher: Matcher) -> None:
+    """A text about another subject of the same template (``other_subject``) gets no guard note:
     naming the forgotten subject made the TOFU target answer with it."""
     stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval", "guard_prompt"])
-    match = Match("a", GUARD, 0.8, other_numbers=True)
+    match = Match("a", GUARD, 0.8, other_subject=True)
     ctx = RequestContext(["the author born on 08/23/1962"], matches=[match])
     await stack.layers[1].before(ctx)
     assert ctx.system_notes == [] and ctx.acted == []
