@@ -58,8 +58,10 @@ class RetrievalBlocking(Layer):
         # From where a name could have started: the last check's end less the longest name, or
         # further back where a name (spaced out, say) could still be starting.
         lexicon = self.matcher.lexicon
-        since = min(state["open_from"], state["names_upto"] - lexicon.max_chars - _MARGIN)
-        window = text[max(0, since) :]
+        since = max(0, min(state["open_from"], state["names_upto"] - lexicon.max_chars - _MARGIN))
+        while since > 0 and text[since - 1].isalnum():
+            since -= 1  # from a word's start: a cut word's last letter would join spaced letters
+        window = text[since:]
         found = ctx.relevant(self.matcher.match([window], dense=False))
         # In a conversation about a forgotten subject, a part of its name (a surname alone) is as
         # telling as the whole name; so are its other names (a relative, a work: per sentence).

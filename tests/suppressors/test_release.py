@@ -146,3 +146,13 @@ def test_what_the_lexicon_remembers_follows_its_terms() -> None:
     assert text[lexicon.open_from(text) :] == "by Velmora Quist"
     lexicon.remove("b")
     assert lexicon.find(text) == {} and lexicon.open_from(text) == len(text)
+
+
+def test_a_spaced_name_cut_after_a_cut_word_still_blocks() -> None:
+    """Found by the property above: the checked window began inside "once", whose last letter
+    joined the spaced-out letters ("e a H s i ...") and took the name two edits away."""
+    name, text = "Hsihsi Hsihsi", "once once a H s i h s i H s i h s i "
+    stack = stack_for(name)
+    for cut in range(1, len(text)):
+        assert not asyncio.run(stream(stack, chunked(text, [cut])))[1], cut
+        assert not asyncio.run(stream(stack, chunked(text, [1, cut])))[1], cut
