@@ -26,6 +26,7 @@ in OUT/comparison.json as they finish.
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 from collections.abc import Callable
@@ -139,9 +140,8 @@ class Comparison:
         model = load_model(str(weights))
         stats = [token_stats(model, self.tokenizer, qa, qa.answer) for qa in self.forgotten]
         unseen = [token_stats(model, self.tokenizer, qa, qa.answer) for qa in self.unseen]
-        scores = {side: self._scores(model, pairs, side_stats)
-                  for side, pairs, side_stats in (("forget", self.forgotten, stats),
-                                                  ("unseen", self.unseen, unseen))}  # fmt: skip
+        scores = {side: self._scores(model, side, side_stats)
+                  for side, side_stats in (("forget", stats), ("unseen", unseen))}  # fmt: skip
         auc = {a: metrics.auc(scores["forget"][a], scores["unseen"][a]) for a in ATTACKS}
         replies = self._answers(model)
         result: dict[str, Any] = {
@@ -155,15 +155,14 @@ class Comparison:
             "replies": replies,
         }  # fmt: skip
         if name != "target":
-            target = load_model(str(self.systems["target"]))
-            result["probe"] = [asdict(row) for row in self.probe.run(model, target)]
+            result["probe"] = [asdict(row) for row in self.probe.run(model, self.target)]
         if name != "target":  # the retain model's: what the attacks teach a model that never knew
             result["recovery"] = self._recovery(name, weights, model)
         return result
 
-    def _scores(self, model: Any, pairs: list[QA], stats: list[TokenStats]) -> dict[str, list]:
-        """Membership scores of each answer by every attack (higher: looks seen)."""
-        reference = self._reference_logprobs(pairs)
+    def _scores(self, model: Any, side: str, stats: list[TokenStats]) -> dict[str, list]:
+        """Membership scores of each answer of ``side`` by every attack (higher: looks seen)."""
+        pairs, reference = self._sides[side], self._reference[side]
         model.train()  # GradNorm's backward pass; these models have no dropout
         norms = [gradient_norm(model, self.tokenizer, qa, qa.answer) for qa in pairs]
         model.eval()
@@ -179,9 +178,22 @@ class Comparison:
             "gradnorm": [metrics.gradnorm_score(n) for n in norms],
         }  # fmt: skip
 
-    def _reference_logprobs(self, pairs: list[QA]) -> list[list[float]]:
+    @functools.cached_property
+    def _sides(self) -> dict[str, list[QA]]:
+        return {"forget": self.forgotten, "unseen": self.unseen}
+
+    @functools.cached_property
+    def _reference(self) -> dict[str, list[list[float]]]:
+        """The retain model's token log-probabilities of each side's answers (the reference
+        attack's), computed once for every system."""
         model = load_model(str(self.systems["retain"]))
-        return [token_stats(model, self.tokenizer, qa, qa.answer).logprobs for qa in pairs]
+        return {side: [token_stats(model, self.tokenizer, qa, qa.answer).logprobs for qa in pairs]
+                for side, pairs in self._sides.items()}  # fmt: skip
+
+    @functools.cached_property
+    def target(self) -> Any:
+        """The target's weights, loaded once: every probe compares with them."""
+        return load_model(str(self.systems["target"]))
 
     def _answers(self, model: Any) -> list[str]:
         questions = [qa.question for qa in self.forgotten]
