@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import signal
@@ -26,7 +25,7 @@ from gateway.config import Settings
 from gateway.console import api_router as console_router
 from gateway.engine.launcher import VllmLauncher, free_port
 from gateway.engine.pool import UpstreamPool, Upstreams
-from gateway.engine.upstream import EngineLacksPlugin, Upstream
+from gateway.engine.upstream import Upstream
 from gateway.errors import as_api_error, error_body, invalid_request
 from gateway.evidence import api_router as evidence_router
 from gateway.evidence.audit import Auditor
@@ -62,18 +61,6 @@ async def _run_embedded(launcher: VllmLauncher, upstream: Upstream) -> None:
     except Exception:
         log.exception("the embedded vLLM cannot serve; shutting the gateway down")
         os.kill(os.getpid(), signal.SIGTERM)
-
-
-async def _follow_external(upstream: Upstream) -> None:
-    """Keep ``ready`` in step with an upstream this gateway does not own (one round)."""
-    healthy = await upstream.healthy()
-    if healthy and not upstream.ready:
-        try:
-            await upstream.become_ready()
-        except EngineLacksPlugin as exc:
-            log.error("%s", exc)  # stays not ready: 503s rather than unsuppressed answers
-    elif not healthy:
-        upstream.set_ready(False)
 
 
 def open_forget_index(settings: Settings) -> ForgetIndex:
@@ -148,8 +135,7 @@ def build_app(settings: Settings) -> FastAPI:
             ]
             upstream = UpstreamPool(members)
             for i, member in enumerate(members):
-                round_ = functools.partial(_follow_external, member)
-                supervisor.every(f"upstream_{i}", round_, HEALTH_POLL_S)
+                supervisor.every(f"upstream_{i}", member.follow_health, HEALTH_POLL_S)
         else:
             launcher = VllmLauncher(settings, settings.vllm_port or free_port(), plugin)
             url = f"http://127.0.0.1:{launcher.port}"

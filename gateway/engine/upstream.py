@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -24,11 +25,15 @@ from gateway.ops import metrics
 from suppressors.base import ModelInfo, UnfitModel
 from suppressors.vllm_plugin import INSTALL_METHOD, WORKER_EXTENSION
 
+log = logging.getLogger(__name__)
 # Generation can take minutes on a CPU: no read timeout, but fail fast when vLLM is not there.
 TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
 # Idle connections are dropped before vLLM closes them (VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s by
 # default), so a request never goes out on a connection vLLM is closing.
 LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0)
+HEALTH_FAILURES = 3
+"""Failed health checks in a row that take a server the gateway does not own out of service: one
+slow answer while it streams at full load is not a server gone (Kubernetes' failureThreshold)."""
 
 
 class EngineLacksPlugin(EngineUnavailable):
@@ -60,6 +65,7 @@ class Upstream:
         """Requests in flight (kept by ``UpstreamPool``)."""
         self.adapters: set[str] = set()
         self._adapter_lock = asyncio.Lock()
+        self._failed_checks = 0
 
     async def become_ready(self) -> None:
         """Prepare a vLLM that just became healthy, then let requests through."""
@@ -94,6 +100,20 @@ class Upstream:
         except UnfitModel as exc:
             raise EngineLacksPlugin(f"{self.base_url} serves {model.architecture}: {exc}") from exc
         return model
+
+    async def follow_health(self) -> None:
+        """Keep ``ready`` in step with a server this gateway does not own (one round)."""
+        if await self.healthy():
+            self._failed_checks = 0
+            if not self.ready:
+                try:
+                    await self.become_ready()
+                except EngineLacksPlugin as exc:
+                    log.error("%s", exc)  # stays not ready: 503s rather than unsuppressed answers
+            return
+        self._failed_checks += 1
+        if self._failed_checks >= HEALTH_FAILURES:
+            self.set_ready(False)
 
     def set_ready(self, ready: bool) -> None:
         self.ready = ready

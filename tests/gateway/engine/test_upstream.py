@@ -15,7 +15,7 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from gateway.engine.launcher import free_port
-from gateway.engine.upstream import Upstream
+from gateway.engine.upstream import HEALTH_FAILURES, Upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -24,11 +24,19 @@ def client_port(request: Request) -> PlainTextResponse:
     return PlainTextResponse(str(request.client.port if request.client else 0))
 
 
+HEALTH = {"status": 200}
+
+
+def health(request: Request) -> PlainTextResponse:
+    return PlainTextResponse("", status_code=HEALTH["status"])
+
+
 @pytest.fixture
 def vllm_like() -> Iterator[str]:
-    """A server that closes idle connections after 5 s, as vLLM's does by default."""
+    """A server that closes idle connections after 5 s, as vLLM's does by default; its
+    ``/health`` answers ``HEALTH["status"]``."""
     port = free_port()
-    app = Starlette(routes=[Route("/port", client_port)])
+    app = Starlette(routes=[Route("/port", client_port), Route("/health", health)])
     config = uvicorn.Config(app, port=port, log_level="error", timeout_keep_alive=5)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
@@ -53,3 +61,29 @@ async def test_idle_connections_are_dropped_before_vllm_closes_them(vllm_like: s
     ports.append((await upstream.client.get("/port")).text)
     await upstream.client.aclose()
     assert ports[0] == ports[1] != ports[2]  # pooled while fresh, not once near vLLM's 5 s
+
+
+async def test_one_failed_health_check_does_not_take_the_server_out(vllm_like: str) -> None:
+    """A vLLM streaming at full load can answer ``/health`` late: the gateway kept answering 503
+    to every request after one such check, so it now waits for several failures in a row."""
+    upstream = Upstream(vllm_like)
+    await upstream.follow_health()
+    assert upstream.ready
+    try:
+        HEALTH["status"] = 503
+        for _ in range(HEALTH_FAILURES - 1):
+            await upstream.follow_health()
+        assert upstream.ready
+        HEALTH["status"] = 200
+        await upstream.follow_health()  # the count starts again
+        HEALTH["status"] = 503
+        for _ in range(HEALTH_FAILURES - 1):
+            await upstream.follow_health()
+        assert upstream.ready
+        await upstream.follow_health()
+        assert not upstream.ready
+    finally:
+        HEALTH["status"] = 200
+    await upstream.follow_health()
+    assert upstream.ready
+    await upstream.client.aclose()
