@@ -157,7 +157,14 @@ class Upstream:
             raise EngineUnavailable("The engine is starting or restarting; retry shortly.")
         request = self.client.build_request(method, path, json=body)
         try:
-            return await self.client.send(request, stream=stream)
+            try:
+                return await self.client.send(request, stream=stream)
+            except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+                # A pooled connection the server reset or closed as the request went out
+                # (under load, or at its keep-alive timeout): nothing was answered, so once more
+                # on a new connection before the engine counts as unreachable.
+                metrics.UPSTREAM_ERRORS.labels(kind="connection_reset").inc()
+                return await self.client.send(request, stream=stream)
         except httpx.HTTPError as exc:
             metrics.UPSTREAM_ERRORS.labels(kind="connect").inc()
             raise EngineUnavailable(f"The engine is unreachable: {type(exc).__name__}") from exc

@@ -32,7 +32,8 @@ ARM_REQUESTS = Counter(
 )
 UPSTREAM_ERRORS = Counter(
     "obliviate_upstream_errors_total",
-    "Failures talking to vLLM: connect, status (5xx), stream (broke mid-stream).",
+    "Failures talking to vLLM: connect, connection_reset (sent again on a new connection), "
+    "status (5xx), stream (broke mid-stream).",
     ["kind"],
 )
 ENGINE_CALLS_DROPPED = Counter(

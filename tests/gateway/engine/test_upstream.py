@@ -87,3 +87,26 @@ async def test_one_failed_health_check_does_not_take_the_server_out(vllm_like: s
     await upstream.follow_health()
     assert upstream.ready
     await upstream.client.aclose()
+
+
+async def test_a_reset_connection_is_tried_again_on_a_new_one() -> None:
+    """A server that closes a connection as a request arrives (a pooled connection at its
+    keep-alive timeout, or under load) answered nothing: the request goes out once more, and
+    one such reset does not make the engine unreachable (503 for everyone)."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        if len(seen) > 1:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = Upstream(f"http://127.0.0.1:{port}")
+    upstream.set_ready(True)
+    response = await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
+    assert (response.status_code, response.text, len(seen)) == (200, "ok", 2)
+    await upstream.aclose()
+    server.close()
