@@ -20,8 +20,8 @@ A stream's watch asks where a name could still be starting (``Lexicon.open_from`
 earliest word from which the text so far, read as the lexicon reads it, is a prefix of some term
 within the edits it tolerates; everything before it can go out::
 
-    >>> lexicon.open_from("The author, born in Taipei, is Hsi")
-    31
+    >>> lexicon.open_from("The author from Taipei wrote under Hsi")   # "Hsi" could be "Hsiao"
+    35
 """
 
 from __future__ import annotations

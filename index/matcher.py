@@ -86,19 +86,47 @@ def written_names(text: str) -> list[list[str]]:
     return [run for run in trimmed if len(run) > 1]
 
 
-def someone_else(part: str, own: frozenset[str], text: str, same: Callable[[str], bool]) -> bool:
-    """Whether every time ``text`` says ``part`` (a word of a forgotten name; ``same`` tells a
-    written word that reads as it, typos included), it is inside a written name with a word of
-    no forgotten name or detail of that request (``own``): "Angus Miller" is not "Angus Smith",
-    while "Angus" alone, or "Smith, Angus", may be."""
-    said = sum(same(_key(word.group(0))) for word in _WORD.finditer(text))
-    inside = sum(sum(map(same, run)) for run in written_names(text) if set(run) - own - _PARTICLES)
-    return said > 0 and inside == said
+class Written:
+    """A text's words and written names (``written_names``), read once for every forget request
+    it is matched against: a name part shared by thousands of requests must not cost a scan of
+    the text per request.
+
+    >>> Written("Where was Angus Miller born?").names_other(frozenset({"angus", "smith"}))
+    True
+    """
+
+    def __init__(self, text: str):
+        self.words = [_key(word.group(0)) for word in _WORD.finditer(text)]
+        self.runs = written_names(text)
+        self.names = [frozenset(run) - _PARTICLES for run in self.runs]
+
+    def names_other(self, own: frozenset[str]) -> bool:
+        """Whether the text writes a name with a word of none of a request's names or details
+        (``own``)."""
+        return any(name - own for name in self.names)
+
+    def part(self, same: Callable[[str], bool]) -> Part:
+        """Where the text says a word of a forgotten name (``same`` tells a written word that
+        reads as it, typos included)."""
+        said = sum(map(same, self.words))
+        inside = [(name, n) for name, run in zip(self.names, self.runs, strict=True)
+                  if (n := sum(map(same, run)))]  # fmt: skip
+        return Part(said, inside)
 
 
-def names_other(text: str, own: frozenset[str]) -> bool:
-    """Whether ``text`` writes a name with a word of none of a request's names or details."""
-    return any(set(run) - own - _PARTICLES for run in written_names(text))
+@dataclass
+class Part:
+    """How often a text says a name part, and how often inside each written name."""
+
+    said: int
+    inside: list[tuple[frozenset[str], int]]
+
+    def someone_else(self, own: frozenset[str]) -> bool:
+        """Whether every time the text says the part, it is inside a written name with a word of
+        no forgotten name or detail of that request (``own``): "Angus Miller" is not "Angus
+        Smith", while "Angus" alone, or "Smith, Angus", may be."""
+        inside = sum(n for name, n in self.inside if name - own)
+        return self.said > 0 and inside == self.said
 
 
 def known_words(names: list[str]) -> frozenset[str]:
@@ -245,24 +273,30 @@ class Matcher:
         """``found`` without the parts of names that the text gives to someone else (a name
         part alone says a forgotten subject is meant; inside another person's name it does
         not). Held: ``_lock``."""
+        written: Written | None = None
+        parts: dict[str, Part] = {}
         kept = {}
         for request_id, hits in found.items():
             if not all(hit.partial for hit in hits):
                 kept[request_id] = hits
                 continue
+            written = written or Written(text)
             own = self.known.get(request_id, frozenset())
             mine = []
             for hit in hits:
-                part = _key(hit.term)
-
-                def same(key: str, part: str = part) -> bool:
-                    return key == part or self.lexicon.closest(key) == part
-
-                if not someone_else(part, own, text, same):
+                if hit.term not in parts:
+                    parts[hit.term] = written.part(self._reads_as(_key(hit.term)))
+                if not parts[hit.term].someone_else(own):
                     mine.append(hit)
             if mine:
                 kept[request_id] = mine
         return kept
+
+    def _reads_as(self, part: str) -> Callable[[str], bool]:
+        def same(key: str) -> bool:
+            return key == part or self.lexicon.closest(key) == part
+
+        return same
 
     def match(self, texts: list[str], *, dense: bool = True) -> list[Match]:
         """Requests the texts touch, strongest first; ``dense=False`` checks names only."""
@@ -280,6 +314,7 @@ class Matcher:
                 scores, ids = self.vectors.search(queries, self.config.top_k)
             for row, text in enumerate(embedded):
                 mentioned = numbers(text)
+                written = Written(text)
                 for score, chunk_id in zip(scores[row].tolist(), ids[row].tolist(), strict=True):
                     request_id = self.owner.get(chunk_id)
                     if request_id is None:
@@ -287,7 +322,7 @@ class Matcher:
                     similarity[request_id] = max(score, similarity.get(request_id, -1.0))
                     if mentioned and not mentioned & self.numbers.get(request_id, frozenset()):
                         continue
-                    if names_other(text, self.known.get(request_id, frozenset())):
+                    if written.names_other(self.known.get(request_id, frozenset())):
                         continue
                     fitting[request_id] = max(score, fitting.get(request_id, -1.0))
         matches = []
