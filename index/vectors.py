@@ -17,6 +17,8 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+_THREADS = faiss.omp_get_max_threads()
+
 
 class VectorIndex:
     def __init__(self, dim: int, approximate_after: int = 20_000, nprobe: int = 64):
@@ -37,6 +39,7 @@ class VectorIndex:
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Replace the contents; picks exact or IVF by size."""
+        faiss.omp_set_num_threads(_THREADS)  # training and adding use every core
         if len(ids) <= self.approximate_after:
             self._index = self._exact()
         else:
@@ -65,6 +68,9 @@ class VectorIndex:
         if not len(self):
             shape = (len(queries), k)
             return np.full(shape, -np.inf, np.float32), np.full(shape, -1, np.int64)
+        # One thread: OpenMP's threads, spinning around one request's few queries, cost about ten
+        # times the CPU of the search itself, and concurrent requests already search in parallel.
+        faiss.omp_set_num_threads(1)
         return self._index.search(np.ascontiguousarray(queries, np.float32), k)
 
     def save(self, path: Path) -> None:
