@@ -47,9 +47,10 @@ class Hit(NamedTuple):
 
 def normalise(text: str) -> list[str]:
     """Tokens of ``text``: accents stripped, lower case, split on anything but letters/digits."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    ascii_text = "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
-    return [t for t in _NON_ALNUM.split(ascii_text) if t]
+    if not text.isascii():  # most streamed text is: no accents to strip
+        decomposed = unicodedata.normalize("NFKD", text)
+        text = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return [t for t in _NON_ALNUM.split(text.lower()) if t]
 
 
 _LEET = str.maketrans("4310572", "aeiostz")

@@ -10,11 +10,11 @@ a choice that carries text is read by ``gateway.openai.watch``.
 from __future__ import annotations
 
 import copy
-import json
 import time
 import uuid
 from typing import Any, ClassVar, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 DONE = b"data: [DONE]\n\n"
@@ -22,7 +22,7 @@ ZERO_USAGE = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
 
 def sse(payload: dict[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload).encode() + b"\n\n"
+    return b"data: " + msgspec.json.encode(payload) + b"\n\n"
 
 
 class _PassThrough(BaseModel):

@@ -15,11 +15,11 @@ suppression answer as one message item, or an ``error`` event (response style ``
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
 
+import msgspec
 from pydantic import Field
 
 from gateway.errors import APIError
@@ -107,7 +107,8 @@ class Renumbered:
     def add(self, event: dict[str, Any]) -> None:
         event["sequence_number"] = self.next
         self.next += 1
-        self.out.append(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
+        head = f"event: {event['type']}\ndata: ".encode()
+        self.out.append(head + msgspec.json.encode(event) + b"\n\n")
 
     def take(self) -> list[bytes]:
         out, self.out = self.out, []

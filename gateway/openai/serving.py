@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import httpx
+import msgspec
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 
@@ -293,7 +294,7 @@ class OpenAIServing:
             for line in lines:
                 if line == "data: [DONE]":
                     continue
-                chunk = json.loads(line[len("data: ") :])
+                chunk = msgspec.json.decode(line[len("data: ") :])
                 if "choices" not in chunk:  # an error event: pass it on
                     out.append((line + "\n\n").encode())
                     continue
@@ -329,7 +330,7 @@ class OpenAIServing:
         watch = ResponseStreamWatch(ctx)
         async for lines in _data_lines(response):
             for line in lines:
-                if await watch.feed(json.loads(line[len("data: ") :])):
+                if await watch.feed(msgspec.json.decode(line[len("data: ") :])):
                     continue
                 if self.reply.style == "error":
                     error = ContentSuppressed(
