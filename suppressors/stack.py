@@ -153,9 +153,13 @@ class OutputWatcher:
         self.released = 0
         self.states: dict[str, dict] = {layer.name: {} for layer in self.layers}
 
-    async def feed(self, delta: str, final: bool = False) -> str | None:
-        """Add generated text; return the text that may now be released, or None if blocked."""
+    async def feed(self, delta: str, final: bool = False, check: bool = True) -> str | None:
+        """Add generated text; return the text that may now be released, or None if blocked.
+        ``check=False``: more text follows at once (the rest of a network read), so only add it;
+        the next check covers it and nothing is released before."""
         self.text += delta
+        if not check and not final:
+            return ""
         safe = len(self.text)
         for layer in self.layers:
             try:

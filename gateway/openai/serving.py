@@ -284,26 +284,29 @@ class OpenAIServing:
         self, response: httpx.Response, request: GenerationRequest, ctx: RequestContext
     ) -> AsyncIterator[bytes]:
         """Upstream events re-emitted with only checked text; the answer ends a blocked one.
-        What one network read brought goes out in one write (at engine speed, a read holds many
-        tokens)."""
+        What one network read brought is checked once per choice and goes out in one write: the
+        faster the engine, the more tokens a read holds, so the watch keeps up under load."""
         watchers: dict[int, ChoiceWatch] = {}
         usage: dict[str, Any] | None = None
         skeleton: dict[str, Any] = {}
         async for lines in _data_lines(response):
             out: list[bytes] = []
-            for line in lines:
-                if line == "data: [DONE]":
-                    continue
-                chunk = msgspec.json.decode(line[len("data: ") :])
+            chunks = [msgspec.json.decode(line[len("data: ") :])
+                      for line in lines if line != "data: [DONE]"]  # fmt: skip
+            last = {
+                c["index"]: i for i, chunk in enumerate(chunks) for c in chunk.get("choices", ())
+            }
+            for i, chunk in enumerate(chunks):
                 if "choices" not in chunk:  # an error event: pass it on
-                    out.append((line + "\n\n").encode())
+                    out.append(sse(chunk))
                     continue
                 usage = chunk.pop("usage", None) or usage
                 skeleton = {k: v for k, v in chunk.items() if k != "choices"}
                 for choice in chunk["choices"]:
                     watcher = watchers.setdefault(choice["index"], ChoiceWatch(ctx, request))
                     final = choice.get("finish_reason") is not None
-                    if not await watcher.feed(choice, streaming=True, final=final):
+                    check = last[choice["index"]] == i
+                    if not await watcher.feed(choice, streaming=True, final=final, check=check):
                         yield b"".join([*out, *self._blocked_tail(request, skeleton, usage)])
                         return
                 if chunk["choices"]:

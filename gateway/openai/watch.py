@@ -36,8 +36,11 @@ class ChoiceWatch:
         self.pending: list[tuple[dict[str, int], Any]] = []
         """Log-probability entries, each with the text per channel that must be out first."""
 
-    async def feed(self, choice: dict[str, Any], streaming: bool, final: bool) -> bool:
-        """Replace ``choice``'s fields by what may be released; False once it is blocked."""
+    async def feed(
+        self, choice: dict[str, Any], streaming: bool, final: bool, check: bool = True
+    ) -> bool:
+        """Replace ``choice``'s fields by what may be released; False once it is blocked.
+        ``check=False``: more of this choice follows at once; release nothing yet."""
         channels = self._channels(choice, streaming)
         if final:  # what earlier chunks left held back in a channel this one does not carry
             for channel in self.watchers.keys() - channels.keys():
@@ -45,7 +48,7 @@ class ChoiceWatch:
         for channel, (text, put) in channels.items():
             watcher = self.watchers.setdefault(channel, OutputWatcher(self.ctx))
             self.received[channel] = self.received.get(channel, 0) + len(text)
-            released = await watcher.feed(text, final)
+            released = await watcher.feed(text, final, check)
             if released is None:
                 return False
             if released or text:

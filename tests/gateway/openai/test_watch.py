@@ -119,3 +119,19 @@ async def test_completions_logprob_columns(stack: SuppressionStack) -> None:
     assert await ChoiceWatch(context(stack, related=True), request).feed(choice, False, True)
     assert choice["logprobs"]["top_logprobs"] == [{" upon": -0.1}]
     assert choice["logprobs"]["tokens"] == [" upon"]
+
+
+async def test_chunks_of_one_read_are_checked_together(stack: SuppressionStack) -> None:
+    """Chunks that came in one network read are checked once, with the last of them: the first
+    ones release nothing (their logprobs wait too), and a name across them still blocks."""
+    watch = ChoiceWatch(context(stack), CHAT)
+    first = {**delta(content="The sea "), "logprobs": {"content": [entry("The sea ")]}}
+    second = {**delta(content="was calm. "), "logprobs": {"content": [entry("was calm. ")]}}
+    assert await watch.feed(first, streaming=True, final=False, check=False)
+    assert first["delta"]["content"] == "" and first["logprobs"]["content"] == []
+    assert await watch.feed(second, streaming=True, final=False)
+    assert second["delta"]["content"] == "The sea was calm. "
+    assert [e["token"] for e in second["logprobs"]["content"]] == ["The sea ", "was calm. "]
+    named = ChoiceWatch(context(stack), CHAT)
+    assert await named.feed(delta(content="By Hsiao "), streaming=True, final=False, check=False)
+    assert not await named.feed(delta(content="Yun-Hwa."), streaming=True, final=False)
