@@ -56,22 +56,31 @@ def normalise(text: str) -> list[str]:
 _LEET = str.maketrans("4310572", "aeiostz")
 
 
-def _squash(tokens: list[str]) -> list[str]:
+def _squash(tokens: list[tuple[str, int]]) -> list[tuple[str, int]]:
     """Runs of one-letter tokens joined: spaced-out spelling ("H s i a o") becomes a word."""
-    out: list[str] = []
-    for token, previous in zip(tokens, [None, *tokens], strict=False):
-        if len(token) == 1 and previous is not None and len(previous) == 1 and out:
-            out[-1] += token
+    out: list[tuple[str, int]] = []
+    previous = ""
+    for token, end in tokens:
+        if len(token) == 1 and len(previous) == 1 and out:
+            out[-1] = (out[-1][0] + token, end)
         else:
-            out.append(token)
+            out.append((token, end))
+        previous = token
     return out
 
 
-def spellings(text: str) -> list[list[str]]:
-    """The text's tokens as written, with spaced letters joined, and with leet digits read."""
-    tokens = normalise(text)
+_TOKEN = re.compile(r"[0-9a-z]+")
+
+
+def spellings(text: str) -> list[list[tuple[str, int]]]:
+    """The text's tokens as written, with spaced letters joined, and with leet digits read; each
+    with where it ends in ``text`` (for text that is not ASCII, its length: unknown)."""
+    if text.isascii():  # lower-casing keeps every offset
+        tokens = [(m.group(), m.end()) for m in _TOKEN.finditer(text.lower())]
+    else:
+        tokens = [(token, len(text)) for token in normalise(text)]
     squashed = _squash(tokens)
-    return [tokens, squashed, [t.translate(_LEET) for t in squashed]]
+    return [tokens, squashed, [(t.translate(_LEET), end) for t, end in squashed]]
 
 
 def _deletions(key: str) -> set[str]:
@@ -253,16 +262,18 @@ class Lexicon:
                 return word.start()
         return len(text)
 
-    def find(self, text: str) -> dict[str, list[Hit]]:
-        """Request id -> the terms of that request found in ``text``."""
+    def find(self, text: str, new_from: int = 0) -> dict[str, list[Hit]]:
+        """Request id -> the terms of that request found in ``text``; ``new_from``: only terms
+        that end after this offset (a stream's watch looked at what ends before it already)."""
         if not self._terms:
             return {}
-        windows = {
-            "".join(tokens[i : i + n])
-            for tokens in {tuple(tokens) for tokens in spellings(text)}  # mostly one spelling
-            for n in range(1, self._max_tokens + 1)
-            for i in range(len(tokens) - n + 1)
-        }
+        windows = set()
+        for spelled in {tuple(tokens) for tokens in spellings(text)}:  # mostly one spelling
+            tokens = [token for token, _ in spelled]
+            for j, (_, end) in enumerate(spelled):
+                if end > new_from:
+                    for i in range(max(0, j + 1 - self._max_tokens), j + 1):
+                        windows.add("".join(tokens[i : j + 1]))
         found: dict[str, list[Hit]] = defaultdict(list)
         for window in windows:
             key = self.closest(window)

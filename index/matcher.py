@@ -298,8 +298,10 @@ class Matcher:
 
         return same
 
-    def match(self, texts: list[str], *, dense: bool = True) -> list[Match]:
-        """Requests the texts touch, strongest first; ``dense=False`` checks names only."""
+    def match(self, texts: list[str], *, dense: bool = True, new_from: int = 0) -> list[Match]:
+        """Requests the texts touch, strongest first; ``dense=False`` checks names only.
+        ``new_from``: names that end before this offset of the texts (joined by newlines) are
+        not looked for (a stream's watch found none there before)."""
         texts = [t for t in texts if t.strip()]
         if not self.chunks or not texts:
             return []
@@ -309,7 +311,7 @@ class Matcher:
         fitting: dict[str, float] = {}  # ... over texts naming no other subject (numbers, names)
         with self._lock:
             joined = "\n".join(texts)
-            found = self._named(self.lexicon.find(joined), joined)
+            found = self._named(self.lexicon.find(joined, new_from), joined)
             if queries is not None:
                 scores, ids = self.vectors.search(queries, self.config.top_k)
             for row, text in enumerate(embedded):

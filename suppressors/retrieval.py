@@ -62,7 +62,9 @@ class RetrievalBlocking(Layer):
         while since > 0 and text[since - 1].isalnum():
             since -= 1  # from a word's start: a cut word's last letter would join spaced letters
         window = text[since:]
-        found = ctx.relevant(self.matcher.match([window], dense=False))
+        # Names that end in text an earlier check saw were looked for then.
+        new_from = max(0, state["names_upto"] - since)
+        found = ctx.relevant(self.matcher.match([window], dense=False, new_from=new_from))
         # In a conversation about a forgotten subject, a part of its name (a surname alone) is as
         # telling as the whole name; so are its other names (a relative, a work: per sentence).
         # What the conversation itself says tells nothing new.
