@@ -33,6 +33,8 @@ class SetScores:
     rouge: float
     truth_ratio: float
     questions: int
+    per_question: list[tuple[float, float, float]] = field(default_factory=list)
+    """(probability, ROUGE, truth-ratio score) of each question: for confidence intervals."""
 
 
 @dataclass
@@ -48,6 +50,10 @@ class SystemReport:
     """Forget request accepted -> first suppressed answer (systems the run sent requests to)."""
     leak_interval: dict[str, tuple[float, float]] = field(default_factory=dict)
     """95 % Wilson interval of each family's leak rate."""
+    false_block_interval: tuple[float, float] | None = None
+    """95 % Wilson interval of the false-block rate."""
+    utility_interval: tuple[float, float] | None = None
+    """95 % bootstrap interval of the model utility (``metrics.utility_interval``)."""
 
 
 def parallel(function: Callable[[T], R], items: Iterable[T], concurrency: int) -> list[R]:
@@ -83,8 +89,11 @@ def score_set(
         return true_prob, rouge, raw_truth_ratio(wrong, true_prob), suppressed
 
     probs, rouges, ratios, suppressed = zip(*parallel(score, questions, concurrency), strict=True)
-    stat = statistics.fmean(metrics.truth_ratio_score(r, forget) for r in ratios)
-    scores = SetScores(statistics.fmean(probs), statistics.fmean(rouges), stat, len(questions))
+    ratio_scores = [metrics.truth_ratio_score(r, forget) for r in ratios]
+    scores = SetScores(
+        statistics.fmean(probs), statistics.fmean(rouges), statistics.fmean(ratio_scores),
+        len(questions), list(zip(probs, rouges, ratio_scores, strict=True)),
+    )  # fmt: skip
     return scores, list(ratios), list(suppressed)
 
 
@@ -111,6 +120,7 @@ def evaluate(
         )
         blocked += suppressed
     report.false_block_rate = leaks.rate(blocked)
+    report.false_block_interval = leaks.wilson(blocked)
     common = leaks.common_words([[qa.answer for qa in s.qa] for s in forget + retain])
     attacks = [
         (family, qa, probe)
@@ -143,3 +153,4 @@ def finish(reports: list[SystemReport], reference: SystemReport) -> None:
         report.model_utility = metrics.model_utility(
             [v for s in kept for v in (s.probability, s.rouge, s.truth_ratio)]
         )
+        report.utility_interval = metrics.utility_interval([s.per_question for s in kept])

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
 from rouge_score import rouge_scorer
 from scipy.stats import ks_2samp, mannwhitneyu
 
@@ -68,6 +69,25 @@ def model_utility(scores: Sequence[float]) -> float:
     if any(s <= 0 for s in scores):
         return 0.0
     return statistics.harmonic_mean(scores)
+
+
+def utility_interval(
+    sets: Sequence[Sequence[Sequence[float]]], draws: int = 1000, seed: int = 0
+) -> tuple[float, float] | None:
+    """95 % bootstrap (percentile) interval of ``model_utility``: each set's questions, given as
+    (probability, ROUGE, truth-ratio score) rows, are drawn again with replacement and the
+    utility of their means computed, ``draws`` times. None when a set has no question rows
+    (reports cached before they were kept)."""
+    if not sets or any(len(rows) == 0 for rows in sets):
+        return None
+    rng = np.random.default_rng(seed)
+    arrays = [np.asarray(rows, dtype=float) for rows in sets]
+    values = [
+        model_utility([v for a in arrays for v in a[rng.integers(0, len(a), len(a))].mean(axis=0)])
+        for _ in range(draws)
+    ]
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
 
 
 def min_k_percent(token_logprobs: Sequence[float], k: float = 0.2) -> float:

@@ -50,13 +50,27 @@ def write(run_dir: Path, reports: list[SystemReport]) -> None:
     )
 
 
+Band = tuple[float, float] | None
+
+
 def curves(
-    path: Path, title: str, xs: list[int], series: dict[str, list[float | None]], log: bool = False
+    path: Path,
+    title: str,
+    xs: list[int],
+    series: dict[str, list[float | None]],
+    log: bool = False,
+    bands: dict[str, list[Band]] | None = None,
 ) -> None:
-    """One line per series over ``xs`` (missing points are gaps)."""
+    """One line per series over ``xs`` (missing points are gaps), each with its confidence
+    band where ``bands`` gives one (a shaded interval per x)."""
     figure, axes = plt.subplots(figsize=(6.4, 4))
     for name, values in series.items():
-        axes.plot(xs, [math.nan if v is None else v for v in values], marker="o", label=name)
+        line = axes.plot(xs, [math.nan if v is None else v for v in values], marker="o", label=name)
+        band = (bands or {}).get(name)
+        if band:
+            low = [math.nan if b is None else b[0] for b in band]
+            high = [math.nan if b is None else b[1] for b in band]
+            axes.fill_between(xs, low, high, color=line[0].get_color(), alpha=0.2, linewidth=0)
     if log:
         axes.set_yscale("log")
     axes.set_xlabel("forget requests k")

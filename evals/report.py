@@ -22,12 +22,15 @@ def _table(columns: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def _with(value: float | None, interval: tuple[float, float] | None) -> str:
+    """A value and its 95 % interval, where there is one."""
+    if interval is None:
+        return _fmt(value)
+    return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
 def _leak(report: SystemReport, family: str) -> str:
-    rate = _fmt(report.leak_rate[family])
-    if family not in report.leak_interval:
-        return rate
-    low, high = report.leak_interval[family]
-    return f"{rate} [{_fmt(low)}, {_fmt(high)}]"
+    return _with(report.leak_rate[family], report.leak_interval.get(family))
 
 
 def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
@@ -41,11 +44,19 @@ def write(run_dir: Path, reports: list[SystemReport], meta: dict) -> None:
         f"# Evaluation: {meta.get('title', 'run')}",
         "",
         *_table(
-            ["system", "forget quality", "model utility", "false-block rate", "time to effect (s)"],
+            [
+                "system",
+                "forget quality",
+                "model utility [95 % CI]",
+                "false-block rate [95 % CI]",
+                "time to effect (s)",
+            ],
             [
                 [
                     r.name,
-                    *map(_fmt, (r.forget_quality, r.model_utility, r.false_block_rate)),
+                    _fmt(r.forget_quality),
+                    _with(r.model_utility, r.utility_interval),
+                    _with(r.false_block_rate, r.false_block_interval),
                     _fmt(r.time_to_effect_s),
                 ]
                 for r in reports

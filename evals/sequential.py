@@ -44,8 +44,13 @@ from index.files import write_json_atomic
 
 REGIMES = ("suppression", "removal-seq", "removal-batch", "hybrid")
 FINISHED = ("succeeded", "failed", "cancelled")
-COLUMNS = ["k", "regime", "forget quality", "utility", "utility / target", "mean leak",
-           "false blocks", "MIA AUC", "time to effect (s)", "compute (CPU s)"]  # fmt: skip
+COLUMNS = ["k", "regime", "forget quality", "utility (95% CI)", "utility / target",
+           "mean leak", "worst family leak (95% CI)", "false blocks (95% CI)", "MIA AUC",
+           "time to effect (s)", "compute (CPU s)"]  # fmt: skip
+UTILITY_KEPT = 0.95
+"""The share of the target's utility a regime must keep (the crossing the report names)."""
+MAX_LEAK = 0.01
+"""The leak rate of the worst attack family a regime must stay under."""
 
 
 @dataclass
@@ -294,7 +299,12 @@ class Sequential:
         ks = sorted({int(key.split(":")[0]) for key in self.results} - {0})
         curves = {
             name: {r: [self._value(k, r, name) for k in ks] for r in self.shown}
-            for name in ("model_utility", "forget_quality", "mean_leak", "mia_auc")
+            for name in ("model_utility", "forget_quality", "mean_leak", "worst_leak", "mia_auc",
+                         "false_block_rate")
+        }  # fmt: skip
+        bands = {
+            name: {r: [self._interval(k, r, name) for k in ks] for r in self.shown}
+            for name in ("model_utility", "worst_leak", "false_block_rate")
         }
         payload = {
             "config": asdict(self.config),
@@ -303,15 +313,19 @@ class Sequential:
             "ended": self.ended,
             "ks": ks,
             "curves": curves,
+            "intervals": bands,
             "results": self.results,
         }
         write_json_atomic(self.out / "sequential.json", payload, indent=2)
         if ks:
-            plots.curves(self.out / "utility.png", "Model utility", ks, curves["model_utility"])
+            plots.curves(self.out / "utility.png", "Model utility (95% bootstrap CI)", ks,
+                         curves["model_utility"], bands=bands["model_utility"])  # fmt: skip
             plots.curves(self.out / "forget_quality.png", "Forget quality (log)", ks,
                          curves["forget_quality"], log=True)  # fmt: skip
-            plots.curves(self.out / "leak.png", "Mean leak rate (all requests so far)", ks,
-                         curves["mean_leak"])  # fmt: skip
+            plots.curves(self.out / "leak.png", "Worst attack family's leak rate (95% CI)", ks,
+                         curves["worst_leak"], bands=bands["worst_leak"])  # fmt: skip
+            plots.curves(self.out / "false_blocks.png", "False-block rate (95% CI)", ks,
+                         curves["false_block_rate"], bands=bands["false_block_rate"])  # fmt: skip
         target = self.results.get("0:target", {}).get("model_utility")
         (self.out / "report.md").write_text("\n".join(self._markdown(ks, target)))
         return payload
@@ -322,7 +336,48 @@ class Sequential:
             return None
         if name == "mean_leak":
             return statistics.fmean(result["leak_rate"].values()) if result["leak_rate"] else None
+        if name == "worst_leak":
+            return max(result["leak_rate"].values(), default=None)
         return result[name]
+
+    def _interval(self, k: int, regime: str, name: str) -> tuple[float, float] | None:
+        """The 95 % interval of a curve's point: the utility's bootstrap, the worst family's and
+        the false blocks' Wilson intervals (None for results kept before they had them)."""
+        result = self.results.get(f"{k}:{regime}")
+        if result is None:
+            return None
+        if name == "worst_leak":
+            rates = result["leak_rate"]
+            worst = max(rates, key=rates.get, default=None)
+            return _pair(result.get("leak_interval", {}).get(worst))
+        key = {"model_utility": "utility_interval", "false_block_rate": "false_block_interval"}
+        return _pair(result.get(key[name]))
+
+    def _crossings(self, ks: list[int], target: float | None) -> list[str]:
+        """Per regime, in plain words: where its utility falls under ``UTILITY_KEPT`` of the
+        target's and where its worst family's leak rises over ``MAX_LEAK``, by the point
+        estimate and by its 95 % interval (entirely past the line; reaching it)."""
+
+        def first(regime: str, name: str, past: Callable[[float], bool], side: int) -> str:
+            points = [(k, self._value(k, regime, name), self._interval(k, regime, name))
+                      for k in ks]  # fmt: skip
+            point = next((k for k, v, _ in points if v is not None and past(v)), None)
+            surely = next((k for k, _, i in points if i is not None and past(i[side])), None)
+            maybe = next((k for k, _, i in points if i is not None and past(i[1 - side])), None)
+            return (f"k = {point or 'never'} (the interval entirely past it from k = "
+                    f"{surely or 'never'}; reaching it from k = {maybe or 'never'})")  # fmt: skip
+
+        lines = []
+        for r in self.shown:
+            parts = []
+            if target:
+                line = UTILITY_KEPT * target
+                parts.append(f"utility below {UTILITY_KEPT:.0%} of the target's at "
+                             + first(r, "model_utility", lambda u, x=line: u < x, 1))  # fmt: skip
+            parts.append(f"worst attack family's leak above {MAX_LEAK:.0%} at "
+                         + first(r, "worst_leak", lambda v: v > MAX_LEAK, 0))  # fmt: skip
+            lines.append(f"- **{r}**: " + "; ".join(parts) + ".")
+        return lines
 
     def _markdown(self, ks: list[int], target: float | None) -> list[str]:
         rows = []
@@ -332,15 +387,18 @@ class Sequential:
                     continue
                 utility = res["model_utility"]
                 ratio = utility / target if utility is not None and target else None
-                leak = self._value(k, r, "mean_leak")
-                rows.append([str(k), r, _fmt(res["forget_quality"]), _fmt(utility), _fmt(ratio),
-                             _fmt(leak), _fmt(res["false_block_rate"]), _fmt(res["mia_auc"]),
-                             _fmt(res["time_to_effect_s"]), _fmt(res["compute_s"])])  # fmt: skip
-        below = {
-            r: next((k for k in ks if (u := self.results.get(f"{k}:{r}", {}).get("model_utility"))
-                     is not None and target and u < 0.95 * target), None)
-            for r in self.shown
-        }  # fmt: skip
+
+                def cell(name: str, value: float | None, k: int = k, r: str = r) -> str:
+                    interval = self._interval(k, r, name)
+                    bounds = f" ({_fmt(interval[0])} .. {_fmt(interval[1])})" if interval else ""
+                    return _fmt(value) + bounds
+
+                rows.append([str(k), r, _fmt(res["forget_quality"]), cell("model_utility", utility),
+                             _fmt(ratio), _fmt(self._value(k, r, "mean_leak")),
+                             cell("worst_leak", self._value(k, r, "worst_leak")),
+                             cell("false_block_rate", res["false_block_rate"]),
+                             _fmt(res["mia_auc"]), _fmt(res["time_to_effect_s"]),
+                             _fmt(res["compute_s"])])  # fmt: skip
         c = self.config
         return [
             f"# Sequential forgetting: {c.subjects} requests ({c.content}), {c.method} "
@@ -355,8 +413,12 @@ class Sequential:
                 if self.config.content == "subject"
                 else []
             ),
-            f"Target utility: {_fmt(target)}. First k where utility < 95% of the target's: "
-            + ", ".join(f"{r} {below[r] or 'never'}" for r in self.shown),
+            f"Target utility: {_fmt(target)}. First k where utility falls below "
+            f"{UTILITY_KEPT:.0%} of the target's, and where the worst attack family leaks more "
+            f"than {MAX_LEAK:.0%}, with 95 % intervals (utility: bootstrap over questions; "
+            "leaks: Wilson):",
+            "",
+            *self._crossings(ks, target),
             "",
             *(f"{r} ended at k = {e['k']}: {e['reason']}" for r, e in self.ended.items()),
             *([""] if self.ended else []),
@@ -373,7 +435,8 @@ class Sequential:
             "leaks. It measures that the answers are withheld, not leaked knowledge: read the "
             "leak column for them.",
             "",
-            "![utility](utility.png) ![forget quality](forget_quality.png) ![leak](leak.png)",
+            "![utility](utility.png) ![forget quality](forget_quality.png) ![leak](leak.png) "
+            "![false blocks](false_blocks.png)",
             "",
         ]
 
@@ -396,6 +459,10 @@ def _report(result: dict) -> harness.SystemReport:
     report = harness.SystemReport(result["name"])
     report.forget_truth_ratios = result["forget_truth_ratios"]
     return report
+
+
+def _pair(interval: list[float] | tuple[float, float] | None) -> tuple[float, float] | None:
+    return (interval[0], interval[1]) if interval else None
 
 
 def _read(path: Path, default: dict) -> dict:

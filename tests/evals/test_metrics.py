@@ -38,6 +38,20 @@ def test_model_utility() -> None:
     assert metrics.model_utility([0.9, 0.0, 0.9]) == 0.0
 
 
+def test_utility_interval_is_a_bootstrap_over_questions() -> None:
+    same = [[(0.5, 0.5, 0.5)] * 20, [(0.2, 0.4, 0.8)] * 20]
+    utility = metrics.model_utility([0.5, 0.5, 0.5, 0.2, 0.4, 0.8])
+    assert metrics.utility_interval(same) == pytest.approx((utility, utility))
+    spread = [[(p, 0.5, 0.5) for p in (0.1, 0.9) * 10], [(0.2, 0.4, 0.8)] * 20]
+    low, high = metrics.utility_interval(spread)
+    point = metrics.model_utility([0.5, 0.5, 0.5, 0.2, 0.4, 0.8])
+    assert low < point < high and high - low > 0.02
+    more = [[(p, 0.5, 0.5) for p in (0.1, 0.9) * 100], [(0.2, 0.4, 0.8)] * 200]
+    narrower = metrics.utility_interval(more)
+    assert narrower[1] - narrower[0] < (high - low) / 2  # 10x the questions: ~1/3 the width
+    assert metrics.utility_interval([[], [(0.2, 0.4, 0.8)]]) is None  # kept before rows were
+
+
 def test_data_group_split_perturb() -> None:
     rows = [
         {

@@ -21,6 +21,7 @@ import pytest
 
 from evals.sequential import REGIMES, Gateway, Sequential, SequentialConfig
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.evidence.leaks import wilson
 from tests.conftest import ADMIN_TOKEN, REPO, LiveGateway
 
 
@@ -147,3 +148,39 @@ def test_a_refused_or_failed_job_ends_its_regime(tmp_path: Path) -> None:
     report = (tmp_path / "report.md").read_text()
     assert "removal-seq ended at k = 1: job refused (400)" in report
     assert "removal-batch ended at k = 2: job failed: out of memory" in report
+
+
+def test_the_report_names_each_regimes_crossings_with_intervals(tmp_path: Path) -> None:
+    """Where utility falls under 95 % of the target's and the worst family leaks over 1 %, by
+    the point and by its interval, in plain words, with the bands drawn (results made by hand:
+    no model involved)."""
+    gateway = Gateway("http://gw", "token", "m", tmp_path, "http://ref", tmp_path, tmp_path)
+    config = SequentialConfig(subjects=3, regimes=("suppression",))
+    run = Sequential(tmp_path, config, gateway, [], [], {}, log=str)
+    run.admin.close()
+
+    def result(utility: float, width: float, leaks: int, n: int) -> dict:
+        return {"model_utility": utility, "utility_interval": [utility - width, utility + width],
+                "leak_rate": {"direct": leaks / n, "json": 0.0},
+                "leak_interval": {"direct": list(wilson([True] * leaks + [False] * (n - leaks))),
+                                  "json": [0.0, 0.1]},
+                "false_block_rate": 0.0, "false_block_interval": [0.0, 0.05],
+                "forget_quality": 0.5, "mia_auc": None, "time_to_effect_s": 1.0,
+                "compute_s": 0.0}  # fmt: skip
+
+    run.results = {
+        "0:target": {"model_utility": 0.5},
+        "1:suppression": result(0.5, 0.01, 0, 400),  # keeps all, leaks nothing
+        "2:suppression": result(0.47, 0.01, 2, 400),  # 0.94 of the target; interval reaches
+        "3:suppression": result(0.40, 0.01, 40, 400),  # below, entirely; leaks 10 %
+    }
+    payload = run.write()
+    report = (tmp_path / "report.md").read_text()
+    assert ("**suppression**: utility below 95% of the target's at k = 2 (the interval entirely "
+            "past it from k = 3; reaching it from k = 2); worst attack family's leak above 1% at "
+            "k = 3 (the interval entirely past it from k = 3; reaching it from k = 2)."
+            ) in report  # fmt: skip
+    assert "| 3 | suppression | 0.5 | 0.4 (0.39 .. 0.41) | 0.8 |" in report
+    assert payload["intervals"]["model_utility"]["suppression"][0] == (0.49, 0.51)
+    for plot in ("utility.png", "leak.png", "false_blocks.png"):
+        assert (tmp_path / plot).stat().st_size > 0
