@@ -22,6 +22,10 @@ TOKENIZER = typer.Option(
     "them); default: the embedded model's."
 )
 app = typer.Typer(help="Benchmarks of the served system (the evals package).")
+HARD_NEGATIVES = typer.Option(
+    help="JSONL of hard negatives (`obliviate-eval synthetic`): a utility set of its own, with "
+    "its false-block rate."
+)
 
 
 @app.command("build-models")
@@ -128,6 +132,7 @@ def eval_run(
     ),
     tokenizer: Annotated[Path | None, TOKENIZER] = None,
     seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
+    hard_negatives: Annotated[Path | None, HARD_NEGATIVES] = None,
 ) -> None:
     """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
 
@@ -147,7 +152,7 @@ def eval_run(
     if suppress and not admin_token:
         raise typer.BadParameter("--suppress needs --admin-token (or OBLIVIATE_ADMIN_TOKEN)")
     forgotten, retained, general = prepare(
-        forget_data, retain_data, forget, seed, max_questions, max_per_set
+        forget_data, retain_data, forget, seed, max_questions, max_per_set, hard_negatives
     )
     tokenizer = tokenizer or ensure_embedded_model(data_dir)
     reports = []
@@ -216,6 +221,7 @@ def eval_sequential(
     ),
     tokenizer: Annotated[Path | None, TOKENIZER] = None,
     seed: Annotated[int, typer.Option(help="Seed of the order of the subjects.")] = 0,
+    hard_negatives: Annotated[Path | None, HARD_NEGATIVES] = None,
 ) -> None:
     """Suppression vs removal as forget requests pile up: curves, table and raw JSON in OUT."""
     from evals.data import prepare
@@ -235,7 +241,7 @@ def eval_sequential(
     # The utility sets are sampled by --max-per-set alone: cut to a question or two, their
     # harmonic means would be 0 as soon as one answer scores 0.
     forgotten, retained, general = prepare(
-        forget_data, retain_data, subjects, seed, None, max_per_set
+        forget_data, retain_data, subjects, seed, None, max_per_set, hard_negatives
     )
     for subject in forgotten:
         subject.qa = subject.qa[:max_questions]

@@ -131,9 +131,12 @@ def prepare(
     seed: int = 0,
     max_questions: int | None = None,
     max_per_set: int | None = None,
+    hard_negatives: Path | None = None,
 ) -> tuple[list[Subject], list[Subject], dict[str, list[QA]]]:
     """(forgotten, retained, general sets) of a run, with perturbed answers: ``forget`` subjects
-    of the forget data chosen by seed (default: TOFU), the retain data, TOFU's general sets.
+    of the forget data chosen by seed (default: TOFU), the retain data, TOFU's general sets, and
+    the ``hard_negatives`` set (people sharing one fact with a forgettable subject,
+    ``obliviate-eval synthetic``) when given.
 
     ``max_questions`` keeps that many questions per subject and set and one retained subject;
     ``max_per_set`` a seeded sample of that many per retain / general set (quick runs)."""
@@ -143,6 +146,10 @@ def prepare(
     retained = load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
     add_perturbations(retained)
     general = general_sets()
+    if hard_negatives is not None:
+        near = load_subjects([hard_negatives])
+        add_perturbations(near)
+        general["hard_negatives"] = [qa for subject in near for qa in subject.qa]
     if max_questions is not None:
         for subject in forgotten + retained:
             subject.qa = subject.qa[:max_questions]

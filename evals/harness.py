@@ -35,6 +35,8 @@ class SetScores:
     questions: int
     per_question: list[tuple[float, float, float]] = field(default_factory=list)
     """(probability, ROUGE, truth-ratio score) of each question: for confidence intervals."""
+    blocked: float = 0.0
+    """The share of its questions a suppression layer answered (false blocks, but on forget)."""
 
 
 @dataclass
@@ -93,6 +95,7 @@ def score_set(
     scores = SetScores(
         statistics.fmean(probs), statistics.fmean(rouges), statistics.fmean(ratio_scores),
         len(questions), list(zip(probs, rouges, ratio_scores, strict=True)),
+        leaks.rate(suppressed),
     )  # fmt: skip
     return scores, list(ratios), list(suppressed)
 

@@ -40,13 +40,15 @@ from evals.data import QA, Subject
 from evals.forgetting import Content, file_request, request_body, time_to_effect
 from evals.report import _fmt, _table
 from evals.scoring import WeightsScorer
+from gateway.evidence import leaks
 from index.files import write_json_atomic
 
 REGIMES = ("suppression", "removal-seq", "removal-batch", "hybrid")
 FINISHED = ("succeeded", "failed", "cancelled")
 COLUMNS = ["k", "regime", "forget quality", "utility (95% CI)", "utility / target",
-           "mean leak", "worst family leak (95% CI)", "false blocks (95% CI)", "MIA AUC",
-           "time to effect (s)", "compute (CPU s)"]  # fmt: skip
+           "mean leak", "worst family leak (95% CI)", "false blocks (95% CI)",
+           "hard-negative false blocks (95% CI)", "MIA AUC", "time to effect (s)",
+           "compute (CPU s)"]  # fmt: skip
 UTILITY_KEPT = 0.95
 """The share of the target's utility a regime must keep (the crossing the report names)."""
 MAX_LEAK = 0.01
@@ -300,11 +302,11 @@ class Sequential:
         curves = {
             name: {r: [self._value(k, r, name) for k in ks] for r in self.shown}
             for name in ("model_utility", "forget_quality", "mean_leak", "worst_leak", "mia_auc",
-                         "false_block_rate")
+                         "false_block_rate", "hard_negative_blocks")
         }  # fmt: skip
         bands = {
             name: {r: [self._interval(k, r, name) for k in ks] for r in self.shown}
-            for name in ("model_utility", "worst_leak", "false_block_rate")
+            for name in ("model_utility", "worst_leak", "false_block_rate", "hard_negative_blocks")
         }
         payload = {
             "config": asdict(self.config),
@@ -326,6 +328,11 @@ class Sequential:
                          curves["worst_leak"], bands=bands["worst_leak"])  # fmt: skip
             plots.curves(self.out / "false_blocks.png", "False-block rate (95% CI)", ks,
                          curves["false_block_rate"], bands=bands["false_block_rate"])  # fmt: skip
+            if any(v is not None for c in curves["hard_negative_blocks"].values() for v in c):
+                plots.curves(self.out / "hard_negatives.png",
+                             "False blocks on hard negatives (95% CI)", ks,
+                             curves["hard_negative_blocks"],
+                             bands=bands["hard_negative_blocks"])  # fmt: skip
         target = self.results.get("0:target", {}).get("model_utility")
         (self.out / "report.md").write_text("\n".join(self._markdown(ks, target)))
         return payload
@@ -338,6 +345,8 @@ class Sequential:
             return statistics.fmean(result["leak_rate"].values()) if result["leak_rate"] else None
         if name == "worst_leak":
             return max(result["leak_rate"].values(), default=None)
+        if name == "hard_negative_blocks":
+            return result.get("sets", {}).get("hard_negatives", {}).get("blocked")
         return result[name]
 
     def _interval(self, k: int, regime: str, name: str) -> tuple[float, float] | None:
@@ -350,6 +359,12 @@ class Sequential:
             rates = result["leak_rate"]
             worst = max(rates, key=rates.get, default=None)
             return _pair(result.get("leak_interval", {}).get(worst))
+        if name == "hard_negative_blocks":
+            near = result.get("sets", {}).get("hard_negatives")
+            if near is None or "blocked" not in near:
+                return None
+            blocked = round(near["blocked"] * near["questions"])
+            return leaks.wilson([True] * blocked + [False] * (near["questions"] - blocked))
         key = {"model_utility": "utility_interval", "false_block_rate": "false_block_interval"}
         return _pair(result.get(key[name]))
 
@@ -397,6 +412,8 @@ class Sequential:
                              _fmt(ratio), _fmt(self._value(k, r, "mean_leak")),
                              cell("worst_leak", self._value(k, r, "worst_leak")),
                              cell("false_block_rate", res["false_block_rate"]),
+                             cell("hard_negative_blocks",
+                                  self._value(k, r, "hard_negative_blocks")),
                              _fmt(res["mia_auc"]), _fmt(res["time_to_effect_s"]),
                              _fmt(res["compute_s"])])  # fmt: skip
         c = self.config
@@ -436,7 +453,7 @@ class Sequential:
             "leak column for them.",
             "",
             "![utility](utility.png) ![forget quality](forget_quality.png) ![leak](leak.png) "
-            "![false blocks](false_blocks.png)",
+            "![false blocks](false_blocks.png) ![hard negatives](hard_negatives.png)",
             "",
         ]
 

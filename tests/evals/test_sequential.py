@@ -174,6 +174,7 @@ def test_the_report_names_each_regimes_crossings_with_intervals(tmp_path: Path) 
         "2:suppression": result(0.47, 0.01, 2, 400),  # 0.94 of the target; interval reaches
         "3:suppression": result(0.40, 0.01, 40, 400),  # below, entirely; leaks 10 %
     }
+    run.results["3:suppression"]["sets"] = {"hard_negatives": {"blocked": 0.05, "questions": 40}}
     payload = run.write()
     report = (tmp_path / "report.md").read_text()
     assert ("**suppression**: utility below 95% of the target's at k = 2 (the interval entirely "
@@ -181,6 +182,7 @@ def test_the_report_names_each_regimes_crossings_with_intervals(tmp_path: Path) 
             "k = 3 (the interval entirely past it from k = 3; reaching it from k = 2)."
             ) in report  # fmt: skip
     assert "| 3 | suppression | 0.5 | 0.4 (0.39 .. 0.41) | 0.8 |" in report
+    assert "| 0 (0 .. 0.05) | 0.05 (0.0138 .. 0.165) |" in report  # false blocks, hard negatives
     assert payload["intervals"]["model_utility"]["suppression"][0] == (0.49, 0.51)
-    for plot in ("utility.png", "leak.png", "false_blocks.png"):
+    for plot in ("utility.png", "leak.png", "false_blocks.png", "hard_negatives.png"):
         assert (tmp_path / plot).stat().st_size > 0

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from evals.data import load_subjects
+from evals.data import load_subjects, prepare
 from evals.synthetic import GENRES, SLOTS, _fields, generate, hard_negatives, pairs
 from tests.conftest import REPO
 
@@ -54,3 +54,9 @@ def test_the_command_writes_what_the_harness_reads(tmp_path: Path) -> None:
     assert len(subjects) == 12 and all(len(s.qa) == 10 for s in subjects)
     assert subjects[0].name == generate(12, seed=0)[0].name
     assert len(load_subjects([tmp_path / "hard_negatives.jsonl"])) == 10
+
+    # A run's utility sets: TOFU's, and the hard negatives (sampled like the others).
+    forgotten, _, general = prepare(tmp_path / "subjects.jsonl", None, 2, max_per_set=40,
+                                    hard_negatives=tmp_path / "hard_negatives.jsonl")  # fmt: skip
+    assert len(forgotten) == 2 and set(general) == {"real_authors", "world_facts", "hard_negatives"}
+    assert len(general["hard_negatives"]) == 40
