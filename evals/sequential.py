@@ -350,15 +350,17 @@ class Sequential:
         return result[name]
 
     def _interval(self, k: int, regime: str, name: str) -> tuple[float, float] | None:
-        """The 95 % interval of a curve's point: the utility's bootstrap, the worst family's and
-        the false blocks' Wilson intervals (None for results kept before they had them)."""
+        """The 95 % interval of a curve's point: the utility's bootstrap; for the worst family's
+        leak, the highest lower and upper bounds of the families' Wilson intervals; the false
+        blocks' Wilson interval (None for results kept before they had them)."""
         result = self.results.get(f"{k}:{regime}")
         if result is None:
             return None
-        if name == "worst_leak":
-            rates = result["leak_rate"]
-            worst = max(rates, key=rates.get, default=None)
-            return _pair(result.get("leak_interval", {}).get(worst))
+        if name == "worst_leak":  # the worst family may be any whose interval reaches highest
+            intervals = list(result.get("leak_interval", {}).values())
+            if not intervals:
+                return None
+            return max(i[0] for i in intervals), max(i[1] for i in intervals)
         if name == "hard_negative_blocks":
             near = result.get("sets", {}).get("hard_negatives")
             if near is None or "blocked" not in near:

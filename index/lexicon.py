@@ -172,6 +172,8 @@ class Lexicon:
         # words: what they resolve to is kept until the terms change.
         self._resolved: dict[str, str | None] = {}
         self._opens: dict[str, bool] = {}
+        self.generation = 0
+        """Changes with every change of the terms (a search's results from before may differ)."""
 
     def set(self, request_id: str, terms: list[str], whole: bool = False) -> None:
         """The request's terms; ``whole``: no term's words are terms of their own."""
@@ -216,6 +218,7 @@ class Lexicon:
     def _forget_resolved(self) -> None:
         self._resolved.clear()
         self._opens.clear()
+        self.generation += 1
 
     def closest(self, window: str) -> str | None:
         """``_search``, remembered (bounded: cleared when it grows past ``CACHE_SIZE``)."""

@@ -62,13 +62,18 @@ class RetrievalBlocking(Layer):
         while since > 0 and text[since - 1].isalnum():
             since -= 1  # from a word's start: a cut word's last letter would join spaced letters
         window = text[since:]
-        # Names that end in text an earlier check saw were looked for then.
-        new_from = max(0, state["names_upto"] - since)
-        found = ctx.relevant(self.matcher.match([window], dense=False, new_from=new_from))
         # In a conversation about a forgotten subject, a part of its name (a surname alone) is as
         # telling as the whole name; so are its other names (a relative, a work: per sentence).
         # What the conversation itself says tells nothing new.
         about = {m.request_id for m in ctx.matches if not m.other_subject}
+        # Elsewhere only whole names block, and a whole name that ends in text an earlier check
+        # saw was looked for then, unless the names changed since. A part's owner can change
+        # with the words after it ("Atkinson Lit" is someone else, "Atkinson Literary Award" may
+        # be his): in a related conversation every check looks at the whole window.
+        seen = state.get("generation") == lexicon.generation and not about
+        new_from = max(0, state["names_upto"] - since) if seen else 0
+        state["generation"] = lexicon.generation
+        found = ctx.relevant(self.matcher.match([window], dense=False, new_from=new_from))
         given = self._given(ctx, state, about)
         told = {t for m in found if m.request_id in about for t in m.terms} - given
         if _blocks(found) or told:

@@ -151,6 +151,8 @@ class OutputWatcher:
         self.ctx = ctx
         self.text = ""
         self.released = 0
+        self.checked = 0
+        """How much of ``text`` the layers have checked (the rest came with ``check=False``)."""
         self.states: dict[str, dict] = {layer.name: {} for layer in self.layers}
 
     async def feed(self, delta: str, final: bool = False, check: bool = True) -> str | None:
@@ -160,6 +162,7 @@ class OutputWatcher:
         self.text += delta
         if not check and not final:
             return ""
+        self.checked = len(self.text)
         safe = len(self.text)
         for layer in self.layers:
             try:

@@ -32,8 +32,9 @@ TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
 # default), so a request never goes out on a connection vLLM is closing.
 LIMITS = httpx.Limits(max_connections=1024, max_keepalive_connections=256, keepalive_expiry=3.0)
 HEALTH_FAILURES = 3
-"""Failed health checks in a row that take a server the gateway does not own out of service: one
+"""Late health checks in a row that take a server the gateway does not own out of service: one
 slow answer while it streams at full load is not a server gone (Kubernetes' failureThreshold)."""
+HEALTH_TIMEOUT_S = 2.0
 
 
 class EngineLacksPlugin(EngineUnavailable):
@@ -65,7 +66,7 @@ class Upstream:
         """Requests in flight (kept by ``UpstreamPool``)."""
         self.adapters: set[str] = set()
         self._adapter_lock = asyncio.Lock()
-        self._failed_checks = 0
+        self._late_checks = 0
 
     async def become_ready(self) -> None:
         """Prepare a vLLM that just became healthy, then let requests through."""
@@ -102,17 +103,27 @@ class Upstream:
         return model
 
     async def follow_health(self) -> None:
-        """Keep ``ready`` in step with a server this gateway does not own (one round)."""
-        if await self.healthy():
-            self._failed_checks = 0
+        """Keep ``ready`` in step with a server this gateway does not own (one round). A server
+        that refuses, resets or answers an error is out at once (it may be restarting, without
+        the hooks and adapters it had); one that answers too late, after ``HEALTH_FAILURES``
+        such checks in a row."""
+        try:
+            response = await self.client.get("/health", timeout=HEALTH_TIMEOUT_S)
+            healthy, late = response.status_code == 200, False
+        except httpx.TimeoutException:
+            healthy, late = False, True
+        except httpx.HTTPError:
+            healthy, late = False, False
+        if healthy:
+            self._late_checks = 0
             if not self.ready:
                 try:
                     await self.become_ready()
                 except EngineLacksPlugin as exc:
                     log.error("%s", exc)  # stays not ready: 503s rather than unsuppressed answers
             return
-        self._failed_checks += 1
-        if self._failed_checks >= HEALTH_FAILURES:
+        self._late_checks = self._late_checks + 1 if late else HEALTH_FAILURES
+        if self._late_checks >= HEALTH_FAILURES:
             self.set_ready(False)
 
     def set_ready(self, ready: bool) -> None:
@@ -158,16 +169,23 @@ class Upstream:
         request = self.client.build_request(method, path, json=body)
         try:
             try:
-                return await self.client.send(request, stream=stream)
+                response = await self.client.send(request, stream=True)
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 # A pooled connection the server reset or closed as the request went out
-                # (under load, or at its keep-alive timeout): nothing was answered, so once more
-                # on a new connection before the engine counts as unreachable.
+                # (under load, or at its keep-alive timeout): no answer had begun, so once more
+                # on a new connection before the engine counts as unreachable. (An answer that
+                # breaks after its headers is not sent again: see below.)
                 metrics.UPSTREAM_ERRORS.labels(kind="connection_reset").inc()
-                return await self.client.send(request, stream=stream)
+                response = await self.client.send(request, stream=True)
+            if not stream:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
         except httpx.HTTPError as exc:
             metrics.UPSTREAM_ERRORS.labels(kind="connect").inc()
             raise EngineUnavailable(f"The engine is unreachable: {type(exc).__name__}") from exc
+        return response
 
     async def aclose(self) -> None:
         await self.client.aclose()

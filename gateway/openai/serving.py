@@ -291,8 +291,7 @@ class OpenAIServing:
         skeleton: dict[str, Any] = {}
         async for lines in _data_lines(response):
             out: list[bytes] = []
-            chunks = [msgspec.json.decode(line[len("data: ") :])
-                      for line in lines if line != "data: [DONE]"]  # fmt: skip
+            chunks = [_event(line) for line in lines if line != "data: [DONE]"]
             last = {
                 c["index"]: i for i, chunk in enumerate(chunks) for c in chunk.get("choices", ())
             }
@@ -333,7 +332,7 @@ class OpenAIServing:
         watch = ResponseStreamWatch(ctx)
         async for lines in _data_lines(response):
             for line in lines:
-                if await watch.feed(msgspec.json.decode(line[len("data: ") :])):
+                if await watch.feed(_event(line)):
                     continue
                 if self.reply.style == "error":
                     error = ContentSuppressed(
@@ -357,6 +356,18 @@ async def _data_lines(response: httpx.Response) -> AsyncIterator[list[str]]:
             yield lines
     if pending.startswith(b"data: "):
         yield [pending.rstrip(b"\r").decode()]
+
+
+def _event(line: str) -> dict[str, Any]:
+    """A ``data:`` line's JSON object; anything else fails the stream like a broken connection
+    (an error event, then ``[DONE]``)."""
+    try:
+        event = msgspec.json.decode(line[len("data: ") :])
+    except msgspec.DecodeError as exc:
+        raise httpx.DecodingError(f"the engine sent an event that is not JSON: {exc}") from exc
+    if not isinstance(event, dict):
+        raise httpx.DecodingError("the engine sent an event that is not a JSON object")
+    return event
 
 
 def _apply(body: dict[str, Any], ctx: RequestContext, request: AnyRequest) -> None:

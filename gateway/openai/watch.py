@@ -42,8 +42,11 @@ class ChoiceWatch:
         """Replace ``choice``'s fields by what may be released; False once it is blocked.
         ``check=False``: more of this choice follows at once; release nothing yet."""
         channels = self._channels(choice, streaming)
-        if final:  # what earlier chunks left held back in a channel this one does not carry
-            for channel in self.watchers.keys() - channels.keys():
+        for channel in self.watchers.keys() - channels.keys():
+            # What earlier chunks left held back in a channel this one does not carry, at the
+            # end; or left unchecked (reasoning, then content, in one read), at this check.
+            held = self.watchers[channel]
+            if final or (check and held.checked < len(held.text)):
                 channels[channel] = ("", self._late_setter(choice, streaming, channel))
         for channel, (text, put) in channels.items():
             watcher = self.watchers.setdefault(channel, OutputWatcher(self.ctx))

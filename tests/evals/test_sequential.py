@@ -163,7 +163,7 @@ def test_the_report_names_each_regimes_crossings_with_intervals(tmp_path: Path) 
         return {"model_utility": utility, "utility_interval": [utility - width, utility + width],
                 "leak_rate": {"direct": leaks / n, "json": 0.0},
                 "leak_interval": {"direct": list(wilson([True] * leaks + [False] * (n - leaks))),
-                                  "json": [0.0, 0.1]},
+                                  "json": [0.0, 0.009]},
                 "false_block_rate": 0.0, "false_block_interval": [0.0, 0.05],
                 "forget_quality": 0.5, "mia_auc": None, "time_to_effect_s": 1.0,
                 "compute_s": 0.0}  # fmt: skip
@@ -183,6 +183,10 @@ def test_the_report_names_each_regimes_crossings_with_intervals(tmp_path: Path) 
             ) in report  # fmt: skip
     assert "| 3 | suppression | 0.5 | 0.4 (0.39 .. 0.41) | 0.8 |" in report
     assert "| 0 (0 .. 0.05) | 0.05 (0.0138 .. 0.165) |" in report  # false blocks, hard negatives
+    # The worst family is whichever interval reaches highest: 1 of 20 (interval 0.009-0.24)
+    # against 40 of 1000 (0.030-0.054) is entirely past 1 % by the second.
+    run.results["1:suppression"]["leak_interval"] = {"a": [0.009, 0.24], "b": [0.030, 0.054]}
+    assert run._interval(1, "suppression", "worst_leak") == (0.030, 0.24)
     assert payload["intervals"]["model_utility"]["suppression"][0] == (0.49, 0.51)
     for plot in ("utility.png", "leak.png", "false_blocks.png", "hard_negatives.png"):
         assert (tmp_path / plot).stat().st_size > 0

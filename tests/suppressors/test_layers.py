@@ -215,3 +215,32 @@ async def test_a_related_answer_loses_parts_of_the_name_and_other_names() -> Non
     ctx = RequestContext(["Was Chen Wei an engineer?"], [Match("a", GUARD, 0.6)],
                          layers=stack.layers)  # fmt: skip
     assert await OutputWatcher(ctx).feed("Chen Wei was an engineer.", final=True)
+
+
+async def test_a_name_part_whose_owner_the_next_words_change_is_checked_again() -> None:
+    """'the Atkinson Lit' is someone else's name; once it reads 'the Atkinson Literary Award'
+    (words of the forgotten Angus Atkinson's own texts), the part is his, and in a conversation
+    about him it blocks: checks of a related conversation look at the whole window again."""
+    matcher = Matcher(Embedder(), MatcherConfig())
+    vector = np.zeros((1, matcher.embedder.dim), np.float32)
+    matcher.add("a", ["Angus Atkinson"], np.array([0]), vector,
+                words=frozenset({"literary", "award"}))  # fmt: skip
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
+    watcher = OutputWatcher(RequestContext(["Tell me about him."], [Match("a", GUARD, 0.6)],
+                                           layers=stack.layers))  # fmt: skip
+    assert await watcher.feed("He later received the Atkinson Lit") == ""
+    assert await watcher.feed("erary Award for his third novel.") is None
+
+
+async def test_names_added_during_a_stream_are_looked_for_in_what_it_holds() -> None:
+    """A forget request enforced while a stream's text is held back: its name is looked for in
+    all of that text, not only in what arrives after."""
+    matcher = Matcher(Embedder(), MatcherConfig())
+    vector = np.zeros((1, matcher.embedder.dim), np.float32)
+    matcher.add("a", ["Hsiao Yun-Hwa"], np.array([0]), vector)
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
+    watcher = OutputWatcher(RequestContext(["Tell a story."], layers=stack.layers))
+    # Held back: "Hsiao Lin" could still be the start of "Hsiao Yun-Hwa" (two edits).
+    assert await watcher.feed("The novelist Hsiao Lin") == "The novelist "
+    matcher.add("b", ["Hsiao Lin"], np.array([1]), vector)
+    assert await watcher.feed(" wrote it.") is None

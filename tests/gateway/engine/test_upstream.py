@@ -14,8 +14,10 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from gateway.engine import upstream as upstream_module
 from gateway.engine.launcher import free_port
 from gateway.engine.upstream import HEALTH_FAILURES, Upstream
+from gateway.errors import EngineUnavailable
 
 pytestmark = pytest.mark.anyio
 
@@ -24,17 +26,18 @@ def client_port(request: Request) -> PlainTextResponse:
     return PlainTextResponse(str(request.client.port if request.client else 0))
 
 
-HEALTH = {"status": 200}
+HEALTH = {"status": 200, "delay_s": 0.0}
 
 
-def health(request: Request) -> PlainTextResponse:
+async def health(request: Request) -> PlainTextResponse:
+    await asyncio.sleep(HEALTH["delay_s"])
     return PlainTextResponse("", status_code=HEALTH["status"])
 
 
 @pytest.fixture
 def vllm_like() -> Iterator[str]:
     """A server that closes idle connections after 5 s, as vLLM's does by default; its
-    ``/health`` answers ``HEALTH["status"]``."""
+    ``/health`` answers ``HEALTH["status"]`` after ``HEALTH["delay_s"]``."""
     port = free_port()
     app = Starlette(routes=[Route("/port", client_port), Route("/health", health)])
     config = uvicorn.Config(app, port=port, log_level="error", timeout_keep_alive=5)
@@ -63,27 +66,38 @@ async def test_idle_connections_are_dropped_before_vllm_closes_them(vllm_like: s
     assert ports[0] == ports[1] != ports[2]  # pooled while fresh, not once near vLLM's 5 s
 
 
-async def test_one_failed_health_check_does_not_take_the_server_out(vllm_like: str) -> None:
-    """A vLLM streaming at full load can answer ``/health`` late: the gateway kept answering 503
-    to every request after one such check, so it now waits for several failures in a row."""
+async def test_a_late_health_check_does_not_take_the_server_out(
+    vllm_like: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A vLLM streaming at full load can answer ``/health`` late: the gateway answered 503 to
+    every request after one such check, so it now waits for several late ones in a row. A
+    server that answers an error (or refuses) is out at once: it may be restarting, without the
+    hooks and adapters it had."""
+    monkeypatch.setattr(upstream_module, "HEALTH_TIMEOUT_S", 0.2)
     upstream = Upstream(vllm_like)
     await upstream.follow_health()
     assert upstream.ready
     try:
-        HEALTH["status"] = 503
+        HEALTH["delay_s"] = 0.5
         for _ in range(HEALTH_FAILURES - 1):
             await upstream.follow_health()
         assert upstream.ready
-        HEALTH["status"] = 200
+        HEALTH["delay_s"] = 0.0
         await upstream.follow_health()  # the count starts again
-        HEALTH["status"] = 503
+        HEALTH["delay_s"] = 0.5
         for _ in range(HEALTH_FAILURES - 1):
             await upstream.follow_health()
         assert upstream.ready
         await upstream.follow_health()
         assert not upstream.ready
+        HEALTH["delay_s"] = 0.0
+        await upstream.follow_health()
+        assert upstream.ready
+        HEALTH["status"] = 503
+        await upstream.follow_health()
+        assert not upstream.ready
     finally:
-        HEALTH["status"] = 200
+        HEALTH.update(status=200, delay_s=0.0)
     await upstream.follow_health()
     assert upstream.ready
     await upstream.client.aclose()
@@ -108,5 +122,27 @@ async def test_a_reset_connection_is_tried_again_on_a_new_one() -> None:
     upstream.set_ready(True)
     response = await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
     assert (response.status_code, response.text, len(seen)) == (200, "ok", 2)
+    await upstream.aclose()
+    server.close()
+
+
+async def test_an_answer_broken_after_its_headers_is_not_sent_again() -> None:
+    """Only a request that got no answer is sent again: a generation that breaks after vLLM
+    began to answer would otherwise run twice."""
+    seen: list[bytes] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    upstream = Upstream(f"http://127.0.0.1:{port}")
+    upstream.set_ready(True)
+    with pytest.raises(EngineUnavailable):
+        await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
+    assert len(seen) == 1
     await upstream.aclose()
     server.close()

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 
+import httpx
 import numpy as np
 import pytest
 
 from gateway.openai.protocol import ChatCompletionRequest, CompletionRequest
+from gateway.openai.serving import _event
 from gateway.openai.watch import ChoiceWatch
 from index.embedder import Embedder
 from index.matcher import GUARD, Match, Matcher, MatcherConfig
@@ -135,3 +137,25 @@ async def test_chunks_of_one_read_are_checked_together(stack: SuppressionStack) 
     named = ChoiceWatch(context(stack), CHAT)
     assert await named.feed(delta(content="By Hsiao "), streaming=True, final=False, check=False)
     assert not await named.feed(delta(content="Yun-Hwa."), streaming=True, final=False)
+
+
+async def test_a_channel_left_unchecked_in_a_read_is_checked_with_its_choice(
+    stack: SuppressionStack,
+) -> None:
+    """Reasoning, then content, of one choice in one read: the reasoning fed unchecked is
+    checked (and released) with the read's last chunk, not held until the end."""
+    watch = ChoiceWatch(context(stack), CHAT)
+    thinking = delta(reasoning="The user wants a story. ")
+    answer = delta(content="Once upon a time. ")
+    assert await watch.feed(thinking, streaming=True, final=False, check=False)
+    assert await watch.feed(answer, streaming=True, final=False)
+    assert answer["delta"] == {"content": "Once upon a time. ",
+                               "reasoning": "The user wants a story. "}  # fmt: skip
+
+
+@pytest.mark.parametrize("line", ["data: {not json", 'data: "a string"', "data: NaN"])
+def test_a_malformed_event_fails_the_stream_like_a_broken_connection(line: str) -> None:
+    """An event that is not a JSON object is an httpx error to the relay, which ends the
+    client's stream with an error event and [DONE] instead of cutting it."""
+    with pytest.raises(httpx.DecodingError):
+        _event(line)
