@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import uvicorn
@@ -103,46 +104,44 @@ async def test_a_late_health_check_does_not_take_the_server_out(
     await upstream.client.aclose()
 
 
-async def test_a_reset_connection_is_tried_again_on_a_new_one() -> None:
-    """A server that closes a connection as a request arrives (a pooled connection at its
-    keep-alive timeout, or under load) answered nothing: the request goes out once more, and
-    one such reset does not make the engine unreachable (503 for everyone)."""
+@contextlib.asynccontextmanager
+async def raw_engine(answers: list[bytes]) -> AsyncIterator[tuple[Upstream, list[bytes]]]:
+    """An ``Upstream`` on a bare TCP server that writes ``answers[i]`` to the i-th request it
+    reads (nothing past the list) and closes the connection; the requests it read."""
     seen: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.append(await reader.readuntil(b"\r\n\r\n"))
-        if len(seen) > 1:
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+        if len(seen) <= len(answers):
+            writer.write(answers[len(seen) - 1])
             await writer.drain()
         writer.close()
 
     server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    upstream = Upstream(f"http://127.0.0.1:{port}")
+    upstream = Upstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}")
     upstream.set_ready(True)
-    response = await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
+    try:
+        yield upstream, seen
+    finally:
+        await upstream.aclose()
+        server.close()
+
+
+async def test_a_reset_connection_is_tried_again_on_a_new_one() -> None:
+    """A server that closes a connection as a request arrives (a pooled connection at its
+    keep-alive timeout, or under load) answered nothing: the request goes out once more, and
+    one such reset does not make the engine unreachable (503 for everyone)."""
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    async with raw_engine([b"", ok]) as (upstream, seen):
+        response = await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
     assert (response.status_code, response.text, len(seen)) == (200, "ok", 2)
-    await upstream.aclose()
-    server.close()
 
 
 async def test_an_answer_broken_after_its_headers_is_not_sent_again() -> None:
     """Only a request that got no answer is sent again: a generation that breaks after vLLM
     began to answer would otherwise run twice."""
-    seen: list[bytes] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        seen.append(await reader.readuntil(b"\r\n\r\n"))
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial")
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    upstream = Upstream(f"http://127.0.0.1:{port}")
-    upstream.set_ready(True)
-    with pytest.raises(EngineUnavailable):
-        await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
+    broken = b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\npartial"
+    async with raw_engine([broken]) as (upstream, seen):
+        with pytest.raises(EngineUnavailable):
+            await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
     assert len(seen) == 1
-    await upstream.aclose()
-    server.close()
