@@ -6,6 +6,7 @@ order of events shows whether vLLM was asked before the check ended.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -90,7 +91,8 @@ def test_the_check_runs_beside_the_engine_call(
         with http.stream("POST", "/v1/chat/completions", json=body) as streamed:
             lines = [line for line in streamed.iter_lines() if line.startswith("data: {")]
         assert events == ["user", "checked"]
-        assert '"usage": {' in lines[-1] and '"usage"' not in lines[0]  # usage at the end only
+        chunks = [json.loads(line.removeprefix("data: ")) for line in lines]
+        assert chunks[-1]["usage"] and "usage" not in chunks[0]  # usage at the end only
         assert dropped(http) == before
 
         # Blocked: the early call is dropped (vLLM aborts it) and the suppression reply answers.
