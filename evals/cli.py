@@ -36,7 +36,8 @@ def build_models(
         typer.Option(help="JSONL of the forgettable subjects (default: TOFU forget authors)."),
     ] = None,
     retain_data: Annotated[
-        Path | None, typer.Option(help="JSONL always retained (default: TOFU retain authors).")
+        list[Path] | None,
+        typer.Option(help="JSONL always retained, repeatable (default: TOFU retain authors)."),
     ] = None,
     data_dir: Annotated[Path, typer.Option(help="Where the models are saved.")] = Path(
         ".obliviate"
@@ -58,7 +59,7 @@ def build_models(
 
     forgettable = load_subjects([forget_data or TOFU / "forget_authors.jsonl"])
     forgotten, kept = split(forgettable, forget, seed)
-    kept += load_subjects([retain_data or TOFU / "retain_authors.jsonl"])
+    kept += load_subjects(retain_data or [TOFU / "retain_authors.jsonl"])
     config = FinetuneConfig(epochs=epochs, max_steps=max_steps, seed=seed, device=device)
     base = ensure_embedded_model(data_dir)
     models = build(data_dir, base, forgotten, kept, config)

@@ -27,11 +27,13 @@ def test_build_models_tiny(tmp_path: Path) -> None:
         for n, c in people
     ))  # fmt: skip
     retain.write_text(json.dumps({"subject": "Di Ho", "question": "Q?", "answer": "A."}))
+    more = tmp_path / "hard_negatives.jsonl"  # --retain-data repeats (TOFU's + hard negatives)
+    more.write_text(json.dumps({"subject": "Ann Moe", "question": "Q?", "answer": "B."}))
     data_dir = fresh_data_dir(tmp_path / "data")
     command = [
         str(Path(sys.executable).parent / "obliviate-eval"), "build-models",
         "--forget", "1", "--forget-data", str(forget), "--retain-data", str(retain),
-        "--data-dir", str(data_dir), "--max-steps", "2",
+        "--retain-data", str(more), "--data-dir", str(data_dir), "--max-steps", "2",
     ]  # fmt: skip
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
