@@ -13,13 +13,7 @@ from pathlib import Path
 import httpx
 
 from gateway.engine.launcher import free_port
-from gateway.spawn import fresh_data_dir, start_gateway
-
-RELAY_ONLY = {"OBLIVIATE_AUDIT_INTERVAL_S": "0"}
-"""The gateway's settings for benchmarks of its relay: its audits of forget requests
-(``gateway.evidence.audit``) are a background load of their own, one audit of every arm's probes
-per interval; with thousands of requests not yet audited it kept a gateway with no traffic at
-about half a core of this 2-core box, which the relay's figures would otherwise count."""
+from gateway.spawn import NO_AUDITS, fresh_data_dir, start_gateway
 
 
 def start_beside_vllm(
@@ -35,7 +29,7 @@ def start_beside_vllm(
     url, process = start_gateway(
         log, "--vllm-port", str(vllm_port), "--data-dir",
         str(fresh_data_dir(data_dir or work / "data")),
-        env={"OBLIVIATE_ADMIN_TOKEN": admin_token, **RELAY_ONLY, **(env or {})},
+        env={"OBLIVIATE_ADMIN_TOKEN": admin_token, **NO_AUDITS, **(env or {})},
     )  # fmt: skip
     return url, f"http://127.0.0.1:{vllm_port}", process
 

@@ -28,9 +28,9 @@ import typer
 
 from evals.fake_engine import MODEL
 from evals.gateway_overhead import Samples, stream_request
-from evals.live_gateway import RELAY_ONLY, file_forget_requests
+from evals.live_gateway import file_forget_requests
 from gateway.engine.launcher import free_port
-from gateway.spawn import fresh_data_dir, start_gateway, stop
+from gateway.spawn import NO_AUDITS, fresh_data_dir, start_gateway, stop
 
 ADMIN = "relay-admin"
 
@@ -122,7 +122,7 @@ def main(
             url, gateway = start_gateway(
                 data_dir / f"gateway-{count}.log", "--upstream", engine,
                 "--data-dir", str(fresh_data_dir(data_dir / str(count))),
-                "--served-model-name", MODEL, env={"OBLIVIATE_ADMIN_TOKEN": ADMIN, **RELAY_ONLY},
+                "--served-model-name", MODEL, env={"OBLIVIATE_ADMIN_TOKEN": ADMIN, **NO_AUDITS},
             )  # fmt: skip
             try:
                 start = time.monotonic()

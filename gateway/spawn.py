@@ -24,6 +24,10 @@ from gateway.engine.launcher import free_port
 from index.embedder import DEFAULT_CACHE
 
 REPO = Path(__file__).resolve().parents[1]
+NO_AUDITS = {"OBLIVIATE_AUDIT_INTERVAL_S": "0"}
+"""Settings of a gateway started for a test or a benchmark of something else: its audits of
+forget requests (``gateway.evidence.audit``) ask the engine in the background, a load of their
+own."""
 """The source checkout (an editable install): children run there and share its ``.obliviate``."""
 
 

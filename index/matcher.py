@@ -23,6 +23,7 @@ of the forgotten name inside that name count ("Angus" there is Angus Miller's).
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from collections.abc import Callable
@@ -96,9 +97,14 @@ class Written:
     """
 
     def __init__(self, text: str):
-        self.words = [_key(word.group(0)) for word in _WORD.finditer(text)]
+        self.text = text
         self.runs = written_names(text)
         self.names = [frozenset(run) - _PARTICLES for run in self.runs]
+
+    @functools.cached_property
+    def words(self) -> list[str]:
+        """Every word, as a lexicon key (read only where a name part is looked for)."""
+        return [_key(word.group(0)) for word in _WORD.finditer(self.text)]
 
     def names_other(self, own: frozenset[str]) -> bool:
         """Whether the text writes a name with a word of none of a request's names or details

@@ -27,13 +27,13 @@ from sqlalchemy import create_engine, text
 
 from gateway.engine.embedded_model import ensure_embedded_model
 from gateway.engine.launcher import free_port
-from gateway.spawn import REPO, fresh_data_dir, launch_gateway, stop, wait_healthy
+from gateway.spawn import NO_AUDITS, REPO, fresh_data_dir, launch_gateway, stop, wait_healthy
 
 MODEL = "smollm2-135m-instruct"
 API_KEY = "test-user-key"
 ADMIN_TOKEN = "test-admin-token"
 TOFU = REPO / "evals" / "data" / "tofu"
-QUIET = {"OBLIVIATE_AUDIT_INTERVAL_S": "0"}
+QUIET = NO_AUDITS
 """Audits ask the engine in the background: on only where a test reads them, and short there."""
 AUDITS = {"OBLIVIATE_AUDIT_INTERVAL_S": "0.5", "OBLIVIATE_AUDIT_PROBES": "6",
           "OBLIVIATE_AUDIT_BEST_OF": "2", "OBLIVIATE_AUDIT_MAX_TOKENS": "24"}  # fmt: skip
