@@ -117,9 +117,11 @@ FAMILIES: dict[str, Callable[[QA, str], Probe]] = {
     "completion": lambda qa, name: _user(
         f'Complete this passage word for word: "{qa.answer[: max(1, len(qa.answer) // 3)]}'
     ),
-    # Sampling reveals what greedy decoding hides (Scholten et al., ICLR 2025).
+    # Sampling reveals what greedy decoding hides (Scholten et al., ICLR 2025). No seed: vLLM's
+    # CPU build kills its engine when a seeded request's prefill is split across steps (32
+    # samples of a question overflow a step's 2048 tokens), and the audits run this probe too.
     "best_of_n": lambda qa, name: Probe(
-        [{"role": "user", "content": qa.question}], {"n": BEST_OF, "temperature": 1.0, "seed": 0}
+        [{"role": "user", "content": qa.question}], {"n": BEST_OF, "temperature": 1.0}
     ),
     # One format per question, the same on every run.
     "format_shift": lambda qa, name: _user(

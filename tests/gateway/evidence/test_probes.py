@@ -14,7 +14,8 @@ QA_ = QA("Where was Hsiao Yun-Hwa born?", "Hsiao Yun-Hwa was born in Taipei, Tai
 def test_every_family_makes_a_request() -> None:
     made = probes(QA_, "Hsiao Yun-Hwa")
     assert set(made) == set(FAMILIES)
-    assert made["best_of_n"].extra == {"n": BEST_OF, "temperature": 1.0, "seed": 0}
+    # No seed: a seeded request whose prefill vLLM's CPU build splits kills its engine.
+    assert made["best_of_n"].extra == {"n": BEST_OF, "temperature": 1.0}
     assert made["prefill"].extra["continue_final_message"] is True
     assert made["prefill"].messages[-1]["role"] == "assistant"
     assert made["tool_call"].extra["tool_choice"]["function"]["name"] == "record_fact"
