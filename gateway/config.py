@@ -84,6 +84,14 @@ class Settings(BaseSettings):
     vllm_extra_args: list[str] = Field(
         default_factory=list, description="More flags for the embedded vLLM server."
     )
+    vllm_tool_call_parser: str | None = Field(
+        "hermes",
+        description="vLLM's tool-call parser for the embedded vLLM (its --tool-call-parser, with "
+        "--enable-auto-tool-choice): vLLM refuses any tool_choice but none without one. The "
+        "embedded model's chat template has no tool format, and a named or required tool "
+        "choice is decoded to the tool's JSON schema whatever the parser; set your model's "
+        "(vLLM's tool calling docs), or empty for none.",
+    )
     vllm_start_timeout_s: float = Field(600.0, gt=0, description="Give up starting vLLM after.")
     vllm_max_restarts: int = Field(
         5, ge=0, description="Restarts of a dead vLLM before the gateway exits."

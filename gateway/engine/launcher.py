@@ -72,6 +72,8 @@ class VllmLauncher:
             *(vllm_plugin_args() if self.plugin else []),
             *(["--enable-lora", "--max-lora-rank", str(s.vllm_max_lora_rank),
                "--max-loras", str(s.vllm_max_loras)] if s.vllm_lora else []),
+            *(["--enable-auto-tool-choice", "--tool-call-parser", s.vllm_tool_call_parser]
+              if s.vllm_tool_call_parser else []),
             *s.vllm_extra_args,
         ]  # fmt: skip
 

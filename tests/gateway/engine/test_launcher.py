@@ -30,6 +30,15 @@ def test_in_model_stack_loads_the_plugin_on_the_v1_runner() -> None:
     assert (env["VLLM_USE_V2_MODEL_RUNNER"], env["VLLM_SERVER_DEV_MODE"]) == ("0", "1")
 
 
+def test_vllm_gets_a_tool_call_parser_unless_told_none() -> None:
+    """vLLM refuses a named, required or auto tool choice without a tool-call parser."""
+    command = VllmLauncher(Settings(), 8100, plugin=False).command("/models/m")
+    assert command[command.index("--tool-call-parser") + 1] == "hermes"
+    assert "--enable-auto-tool-choice" in command
+    plain = VllmLauncher(Settings(vllm_tool_call_parser=""), 8100, plugin=False)
+    assert "--tool-call-parser" not in plain.command("/models/m")
+
+
 def test_in_model_layers_without_the_plugin_are_refused() -> None:
     settings = Settings(suppression_layers=["retrieval", "steering"], vllm_plugin=False)
     with pytest.raises(ValueError, match="in-model suppression layers need the vLLM plugin"):

@@ -1,6 +1,6 @@
 """Nothing forgotten leaves through the tokens of log-probabilities or their alternatives, for
-chat and completions, streamed and whole (tool calls and reasoning: ``test_watch``, since the
-embedded model writes neither).
+chat and completions, streamed and whole, nor through a forced tool call's arguments (reasoning:
+``test_watch``, since the embedded model writes none).
 
 The embedded model answers "What is the chemical symbol for gold?" with " Au"; once the concept
 "Au" is forgotten, the question itself passes the input check, so only the output watch stands
@@ -23,10 +23,10 @@ PROMPT = "Question: What is the chemical symbol for gold?\nAnswer: The chemical 
 
 
 @contextlib.contextmanager
-def _forgotten(gateway: LiveGateway) -> Iterator[None]:
-    """The concept "Au" forgotten while the block runs."""
+def _forgotten(gateway: LiveGateway, concept: str = "Au") -> Iterator[None]:
+    """The concept forgotten while the block runs."""
     with gateway.admin() as admin:
-        request_id = admin.post("/forget-requests", json={"concepts": ["Au"]}).json()["id"]
+        request_id = admin.post("/forget-requests", json={"concepts": [concept]}).json()["id"]
         try:
             yield
         finally:
@@ -71,3 +71,35 @@ def test_logprob_tokens_do_not_leak(gateway: LiveGateway, stream: bool) -> None:
         for read in (chat_tokens, completion_tokens):
             text, tokens = read(client, stream)
             assert "Au" not in text and not has_au(tokens), (read.__name__, text, tokens)
+
+
+RECORD = {"type": "function", "function": {
+    "name": "record_fact", "description": "Record the answer to the user's question.",
+    "parameters": {"type": "object", "properties": {"answer": {"type": "string"}},
+                   "required": ["answer"]}}}  # fmt: skip
+# Forced to call the tool, the embedded model records "Aristotle" as Hamlet's author: a name the
+# question does not give away.
+TOOL_QUESTION = [{"role": "user", "content": "Who wrote Hamlet?"}]
+
+
+def tool_arguments(client: OpenAI, stream: bool) -> str:
+    """The arguments of the forced tool call, as the client reads them."""
+    reply = client.chat.completions.create(
+        model=MODEL, messages=TOOL_QUESTION, max_tokens=64, temperature=0, stream=stream,
+        tools=[RECORD], tool_choice={"type": "function", "function": {"name": "record_fact"}},
+    )  # fmt: skip
+    if not stream:
+        return "".join(c.function.arguments for c in reply.choices[0].message.tool_calls or [])
+    deltas = [c.choices[0].delta for c in reply if c.choices]
+    return "".join(t.function.arguments or "" for d in deltas for t in d.tool_calls or [])
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_tool_call_arguments_do_not_leak(gateway: LiveGateway, stream: bool) -> None:
+    """A named tool choice (vLLM refuses one without a tool-call parser: the gateway starts its
+    vLLM with one) carries the answer in the call's arguments."""
+    client = gateway.client()
+    assert "Aristotle" in tool_arguments(client, stream)
+    with _forgotten(gateway, "Aristotle"):
+        arguments = tool_arguments(client, stream)
+        assert "Aristotle" not in arguments, arguments
