@@ -73,7 +73,12 @@ class GatewayScorer:
             response = self.http.post(path, json=body)
             if suppressed is not None and _content_suppressed(response):
                 return suppressed()
-            response.raise_for_status()
+            if response.is_error:  # say why: a run that stops on it is rerun after a fix
+                raise httpx.HTTPStatusError(
+                    f"{response.status_code} from {path}: {response.text[:500]}",
+                    request=response.request,
+                    response=response,
+                )
             return read(response)
 
         return ask() if fresh else self.remember({"path": path, **body}, ask)
