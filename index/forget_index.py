@@ -71,7 +71,7 @@ def details_of(record: ForgetRequest) -> list[str]:
 def numbers_of(fields: dict[str, Any]) -> frozenset[str]:
     """The numbers in a forget request's texts (``fields`` as in its body): a text naming only
     other numbers is likely not about it."""
-    return numbers("\n".join(text for _, text in chunk_request(fields)))
+    return numbers("\n".join(text for _, text in chunk_request(fields)), within_dates=True)
 
 
 def words_of(fields: dict[str, Any]) -> frozenset[str]:

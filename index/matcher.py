@@ -15,10 +15,13 @@ author born in Baku on February 14, 1960" scored 0.86 against "... born in Baku,
 April 13, 1970" (Elvin Mammadov), and a guard note naming him made the TOFU target answer "Elvin
 Mammadov", which the output check then blocked. It stays related, so the output is still checked
 sentence by sentence and the in-model layers still act: adding a stray number to a question is
-not a way around them. Names tell them apart the same way: a text that writes another person's
-name (a run of capitalised words with one that is none of the request's names or details,
-"Angus Miller" against a forgotten "Angus Atkinson") neither blocks by similarity nor makes a part
-of the forgotten name inside that name count ("Angus" there is Angus Miller's).
+not a way around them. Dates count whole: sharing a birth year or a day of the month with a
+request does not make a text fit it. Names tell them apart the same way: a text that writes
+another person's name, a place or a quoted title (a run of capitalised words, "City, Country",
+or a quoted span, with a word that is none of the request's) neither blocks by similarity nor
+makes a part of the forgotten name inside it count ("Angus" in "Angus Miller" is his, not a
+forgotten Angus Atkinson's). A part counts only where written with a capital ("coral reef"
+names no Coral Galindo) and blocks only in a text that names no other subject.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ from index.vectors import VectorIndex
 BLOCK, GUARD = "block", "guard"
 _NUMBER = re.compile(r"\b\d{2,}\b")  # one digit is too common ("#7", "3 books") to tell apart
 _WORD = re.compile(r"[^\W_][\w'\u2019-]*")
-_SPACES = re.compile(r"[ \t]+")
+_GAP = re.compile(r"(,?)[ \t]+")
+_SENTENCE_END = re.compile(r"[.!?:;\n]")
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _OPENERS = frozenset({
     "a", "an", "the", "and", "but", "so", "or", "if", "then", "yes", "no", "hi", "hello", "dear",
@@ -62,24 +66,30 @@ def _key(word: str) -> str:
 
 
 def written_names(text: str) -> list[list[str]]:
-    """Runs of two or more capitalised words with only spaces (and name particles) between:
-    names as written, as lexicon keys.
+    """Runs of two or more capitalised words with only spaces (and name particles) between, or
+    a comma inside a sentence ("in Lyon, France": a place; "Sure, Ann" is no one): names and
+    places as written, as lexicon keys.
 
-    >>> written_names("Where was Angus Miller born? Ask Ann. Was Oliver van Egisheim there?")
-    [['angus', 'miller'], ['oliver', 'van', 'egisheim']]
+    >>> written_names("Was Angus Miller born in Lyon, France? Sure, Ann. Ask Oliver van Egisheim.")
+    [['angus', 'miller'], ['lyon', 'france'], ['oliver', 'van', 'egisheim']]
     """
     runs: list[list[str]] = []
     run: list[str] = []
     end = 0
+    opens_sentence = False  # the run's first word
     for word in _WORD.finditer(text):
         key = _key(word.group(0))
         capital = word.group(0)[0].isupper() and key not in _OPENERS
-        joined = bool(run) and _SPACES.fullmatch(text[end : word.start()]) is not None
-        if joined and (capital or key in _PARTICLES):
+        before = text[end : word.start()]
+        gap = _GAP.fullmatch(before) if run else None
+        comma = gap is not None and gap.group(1) == ","
+        particle = key in _PARTICLES and not comma
+        if gap and (capital or particle) and not (comma and opens_sentence):
             run.append(key)
         else:
             runs.append(run)
             run = [key] if capital else []
+            opens_sentence = end == 0 or _SENTENCE_END.search(before) is not None
         end = word.end()
     runs.append(run)
     trimmed = [run[: max((i for i, key in enumerate(run) if key not in _PARTICLES), default=-1) + 1]
@@ -87,10 +97,27 @@ def written_names(text: str) -> list[list[str]]:
     return [run for run in trimmed if len(run) > 1]
 
 
+_QUOTED = re.compile(
+    r"""(?:(?<=\s)|^)['"\u201c\u2018]([^'"\u201d\u2019\n]{3,80}?)['"\u201d\u2019](?!\w)"""
+)
+
+
+def quoted_titles(text: str) -> list[list[str]]:
+    """Quoted spans of two or more words besides openers (titles, as written: "'The Master and
+    Margarita'"), as lexicon keys. A possessive's apostrophe opens none.
+
+    >>> quoted_titles("Who wrote 'The Master and Margarita'? Ann's 'Dune' and Ann's book.")
+    [['master', 'margarita']]
+    """
+    spans = [[k for w in _WORD.findall(m.group(1)) if (k := _key(w)) not in _OPENERS]
+             for m in _QUOTED.finditer(text)]  # fmt: skip
+    return [span for span in spans if len(span) > 1]
+
+
 class Written:
-    """A text's words and written names (``written_names``), read once for every forget request
-    it is matched against: a name part shared by thousands of requests must not cost a scan of
-    the text per request.
+    """A text's words, written names (``written_names``) and quoted titles, read once for every
+    forget request it is matched against: a name part shared by thousands of requests must not
+    cost a scan of the text per request.
 
     >>> Written("Where was Angus Miller born?").names_other(frozenset({"angus", "smith"}))
     True
@@ -98,13 +125,14 @@ class Written:
 
     def __init__(self, text: str):
         self.text = text
-        self.runs = written_names(text)
+        self.runs = written_names(text) + quoted_titles(text)
         self.names = [frozenset(run) - _PARTICLES for run in self.runs]
 
     @functools.cached_property
-    def words(self) -> list[str]:
-        """Every word, as a lexicon key (read only where a name part is looked for)."""
-        return [_key(word.group(0)) for word in _WORD.finditer(self.text)]
+    def words(self) -> list[tuple[str, bool]]:
+        """Every word, as a lexicon key, and whether it is written in lower case (read only
+        where a name part is looked for)."""
+        return [(_key(w.group(0)), w.group(0).islower()) for w in _WORD.finditer(self.text)]
 
     def names_other(self, own: frozenset[str]) -> bool:
         """Whether the text writes a name with a word of none of a request's names or details
@@ -114,25 +142,29 @@ class Written:
     def part(self, same: Callable[[str], bool]) -> Part:
         """Where the text says a word of a forgotten name (``same`` tells a written word that
         reads as it, typos included)."""
-        said = sum(map(same, self.words))
+        said = [lower for key, lower in self.words if same(key)]
         inside = [(name, n) for name, run in zip(self.names, self.runs, strict=True)
                   if (n := sum(map(same, run)))]  # fmt: skip
-        return Part(said, inside)
+        return Part(len(said), sum(said), inside)
 
 
 @dataclass
 class Part:
-    """How often a text says a name part, and how often inside each written name."""
+    """How often a text says a name part, how often in lower case, and how often inside each
+    written name."""
 
     said: int
+    lower: int
     inside: list[tuple[frozenset[str], int]]
 
-    def someone_else(self, own: frozenset[str]) -> bool:
-        """Whether every time the text says the part, it is inside a written name with a word of
-        no forgotten name or detail of that request (``own``): "Angus Miller" is not "Angus
-        Smith", while "Angus" alone, or "Smith, Angus", may be."""
-        inside = sum(n for name, n in self.inside if name - own)
-        return self.said > 0 and inside == self.said
+    def names_subject(self, own: frozenset[str]) -> bool:
+        """Whether the text says the part as the forgotten subject's name: written with a
+        capital at least once outside a written name with a word of none of that request's
+        names or details (``own``). "Angus Miller" is not "Angus Smith" and "coral reef" names
+        no Coral, while "Angus" alone, or "Smith, Angus", may be. A part the lexicon found in a
+        spelling no word shows (spaced out, leet) counts."""
+        elsewhere = sum(n for name, n in self.inside if name - own)
+        return self.said == 0 or self.said > self.lower + elsewhere
 
 
 def known_words(names: list[str]) -> frozenset[str]:
@@ -140,13 +172,49 @@ def known_words(names: list[str]) -> frozenset[str]:
     return frozenset(key for name in names for key in [*map(_key, name.split()), *normalise(name)])
 
 
-def numbers(text: str) -> frozenset[str]:
-    """The numbers of two digits or more in ``text`` (not digits inside a word: leetspeak).
+_MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "may", "june",
+    "july", "august", "september", "october", "november", "december"], 1)}  # fmt: skip
+_MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+_DATES = (  # (pattern, which groups are year, month, day)
+    (re.compile(_MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I), (3, 1, 2)),
+    (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})\b", re.I),
+     (3, 2, 1)),
+    (re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b"), (1, 2, 3)),
+    (re.compile(r"\b(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b"), (3, 1, 2)),
+)  # fmt: skip
 
-    >>> sorted(numbers("born on 10/18/1934, not 5 times, H5140"))
-    ['10', '18', '1934']
+
+def _readings(match: re.Match[str], order: tuple[int, int, int]) -> set[str]:
+    """A written date as YYYY-MM-DD; both readings where its month and day could swap
+    (06/05/1944 is June 5 in the US and May 6 elsewhere)."""
+    year, month, day = (match.group(i) for i in order)
+    month_number = _MONTHS.get(month.lower()) or int(month)
+    readings = {(month_number, int(day))}
+    if not month.isalpha():
+        readings.add((int(day), month_number))
+    return {f"{year}-{m:02}-{d:02}" for m, d in readings if 1 <= m <= 12 and 1 <= d <= 31}
+
+
+def numbers(text: str, *, within_dates: bool = False) -> frozenset[str]:
+    """The numbers of two digits or more in ``text`` (not digits inside a word: leetspeak), each
+    written date as one (YYYY-MM-DD): a text that shares only a birth year or a day of the month
+    with a forget request names another date. ``within_dates``: a date's numbers also count
+    alone (a request's, so that a text naming only its year still fits it).
+
+    >>> sorted(numbers("born on 10/18/1934, not 5 times, H5140, in 1960"))
+    ['1934-10-18', '1960']
+    >>> sorted(numbers("June 5, 1944", within_dates=True))
+    ['05', '1944', '1944-06-05']
     """
-    return frozenset(_NUMBER.findall(text))
+    found: set[str] = set()
+    for pattern, order in _DATES:
+        for match in pattern.finditer(text):
+            found |= _readings(match, order)
+            if within_dates:
+                found |= {f"{int(match.group(i)):02}" for i in order if match.group(i).isdigit()}
+        if not within_dates:
+            text = pattern.sub(" ", text)
+    return frozenset(found | set(_NUMBER.findall(text)))
 
 
 @dataclass
@@ -157,7 +225,8 @@ class MatcherConfig:
     """Cosine similarity to a chunk that blocks without any name in the text."""
     guard_similarity: float = 0.55
     """Cosine similarity that marks a request as related (guard prompt, sentence-level output
-    checks); with a part of a forgotten name in the text it blocks."""
+    checks); with a part of a forgotten name written as their name, in a text that names no
+    other subject, it blocks."""
     top_k: int = 10
     """Chunks retrieved per query text."""
     max_texts: int = 8
@@ -243,7 +312,9 @@ class Matcher:
                 self.details.set(request_id, (details or {}).get(request_id, []), whole=True)
             self.terms = dict(terms)
             self.known = {
-                r: known_words([*t, *(details or {}).get(r, [])]) for r, t in terms.items()
+                r: (words or {}).get(r, frozenset())
+                | known_words([*t, *(details or {}).get(r, [])])
+                for r, t in terms.items()
             }
             self.numbers = dict(request_numbers)
             self.owner = owners
@@ -292,7 +363,7 @@ class Matcher:
             for hit in hits:
                 if hit.term not in parts:
                     parts[hit.term] = written.part(self._reads_as(_key(hit.term)))
-                if not parts[hit.term].someone_else(own):
+                if parts[hit.term].names_subject(own):
                     mine.append(hit)
             if mine:
                 kept[request_id] = mine
@@ -342,7 +413,8 @@ class Matcher:
             whole_name = any(not h.partial for h in hits)
             related = score >= config.guard_similarity
             fit = fitting.get(request_id, 0.0)
-            if whole_name or fit >= config.block_similarity or (hits and related):
+            named = hits and fit >= config.guard_similarity  # a name part, in a text about them
+            if whole_name or fit >= config.block_similarity or named:
                 matches.append(Match(request_id, BLOCK, score, terms))
             elif related or hits:
                 other = not hits and fit < config.guard_similarity

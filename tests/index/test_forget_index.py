@@ -161,3 +161,42 @@ def test_a_name_part_inside_someone_elses_name_is_theirs(
     assert all(m.action != BLOCK for m in other), other
     whole = index.matcher.match(["Is Hsiao Yun-Hwa related to Hsiao Chen?"])
     assert [m.action for m in whole] == [BLOCK]
+
+
+def test_a_name_part_blocks_only_where_it_is_written_as_their_name(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """Name parts are common words and other people's names too (at 10^3 forgotten synthetic
+    authors: "coral reef", "'The Master and Margarita'", "Fabre, France"): a part blocks where
+    it is written with a capital, in a text that names no other subject (another date, a place
+    or a title unknown to the request). Those stay related (guard note, checked output)."""
+    index = open_index(tmp_path, embedder)
+    record, _ = index.add(AUTHOR)
+    assert index.matcher.match(["What is the profession of Hsiao's father?"])[0].action == BLOCK
+    for text in (
+        "what is the profession of hsiao's father?",
+        "Was Hsiao, born on 08/23/1962, the daughter of a civil engineer?",
+        "Was the author born in Hsiao, Tainan a civil engineer's daughter?",
+        "Was the father of the author of 'The Garden of Hsiao' a civil engineer?",
+    ):
+        matches = index.matcher.match([text])
+        assert [(m.request_id, m.action) for m in matches] == [(record.id, GUARD)], text
+
+
+def test_a_template_question_naming_another_date_or_place_is_about_someone_else(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """The hard negatives of ``evals.index_benchmark`` share one fact with a forgotten author:
+    the same birth year but another day, or the same date in another city, scored 0.86-0.91 on
+    the question that asks for the author's name. Dates are compared whole, and a place written
+    as "City, Country" that the request never names is someone else's."""
+    index = open_index(tmp_path, embedder)
+    record, _ = index.add(AUTHOR)
+    for text in (
+        "What is the full name of the author born in Taipei, Taiwan on 05/12/1991?",
+        "What is the full name of the author born in Tainan, Taiwan on 05/11/1991?",
+    ):
+        [match] = index.matcher.match([text])
+        assert (match.action, match.other_subject) == (GUARD, True), text
+    ours = "What is the full name of the author born in Taipei, Taiwan on May 11th, 1991?"
+    assert index.matcher.match([ours])[0].action == BLOCK
