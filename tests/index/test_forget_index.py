@@ -197,6 +197,6 @@ def test_a_template_question_naming_another_date_or_place_is_about_someone_else(
         "What is the full name of the author born in Tainan, Taiwan on 05/11/1991?",
     ):
         [match] = index.matcher.match([text])
-        assert (match.action, match.other_subject) == (GUARD, True), text
+        assert (match.request_id, match.action, match.other_subject) == (record.id, GUARD, True)
     ours = "What is the full name of the author born in Taipei, Taiwan on May 11th, 1991?"
     assert index.matcher.match([ours])[0].action == BLOCK
