@@ -26,7 +26,6 @@ names no Coral Galindo) and blocks only in a text that names no other subject.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 from collections.abc import Callable
@@ -65,6 +64,40 @@ def _key(word: str) -> str:
     return "".join(normalise(_POSSESSIVE.sub("", word)))
 
 
+def _read(text: str) -> tuple[list[tuple[str, bool]], list[tuple[int, int]]]:
+    """Every word of ``text`` as a lexicon key, with whether it is written in lower case, and
+    the spans of words (start, end) of its written names (``written_names``)."""
+    words: list[tuple[str, bool]] = []
+    spans: list[tuple[int, int]] = []
+    start = None  # the run's first word
+    end = 0
+    opens_sentence = False  # the run's first word opens a sentence
+    for word in _WORD.finditer(text):
+        written = word.group(0)
+        key = _key(written)
+        capital = written[0].isupper() and key not in _OPENERS
+        before = text[end : word.start()]
+        gap = _GAP.fullmatch(before) if start is not None else None
+        comma = gap is not None and gap.group(1) == ","
+        particle = key in _PARTICLES and not comma
+        if not (gap and (capital or particle) and not (comma and opens_sentence)):
+            if start is not None:
+                spans.append((start, len(words)))
+            start = len(words) if capital else None
+            opens_sentence = end == 0 or _SENTENCE_END.search(before) is not None
+        words.append((key, written.islower()))
+        end = word.end()
+    if start is not None:
+        spans.append((start, len(words)))
+    trimmed = []
+    for first, last in spans:
+        while last > first and words[last - 1][0] in _PARTICLES:
+            last -= 1
+        if last - first > 1:
+            trimmed.append((first, last))
+    return words, trimmed
+
+
 def written_names(text: str) -> list[list[str]]:
     """Runs of two or more capitalised words with only spaces (and name particles) between, or
     a comma inside a sentence ("in Lyon, France": a place; "Sure, Ann" is no one): names and
@@ -73,28 +106,8 @@ def written_names(text: str) -> list[list[str]]:
     >>> written_names("Was Angus Miller born in Lyon, France? Sure, Ann. Ask Oliver van Egisheim.")
     [['angus', 'miller'], ['lyon', 'france'], ['oliver', 'van', 'egisheim']]
     """
-    runs: list[list[str]] = []
-    run: list[str] = []
-    end = 0
-    opens_sentence = False  # the run's first word
-    for word in _WORD.finditer(text):
-        key = _key(word.group(0))
-        capital = word.group(0)[0].isupper() and key not in _OPENERS
-        before = text[end : word.start()]
-        gap = _GAP.fullmatch(before) if run else None
-        comma = gap is not None and gap.group(1) == ","
-        particle = key in _PARTICLES and not comma
-        if gap and (capital or particle) and not (comma and opens_sentence):
-            run.append(key)
-        else:
-            runs.append(run)
-            run = [key] if capital else []
-            opens_sentence = end == 0 or _SENTENCE_END.search(before) is not None
-        end = word.end()
-    runs.append(run)
-    trimmed = [run[: max((i for i, key in enumerate(run) if key not in _PARTICLES), default=-1) + 1]
-               for run in runs]  # fmt: skip
-    return [run for run in trimmed if len(run) > 1]
+    words, spans = _read(text)
+    return [[key for key, _ in words[first:last]] for first, last in spans]
 
 
 _QUOTED = re.compile(
@@ -124,15 +137,12 @@ class Written:
     """
 
     def __init__(self, text: str):
-        self.text = text
-        self.runs = written_names(text) + quoted_titles(text)
+        self.words, self.spans = _read(text)
+        """Every word, as a lexicon key, and whether it is written in lower case; the spans of
+        its written names."""
+        keys = [key for key, _ in self.words]
+        self.runs = [keys[first:last] for first, last in self.spans] + quoted_titles(text)
         self.names = [frozenset(run) - _PARTICLES for run in self.runs]
-
-    @functools.cached_property
-    def words(self) -> list[tuple[str, bool]]:
-        """Every word, as a lexicon key, and whether it is written in lower case (read only
-        where a name part is looked for)."""
-        return [(_key(w.group(0)), w.group(0).islower()) for w in _WORD.finditer(self.text)]
 
     def names_other(self, own: frozenset[str]) -> bool:
         """Whether the text writes a name with a word of none of a request's names or details
@@ -146,6 +156,30 @@ class Written:
         inside = [(name, n) for name, run in zip(self.names, self.runs, strict=True)
                   if (n := sum(map(same, run)))]  # fmt: skip
         return Part(len(said), sum(said), inside)
+
+    def misspelt_inside_other_names(
+        self, term: str, reads: Callable[[str], bool], own: frozenset[str]
+    ) -> bool:
+        """Whether a whole name that the text says only within the lexicon's typo tolerance
+        (``reads``) is, each time, inside a longer written name with a word of none of the
+        request's (``own``): "Elliot Patrick Benson" is someone else, not a forgotten "Patrick
+        Benton" misspelt, while "Patrick Bentn" alone may be him."""
+        key = "".join(normalise(term))
+        width = len(term.split())
+        keys = [k for k, _ in self.words]
+        windows = ["".join(keys[i : i + width]) for i in range(len(keys) - width + 1)]
+        said = [i for i, window in enumerate(windows) if reads(window)]
+        if not said or any(windows[i] == key for i in said):
+            return False
+
+        def elsewhere(i: int) -> bool:
+            return any(
+                first <= i and i + width <= last
+                and any(k not in own for k in keys[first:i] + keys[i + width : last])
+                for first, last in self.spans
+            )  # fmt: skip
+
+        return all(map(elsewhere, said))
 
 
 @dataclass
@@ -347,18 +381,21 @@ class Matcher:
         return [hit.term for r in request_ids & found.keys() for hit in found[r]]
 
     def _named(self, found: dict[str, list[Hit]], text: str) -> dict[str, list[Hit]]:
-        """``found`` without the parts of names that the text gives to someone else (a name
-        part alone says a forgotten subject is meant; inside another person's name it does
-        not). Held: ``_lock``."""
+        """``found`` without what the text gives to someone else: a name part inside another
+        person's name (alone it says a forgotten subject is meant), or a whole name read only
+        by typo tolerance inside a longer one. Held: ``_lock``."""
         written: Written | None = None
         parts: dict[str, Part] = {}
         kept = {}
         for request_id, hits in found.items():
-            if not all(hit.partial for hit in hits):
-                kept[request_id] = hits
-                continue
             written = written or Written(text)
             own = self.known.get(request_id, frozenset())
+            if not all(hit.partial for hit in hits):
+                whole = [hit for hit in hits if not written.misspelt_inside_other_names(
+                    hit.term, self._reads_as("".join(normalise(hit.term))), own)]  # fmt: skip
+                if whole:
+                    kept[request_id] = whole
+                continue
             mine = []
             for hit in hits:
                 if hit.term not in parts:

@@ -200,3 +200,21 @@ def test_a_template_question_naming_another_date_or_place_is_about_someone_else(
         assert (match.request_id, match.action, match.other_subject) == (record.id, GUARD, True)
     ours = "What is the full name of the author born in Taipei, Taiwan on May 11th, 1991?"
     assert index.matcher.match([ours])[0].action == BLOCK
+
+
+def test_a_misspelt_name_inside_a_longer_name_is_someone_else(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """At 10^4 forgotten synthetic authors, one was "Patrick Benton", one edit from TOFU's
+    retain author "Elliot Patrick Benson": every question about him was blocked. A name read
+    only by typo tolerance, inside a longer written name with a word the request never uses, is
+    that other person's; alone, or spelt right, it is still the forgotten one's."""
+    index = open_index(tmp_path, embedder)
+    qa = {"question": "When was Patrick Benton born?", "answer": "He was born in 1950."}
+    record, _ = index.add({"subject": "Patrick Benton", "qa": [qa]})
+    other = index.matcher.match(["When was Elliot Patrick Benson born?"])
+    assert all(m.action != BLOCK for m in other), other
+    for text in ("When was Patrick Bentn born?", "When was Elliot Patrick Benton born?"):
+        assert [(m.request_id, m.action) for m in index.matcher.match([text])][:1] == [
+            (record.id, BLOCK)
+        ], text
