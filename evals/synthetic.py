@@ -134,6 +134,11 @@ class _People:
         for i, locale in enumerate(LOCALES):
             fake = Faker(locale)
             fake.seed_instance(seed * 1000 + i)
+            for provider in fake.get_providers():
+                # it_IT's cities are a list made from a set: its order changes with the
+                # process's string hashing, and with it every city drawn after the first.
+                if isinstance(getattr(provider, "cities", None), list):
+                    provider.cities = sorted(provider.cities)
             self.pools[locale] = {
                 "first": [fake.first_name() for _ in range(size)],
                 "male": [fake.first_name_male() for _ in range(size)],
