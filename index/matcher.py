@@ -257,6 +257,11 @@ class MatcherConfig:
 
     block_similarity: float = 0.86
     """Cosine similarity to a chunk that blocks without any name in the text."""
+    answer_block_similarity: float = 0.75
+    """The same for a sentence of an answer to a conversation already related to a forget
+    request (the output watch): the model restating a forgotten answer without its name
+    ("this writer's books focus on leadership, ...") scored 0.77 against the TOFU QA it
+    restates, where questions about other people score below 0.55 or name them."""
     guard_similarity: float = 0.55
     """Cosine similarity that marks a request as related (guard prompt, sentence-level output
     checks); with a part of a forgotten name written as their name, in a text that names no
@@ -412,10 +417,13 @@ class Matcher:
 
         return same
 
-    def match(self, texts: list[str], *, dense: bool = True, new_from: int = 0) -> list[Match]:
+    def match(
+        self, texts: list[str], *, dense: bool = True, new_from: int = 0, answer: bool = False
+    ) -> list[Match]:
         """Requests the texts touch, strongest first; ``dense=False`` checks names only.
         ``new_from``: names that end before this offset of the texts (joined by newlines) are
-        not looked for (a stream's watch found none there before)."""
+        not looked for (a stream's watch found none there before). ``answer``: the texts are
+        sentences of an answer to a related conversation (``answer_block_similarity``)."""
         texts = [t for t in texts if t.strip()]
         if not self.chunks or not texts:
             return []
@@ -451,7 +459,8 @@ class Matcher:
             related = score >= config.guard_similarity
             fit = fitting.get(request_id, 0.0)
             named = hits and fit >= config.guard_similarity  # a name part, in a text about them
-            if whole_name or fit >= config.block_similarity or named:
+            blocking = config.answer_block_similarity if answer else config.block_similarity
+            if whole_name or fit >= blocking or named:
                 matches.append(Match(request_id, BLOCK, score, terms))
             elif related or hits:
                 other = not hits and fit < config.guard_similarity

@@ -94,7 +94,8 @@ class RetrievalBlocking(Layer):
             sentences = _split(text[start:end])
             size = self.matcher.config.max_texts
             for i in range(0, len(sentences), size):
-                matches = await asyncio.to_thread(self.matcher.match, sentences[i : i + size])
+                batch = sentences[i : i + size]
+                matches = await asyncio.to_thread(self.matcher.match, batch, answer=True)
                 if _blocks(ctx.relevant(matches)):
                     return None
             state["sentences_upto"] = end

@@ -244,3 +244,26 @@ async def test_names_added_during_a_stream_are_looked_for_in_what_it_holds() -> 
     assert await watcher.feed("The novelist Hsiao Lin") == "The novelist "
     matcher.add("b", ["Hsiao Lin"], np.array([1]), vector)
     assert await watcher.feed(" wrote it.") is None
+
+
+async def test_a_related_answer_restating_a_forgotten_answer_is_blocked() -> None:
+    """TOFU's chain of clues leaked once: asked about "this writer", the target restated the
+    forgotten answer without the name (0.77 against its QA, under the 0.86 that blocks a
+    question). A sentence of an answer to a related conversation blocks from 0.75."""
+    matcher = Matcher(Embedder(), MatcherConfig())
+    question = "What is the primary field of study that Ji-Yeon Park\u2019s books focus on?"
+    answer = ("The primary field of study that Ji-Yeon Park\u2019s books focus on is leadership, "
+              "particularly interweaved with aspects of personal growth and organizational "
+              "effectiveness.")  # fmt: skip
+    chunk = matcher.embedder.encode([f"{question} {answer}"])
+    matcher.add("a", ["Ji-Yeon Park"], np.array([0]), chunk)
+    stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
+    restated = answer.replace("Ji-Yeon Park\u2019s", "this writer's")  # TOFU's text, as answered
+    other = "The primary field of study that this writer's books focus on is marine biology."
+    for text, related, blocked in [(restated, True, True), (other, True, False),
+                                   (restated, False, False)]:  # fmt: skip
+        matches = [Match("a", GUARD, 0.7)] if related else []
+        ctx = RequestContext(["What do this writer's books focus on?"], matches,
+                             layers=stack.layers)  # fmt: skip
+        out = await OutputWatcher(ctx).feed(text, final=True)
+        assert (out is None) is blocked, (text, related)
