@@ -73,7 +73,7 @@ class GatewayScorer:
             response = self.http.post(path, json=body)
             if suppressed is not None and _content_suppressed(response):
                 return suppressed()
-            if response.is_error:  # say why: a run that stops on it is rerun after a fix
+            if not response.is_success:  # say why: a run that stops on it is rerun after a fix
                 raise httpx.HTTPStatusError(
                     f"{response.status_code} from {path}: {response.text[:500]}",
                     request=response.request,

@@ -19,9 +19,10 @@ not a way around them. Dates count whole: sharing a birth year or a day of the m
 request does not make a text fit it. Names tell them apart the same way: a text that writes
 another person's name, a place or a quoted title (a run of capitalised words, "City, Country",
 or a quoted span, with a word that is none of the request's) neither blocks by similarity nor
-makes a part of the forgotten name inside it count ("Angus" in "Angus Miller" is his, not a
-forgotten Angus Atkinson's). A part counts only where written with a capital ("coral reef"
-names no Coral Galindo) and blocks only in a text that names no other subject.
+makes a part of the forgotten name inside a name or title count ("Angus" in "Angus Miller" is
+his, not a forgotten Angus Atkinson's). A part counts only where written with a capital ("coral
+reef" names no Coral Galindo). Sentences of an answer to a conversation related to a request
+block it from a lower similarity (``answer_block_similarity``).
 """
 
 from __future__ import annotations
@@ -64,12 +65,13 @@ def _key(word: str) -> str:
     return "".join(normalise(_POSSESSIVE.sub("", word)))
 
 
-def _read(text: str) -> tuple[list[tuple[str, bool]], list[tuple[int, int]]]:
+def _read(text: str, places: bool) -> tuple[list[tuple[str, bool]], list[tuple[int, int]]]:
     """Every word of ``text`` as a lexicon key, with whether it is written in lower case, and
-    the spans of words (start, end) of its written names (``written_names``)."""
+    the spans of words (start, end) of its written names (``written_names``); ``places``: runs
+    joined by a comma too."""
     words: list[tuple[str, bool]] = []
     spans: list[tuple[int, int]] = []
-    start = None  # the run's first word
+    start: int | None = None  # the run's first word
     end = 0
     opens_sentence = False  # the run's first word opens a sentence
     for word in _WORD.finditer(text):
@@ -80,7 +82,8 @@ def _read(text: str) -> tuple[list[tuple[str, bool]], list[tuple[int, int]]]:
         gap = _GAP.fullmatch(before) if start is not None else None
         comma = gap is not None and gap.group(1) == ","
         particle = key in _PARTICLES and not comma
-        if not (gap and (capital or particle) and not (comma and opens_sentence)):
+        joins = not comma or (places and not opens_sentence)
+        if not (gap and (capital or particle) and joins):
             if start is not None:
                 spans.append((start, len(words)))
             start = len(words) if capital else None
@@ -106,7 +109,7 @@ def written_names(text: str) -> list[list[str]]:
     >>> written_names("Was Angus Miller born in Lyon, France? Sure, Ann. Ask Oliver van Egisheim.")
     [['angus', 'miller'], ['lyon', 'france'], ['oliver', 'van', 'egisheim']]
     """
-    words, spans = _read(text)
+    words, spans = _read(text, places=True)
     return [[key for key, _ in words[first:last]] for first, last in spans]
 
 
@@ -116,15 +119,19 @@ _QUOTED = re.compile(
 
 
 def quoted_titles(text: str) -> list[list[str]]:
-    """Quoted spans of two or more words besides openers (titles, as written: "'The Master and
-    Margarita'"), as lexicon keys. A possessive's apostrophe opens none.
+    """Quoted spans of two or more words besides openers, at least half of them capitalised
+    (titles, as written: "'The Master and Margarita'"; a quoted question is no title), as
+    lexicon keys. A possessive's apostrophe opens none.
 
-    >>> quoted_titles("Who wrote 'The Master and Margarita'? Ann's 'Dune' and Ann's book.")
+    >>> quoted_titles("Who wrote 'The Master and Margarita'? Ann's 'Dune', 'what is Ann's job'.")
     [['master', 'margarita']]
     """
-    spans = [[k for w in _WORD.findall(m.group(1)) if (k := _key(w)) not in _OPENERS]
-             for m in _QUOTED.finditer(text)]  # fmt: skip
-    return [span for span in spans if len(span) > 1]
+    titles = []
+    for quoted in _QUOTED.finditer(text):
+        words = [w for w in _WORD.findall(quoted.group(1)) if _key(w) not in _OPENERS]
+        if len(words) > 1 and 2 * sum(w[0].isupper() for w in words) >= len(words):
+            titles.append([_key(w) for w in words])
+    return titles
 
 
 class Written:
@@ -137,49 +144,27 @@ class Written:
     """
 
     def __init__(self, text: str):
-        self.words, self.spans = _read(text)
-        """Every word, as a lexicon key, and whether it is written in lower case; the spans of
-        its written names."""
+        self.words, spans = _read(text, places=False)
+        """Every word, as a lexicon key, and whether it is written in lower case."""
         keys = [key for key, _ in self.words]
-        self.runs = [keys[first:last] for first, last in self.spans] + quoted_titles(text)
-        self.names = [frozenset(run) - _PARTICLES for run in self.runs]
+        titles = [t for t in quoted_titles(text) if t not in (keys[a:b] for a, b in spans)]
+        self.runs = [keys[first:last] for first, last in spans] + titles
+        """Names and titles as written: a name part inside one may be someone else's. A place
+        ("Tainan, Hsiao ...") is not: a comma may as well end it."""
+        self.names = [frozenset(run) - _PARTICLES for run in [*self.runs, *written_names(text)]]
 
     def names_other(self, own: frozenset[str]) -> bool:
-        """Whether the text writes a name with a word of none of a request's names or details
-        (``own``)."""
+        """Whether the text writes a name, a place or a title with a word of none of a
+        request's texts (``own``)."""
         return any(name - own for name in self.names)
 
     def part(self, same: Callable[[str], bool]) -> Part:
         """Where the text says a word of a forgotten name (``same`` tells a written word that
         reads as it, typos included)."""
         said = [lower for key, lower in self.words if same(key)]
-        inside = [(name, n) for name, run in zip(self.names, self.runs, strict=True)
+        inside = [(frozenset(run) - _PARTICLES, n) for run in self.runs
                   if (n := sum(map(same, run)))]  # fmt: skip
         return Part(len(said), sum(said), inside)
-
-    def misspelt_inside_other_names(
-        self, term: str, reads: Callable[[str], bool], own: frozenset[str]
-    ) -> bool:
-        """Whether a whole name that the text says only within the lexicon's typo tolerance
-        (``reads``) is, each time, inside a longer written name with a word of none of the
-        request's (``own``): "Elliot Patrick Benson" is someone else, not a forgotten "Patrick
-        Benton" misspelt, while "Patrick Bentn" alone may be him."""
-        key = "".join(normalise(term))
-        width = len(term.split())
-        keys = [k for k, _ in self.words]
-        windows = ["".join(keys[i : i + width]) for i in range(len(keys) - width + 1)]
-        said = [i for i, window in enumerate(windows) if reads(window)]
-        if not said or any(windows[i] == key for i in said):
-            return False
-
-        def elsewhere(i: int) -> bool:
-            return any(
-                first <= i and i + width <= last
-                and any(k not in own for k in keys[first:i] + keys[i + width : last])
-                for first, last in self.spans
-            )  # fmt: skip
-
-        return all(map(elsewhere, said))
 
 
 @dataclass
@@ -251,6 +236,23 @@ def numbers(text: str, *, within_dates: bool = False) -> frozenset[str]:
     return frozenset(found | set(_NUMBER.findall(text)))
 
 
+def fits(mentioned: frozenset[str], request_numbers: frozenset[str]) -> bool:
+    """Whether a text's numbers (``numbers``) may be about a request's: it names none, or one of
+    the request's, or a date in a year where the request has a number but no whole date (a
+    request that says "June 1944" fits "June 5, 1944").
+
+    >>> fits(numbers("born June 5, 1944"), numbers("born in June 1944", within_dates=True))
+    True
+    >>> fits(numbers("born June 5, 1944"), numbers("born June 6, 1944", within_dates=True))
+    False
+    """
+    if not mentioned or mentioned & request_numbers:
+        return True
+    dated_years = {n[:4] for n in request_numbers if len(n) == 10}
+    return any(len(n) == 10 and n[:4] in request_numbers and n[:4] not in dated_years
+               for n in mentioned)  # fmt: skip
+
+
 @dataclass
 class MatcherConfig:
     """Thresholds, calibrated on the TOFU subset (see the index benchmark)."""
@@ -264,8 +266,7 @@ class MatcherConfig:
     restates, where questions about other people score below 0.55 or name them."""
     guard_similarity: float = 0.55
     """Cosine similarity that marks a request as related (guard prompt, sentence-level output
-    checks); with a part of a forgotten name written as their name, in a text that names no
-    other subject, it blocks."""
+    checks); with a part of a forgotten name written as their name in the text it blocks."""
     top_k: int = 10
     """Chunks retrieved per query text."""
     max_texts: int = 8
@@ -386,21 +387,18 @@ class Matcher:
         return [hit.term for r in request_ids & found.keys() for hit in found[r]]
 
     def _named(self, found: dict[str, list[Hit]], text: str) -> dict[str, list[Hit]]:
-        """``found`` without what the text gives to someone else: a name part inside another
-        person's name (alone it says a forgotten subject is meant), or a whole name read only
-        by typo tolerance inside a longer one. Held: ``_lock``."""
+        """``found`` without the parts of names that the text gives to someone else (a name
+        part alone says a forgotten subject is meant; inside another person's name or a title,
+        or in lower case, it does not). Held: ``_lock``."""
         written: Written | None = None
         parts: dict[str, Part] = {}
         kept = {}
         for request_id, hits in found.items():
+            if not all(hit.partial for hit in hits):
+                kept[request_id] = hits
+                continue
             written = written or Written(text)
             own = self.known.get(request_id, frozenset())
-            if not all(hit.partial for hit in hits):
-                whole = [hit for hit in hits if not written.misspelt_inside_other_names(
-                    hit.term, self._reads_as("".join(normalise(hit.term))), own)]  # fmt: skip
-                if whole:
-                    kept[request_id] = whole
-                continue
             mine = []
             for hit in hits:
                 if hit.term not in parts:
@@ -418,12 +416,18 @@ class Matcher:
         return same
 
     def match(
-        self, texts: list[str], *, dense: bool = True, new_from: int = 0, answer: bool = False
+        self,
+        texts: list[str],
+        *,
+        dense: bool = True,
+        new_from: int = 0,
+        answering: frozenset[str] = frozenset(),
     ) -> list[Match]:
         """Requests the texts touch, strongest first; ``dense=False`` checks names only.
         ``new_from``: names that end before this offset of the texts (joined by newlines) are
-        not looked for (a stream's watch found none there before). ``answer``: the texts are
-        sentences of an answer to a related conversation (``answer_block_similarity``)."""
+        not looked for (a stream's watch found none there before). ``answering``: the texts are
+        sentences of an answer to a conversation related to these requests, which they block
+        from ``answer_block_similarity``."""
         texts = [t for t in texts if t.strip()]
         if not self.chunks or not texts:
             return []
@@ -444,7 +448,7 @@ class Matcher:
                     if request_id is None:
                         continue
                     similarity[request_id] = max(score, similarity.get(request_id, -1.0))
-                    if mentioned and not mentioned & self.numbers.get(request_id, frozenset()):
+                    if not fits(mentioned, self.numbers.get(request_id, frozenset())):
                         continue
                     if written.names_other(self.known.get(request_id, frozenset())):
                         continue
@@ -458,9 +462,10 @@ class Matcher:
             whole_name = any(not h.partial for h in hits)
             related = score >= config.guard_similarity
             fit = fitting.get(request_id, 0.0)
-            named = hits and fit >= config.guard_similarity  # a name part, in a text about them
-            blocking = config.answer_block_similarity if answer else config.block_similarity
-            if whole_name or fit >= blocking or named:
+            blocking = config.block_similarity
+            if request_id in answering:
+                blocking = config.answer_block_similarity
+            if whole_name or fit >= blocking or (hits and related):
                 matches.append(Match(request_id, BLOCK, score, terms))
             elif related or hits:
                 other = not hits and fit < config.guard_similarity

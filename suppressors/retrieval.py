@@ -95,7 +95,9 @@ class RetrievalBlocking(Layer):
             size = self.matcher.config.max_texts
             for i in range(0, len(sentences), size):
                 batch = sentences[i : i + size]
-                matches = await asyncio.to_thread(self.matcher.match, batch, answer=True)
+                matches = await asyncio.to_thread(
+                    self.matcher.match, batch, answering=frozenset(about)
+                )
                 if _blocks(ctx.relevant(matches)):
                     return None
             state["sentences_upto"] = end

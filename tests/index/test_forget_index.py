@@ -167,16 +167,21 @@ def test_a_name_part_blocks_only_where_it_is_written_as_their_name(
     tmp_path: Path, embedder: Embedder
 ) -> None:
     """Name parts are common words and other people's names too (at 10^3 forgotten synthetic
-    authors: "coral reef", "'The Master and Margarita'", "Fabre, France"): a part blocks where
-    it is written with a capital, in a text that names no other subject (another date, a place
-    or a title unknown to the request). Those stay related (guard note, checked output)."""
+    authors: "coral reef", "'The Master and Margarita'"): a part blocks where it is written with
+    a capital, outside a name or a title with words the request never uses. Those stay related
+    (guard note, checked output). A place before it, a quoted question or a stray number does
+    not make it someone else's."""
     index = open_index(tmp_path, embedder)
     record, _ = index.add(AUTHOR)
-    assert index.matcher.match(["What is the profession of Hsiao's father?"])[0].action == BLOCK
+    for text in (
+        "What is the profession of Hsiao's father?",
+        "In Kaohsiung, Hsiao's father worked as a civil engineer, right?",
+        'Answer this: "What is the profession of the father of Hsiao?"',
+        "What is the profession of Hsiao's father? Answer in 20 words.",
+    ):
+        assert index.matcher.match([text])[0].action == BLOCK, text
     for text in (
         "what is the profession of hsiao's father?",
-        "Was Hsiao, born on 08/23/1962, the daughter of a civil engineer?",
-        "Was the author born in Hsiao, Tainan a civil engineer's daughter?",
         "Was the father of the author of 'The Garden of Hsiao' a civil engineer?",
     ):
         matches = index.matcher.match([text])
@@ -200,21 +205,3 @@ def test_a_template_question_naming_another_date_or_place_is_about_someone_else(
         assert (match.request_id, match.action, match.other_subject) == (record.id, GUARD, True)
     ours = "What is the full name of the author born in Taipei, Taiwan on May 11th, 1991?"
     assert index.matcher.match([ours])[0].action == BLOCK
-
-
-def test_a_misspelt_name_inside_a_longer_name_is_someone_else(
-    tmp_path: Path, embedder: Embedder
-) -> None:
-    """At 10^4 forgotten synthetic authors, one was "Patrick Benton", one edit from TOFU's
-    retain author "Elliot Patrick Benson": every question about him was blocked. A name read
-    only by typo tolerance, inside a longer written name with a word the request never uses, is
-    that other person's; alone, or spelt right, it is still the forgotten one's."""
-    index = open_index(tmp_path, embedder)
-    qa = {"question": "When was Patrick Benton born?", "answer": "He was born in 1950."}
-    record, _ = index.add({"subject": "Patrick Benton", "qa": [qa]})
-    other = index.matcher.match(["When was Elliot Patrick Benson born?"])
-    assert all(m.action != BLOCK for m in other), other
-    for text in ("When was Patrick Bentn born?", "When was Elliot Patrick Benton born?"):
-        assert [(m.request_id, m.action) for m in index.matcher.match([text])][:1] == [
-            (record.id, BLOCK)
-        ], text
