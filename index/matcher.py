@@ -193,7 +193,7 @@ def known_words(names: list[str]) -> frozenset[str]:
 
 _MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "may", "june",
     "july", "august", "september", "october", "november", "december"], 1)}  # fmt: skip
-_MONTH = r"(january|february|march|april|may|june|july|august|september|october|november|december)"
+_MONTH = rf"\b({'|'.join(_MONTHS)})"
 _DATES = (  # (pattern, which groups are year, month, day)
     (re.compile(_MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I), (3, 1, 2)),
     (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})\b", re.I),
@@ -224,6 +224,8 @@ def numbers(text: str, *, within_dates: bool = False) -> frozenset[str]:
     ['1934-10-18', '1960']
     >>> sorted(numbers("June 5, 1944", within_dates=True))
     ['05', '1944', '1944-06-05']
+    >>> sorted(numbers("to my dismay 5, 1944"))   # no month there
+    ['1944']
     """
     found: set[str] = set()
     for pattern, order in _DATES:
