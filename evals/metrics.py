@@ -90,6 +90,49 @@ def utility_interval(
     return float(low), float(high)
 
 
+def gap_closed(
+    after: Sequence[float], before: Sequence[float], top: Sequence[float]
+) -> float | None:
+    """The share of the gap between a system's mean score (``before``) and the target's (``top``)
+    that an attack on the system closes (``after``), the three paired per question: 0 = nothing
+    recovered, 1 = the target's level. None where the system is not below the target.
+
+    >>> gap_closed([0.5, 0.75], [0.0, 0.5], [1.0, 1.0])
+    0.5
+    """
+    gap = statistics.fmean(top) - statistics.fmean(before)
+    if gap <= 0:
+        return None
+    return (statistics.fmean(after) - statistics.fmean(before)) / gap
+
+
+def gap_closed_interval(
+    after: Sequence[float],
+    before: Sequence[float],
+    top: Sequence[float],
+    draws: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """95 % bootstrap (percentile) interval of ``gap_closed``: the questions are drawn again with
+    replacement, one draw for the three lists. Draws with no gap are left out; None when over
+    half of them have none (the system is not clearly below the target)."""
+    scores = np.asarray([after, before, top], dtype=float)
+    if scores.shape[1] == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = np.stack(
+        [scores[:, rng.integers(0, scores.shape[1], scores.shape[1])].mean(axis=1)
+         for _ in range(draws)]
+    )  # fmt: skip
+    gaps = means[:, 2] - means[:, 1]
+    kept = gaps > 0
+    if kept.sum() < draws / 2:
+        return None
+    shares = (means[kept, 0] - means[kept, 1]) / gaps[kept]
+    low, high = np.percentile(shares, [2.5, 97.5])
+    return float(low), float(high)
+
+
 def min_k_percent(token_logprobs: Sequence[float], k: float = 0.2) -> float:
     """Min-K% Prob (Shi et al. 2024): the mean of the lowest ``k`` share of the token
     log-probabilities; seen (member) text scores higher."""

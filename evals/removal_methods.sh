@@ -5,12 +5,13 @@
 #
 # Uses only the commands a user has: serve the target with LoRA, file the forgotten subjects as
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
-# retain authors), merge each version into the target, serve it, and `obliviate-eval run` it beside
-# the target and retain model. The target/retain/stack answers of RUN are reused, measured first
-# if missing (`baseline`, evals/gateway.sh); the report goes to RUN/methods. Then the white-box
-# comparison of the same versions (`obliviate-eval removal-vs-suppression`: open-unlearning's
-# metrics, the representation probe, recovery) goes to RUN/weights. Resumable: a merged version
-# is not trained again, nor a cached answer asked again, nor a measured system measured again.
+# retain authors) and merge each version into the target. First the white-box comparison of those
+# versions (`obliviate-eval removal-vs-suppression`: open-unlearning's metrics, the representation
+# probe, recovery; no server, ~10 min per model on 2 cores) goes to RUN/weights. Then each version
+# is served and `obliviate-eval run` beside the target and retain model (hours of CPU): the
+# target/retain/stack answers of RUN are reused, measured first if missing (`baseline`,
+# evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged version is not trained
+# again, nor a measured model measured again, nor a cached answer asked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source evals/gateway.sh  # BIN, start, stop
@@ -61,6 +62,12 @@ PY
     stop
 fi
 
+# The same versions on their weights, beside the target (the suppression arm's) and retain model:
+# asked 10 of each forgotten subject's questions, relearning from the others.
+$BIN/obliviate-eval removal-vs-suppression --target "$TARGET" --retain "$RETAIN" \
+    --forget "$FORGET" --max-questions 10 --out "$RUN/weights" $(printf -- '--model %s ' $(for m in $METHODS; do
+        echo "$m=$WORK/models/$m"; done))
+
 # Answers are cached per system; the methods' report reuses the target/retain/stack answers.
 baseline "$RUN" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN"
 mkdir -p "$RUN/methods/cache"
@@ -80,8 +87,3 @@ done
 # One report over every system, from the cached answers.
 $BIN/obliviate-eval run "${systems[@]}" --reference retain --forget "$FORGET" \
     --max-per-set "$MAX_PER_SET" --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods"
-# The same versions on their weights, beside the target (the suppression arm's) and retain model:
-# asked 10 of each forgotten subject's questions, relearning from the others.
-$BIN/obliviate-eval removal-vs-suppression --target "$TARGET" --retain "$RETAIN" \
-    --forget "$FORGET" --max-questions 10 --out "$RUN/weights" $(printf -- '--model %s ' $(for m in $METHODS; do
-        echo "$m=$WORK/models/$m"; done))

@@ -40,7 +40,7 @@ from evals import metrics
 from evals.build_models import FinetuneConfig, finetune, model_dir
 from evals.data import QA
 from evals.probe import DEPTHS, RepresentationProbe, ablated, decoder_layers, difference_direction
-from evals.report import _fmt, _table
+from evals.report import _fmt, _table, _with
 from evals.scoring import load_model
 from evals.soft_prompt import SoftPromptConfig, soft_answer, soft_prompt
 from evals.whitebox import answers, quantised
@@ -199,13 +199,14 @@ class Comparison:
         questions = [qa.question for qa in self.forgotten]
         return answers(model, self.tokenizer, questions, self.config.max_tokens)
 
-    def _rouge(self, replies: list[str]) -> float:
+    def _rouge(self, replies: list[str]) -> list[float]:
+        """ROUGE-L recall of each forgotten answer."""
         pairs = zip(self.forgotten, replies, strict=True)
-        return statistics.fmean(metrics.rouge_l_recall(qa.answer, r) for qa, r in pairs)
+        return [metrics.rouge_l_recall(qa.answer, r) for qa, r in pairs]
 
-    def _recovery(self, name: str, weights: Path, model: Any) -> dict[str, float]:
-        """ROUGE-L recall of the forgotten answers after each attack."""
-        rouge: dict[str, float] = {}
+    def _recovery(self, name: str, weights: Path, model: Any) -> dict[str, list[float]]:
+        """ROUGE-L recall of each forgotten answer after each attack."""
+        rouge: dict[str, list[float]] = {}
         config = self.config.relearn
         if self.related:  # the forgotten subjects' other questions
             folder = model_dir(self.out, weights, self.related, config)
@@ -231,13 +232,15 @@ class Comparison:
 
     # Output
 
-    def recovered(self, name: str, attack: str) -> float | None:
-        """The share of the ROUGE gap between the version and the target that ``attack`` closes."""
+    def recovered(self, name: str, attack: str) -> str:
+        """The share of the ROUGE gap between the version and the target that ``attack`` closes,
+        with its 95 % interval over the questions."""
         result, target = self.results.get(name), self.results.get("target")
         if not result or not target or attack not in result.get("recovery", {}):
-            return None
-        gap = target["rouge"] - result["rouge"]
-        return None if gap <= 0 else (result["recovery"][attack] - result["rouge"]) / gap
+            return _fmt(None)
+        after, before, top = result["recovery"][attack], result["rouge"], target["rouge"]
+        return _with(metrics.gap_closed(after, before, top),
+                     metrics.gap_closed_interval(after, before, top))  # fmt: skip
 
     def write(self) -> dict:
         payload = {"config": asdict(self.config), "systems": self.results}
@@ -262,7 +265,7 @@ class Comparison:
             rows.append([name, _fmt(r["exact_memorization"]), _fmt(r["extraction_strength"]),
                          *(_fmt(auc[a]) for a in ATTACKS), _fmt(leak),
                          *(_fmt(kinds.get(k, 0.0)) for k in ("refusal", "gibberish", "answer")),
-                         _fmt(r["rouge"])])  # fmt: skip
+                         _fmt(statistics.fmean(r["rouge"]))])  # fmt: skip
         lines += [*_table(columns, rows), "", "## Representation probe", ""]
         probe_rows = [[name, _fmt(p["depth"]), str(p["layer"]), _fmt(p["probe_accuracy"]),
                        _fmt(p["forget_shift"]), _fmt(p["retain_shift"]),
@@ -272,9 +275,10 @@ class Comparison:
                          "forget shift", "retain shift", "ablation recovery (log-prob)"],
                         probe_rows)  # fmt: skip
         attacks = sorted({a for r in self.results.values() for a in r.get("recovery", {})})
-        recovery_rows = [[name, *(_fmt(self.recovered(name, a)) for a in attacks)]
+        recovery_rows = [[name, *(self.recovered(name, a) for a in attacks)]
                          for name, r in self.results.items() if "recovery" in r]  # fmt: skip
-        lines += ["", "## Recovery (share of the ROUGE-L gap to the target closed)", "",
+        lines += ["", "## Recovery (share of the ROUGE-L gap to the target closed) [95 % interval]",
+                  "",
                   *_table(["system", *attacks], recovery_rows), "",
                   "The retain model's row is the control: what an attack teaches a model that "
                   "never knew the subjects (a soft prompt, above all, can make a model say "

@@ -11,7 +11,7 @@ MODULES = [
     "index.chunking", "index.vectors", "index.matcher", "index.lexicon",
     "suppressors.vllm_plugin.ngrams", "suppressors.vllm_plugin.controls",
     "suppressors.guard_prompt", "gateway.errors", "gateway.evidence.leaks",
-    "gateway.evidence.probes",
+    "gateway.evidence.probes", "evals.metrics",
 ]  # fmt: skip
 
 

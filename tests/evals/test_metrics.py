@@ -52,6 +52,21 @@ def test_utility_interval_is_a_bootstrap_over_questions() -> None:
     assert metrics.utility_interval([[], [(0.2, 0.4, 0.8)]]) is None  # kept before rows were
 
 
+def test_recovery_is_the_share_of_the_gap_closed_with_a_paired_interval() -> None:
+    before, top = [0.0, 0.2] * 10, [1.0, 1.0] * 10
+    assert metrics.gap_closed([0.1, 0.3] * 10, before, top) == pytest.approx(0.1 / 0.9)
+    assert metrics.gap_closed([0.5] * 20, [0.5] * 20, [0.5] * 20) is None  # nothing forgotten
+    # Every question closes half its own gap: each draw's share is exactly 0.5.
+    halfway = [0.5, 0.6] * 10
+    assert metrics.gap_closed_interval(halfway, before, top) == pytest.approx((0.5, 0.5))
+    # Half the questions fully recovered, half not at all: the share is 0.5, uncertain.
+    mixed = [1.0] * 10 + [0.0] * 10
+    low, high = metrics.gap_closed_interval(mixed, [0.0] * 20, [1.0] * 20)
+    assert low < 0.5 < high and high - low > 0.2
+    assert metrics.gap_closed_interval([0.5] * 20, [0.5] * 20, [0.4] * 20) is None
+    assert metrics.gap_closed_interval([], [], []) is None
+
+
 def test_data_group_split_perturb() -> None:
     rows = [
         {
