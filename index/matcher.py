@@ -194,24 +194,34 @@ def known_words(names: list[str]) -> frozenset[str]:
 _MONTHS = {m: i for i, m in enumerate(["january", "february", "march", "april", "may", "june",
     "july", "august", "september", "october", "november", "december"], 1)}  # fmt: skip
 _MONTH = rf"\b({'|'.join(_MONTHS)})"
-_DATES = (  # (pattern, which groups are year, month, day)
-    (re.compile(_MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I), (3, 1, 2)),
+_DATES = (  # (pattern, which groups are year, month, day, whether month and day could swap)
+    (re.compile(_MONTH + r"\s+(\d{1,2})(?:st|nd|rd|th)?,?\s+(\d{4})\b", re.I), (3, 1, 2), False),
     (re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)?\s+(?:of\s+)?" + _MONTH + r",?\s+(\d{4})\b", re.I),
-     (3, 2, 1)),
-    (re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b"), (1, 2, 3)),
-    (re.compile(r"\b(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b"), (3, 1, 2)),
+     (3, 2, 1), False),
+    (re.compile(r"\b(\d{4})[-/.](\d{1,2})[-/.](\d{1,2})\b"), (1, 2, 3), False),
+    (re.compile(r"\b(\d{1,2})[-/.](\d{1,2})[-/.](\d{4})\b"), (3, 1, 2), True),
 )  # fmt: skip
 
 
-def _readings(match: re.Match[str], order: tuple[int, int, int]) -> set[str]:
+def _readings(match: re.Match[str], order: tuple[int, int, int], swaps: bool) -> set[str]:
     """A written date as YYYY-MM-DD; both readings where its month and day could swap
-    (06/05/1944 is June 5 in the US and May 6 elsewhere)."""
+    (06/05/1944 is June 5 in the US and May 6 elsewhere; 1944-06-05 is June 5 only). A date no
+    calendar has (13/13/1944) is read as its year.
+
+    >>> sorted(_readings(_DATES[3][0].search("06/05/1944"), _DATES[3][1], True))
+    ['1944-05-06', '1944-06-05']
+    >>> sorted(_readings(_DATES[2][0].search("1944-06-05"), _DATES[2][1], False))
+    ['1944-06-05']
+    >>> sorted(_readings(_DATES[3][0].search("13/13/1944"), _DATES[3][1], True))
+    ['1944']
+    """
     year, month, day = (match.group(i) for i in order)
     month_number = _MONTHS.get(month.lower()) or int(month)
     readings = {(month_number, int(day))}
-    if not month.isalpha():
+    if swaps:
         readings.add((int(day), month_number))
-    return {f"{year}-{m:02}-{d:02}" for m, d in readings if 1 <= m <= 12 and 1 <= d <= 31}
+    dates = {f"{year}-{m:02}-{d:02}" for m, d in readings if 1 <= m <= 12 and 1 <= d <= 31}
+    return dates or {year}
 
 
 def numbers(text: str, *, within_dates: bool = False) -> frozenset[str]:
@@ -228,9 +238,9 @@ def numbers(text: str, *, within_dates: bool = False) -> frozenset[str]:
     ['1944']
     """
     found: set[str] = set()
-    for pattern, order in _DATES:
+    for pattern, order, swaps in _DATES:
         for match in pattern.finditer(text):
-            found |= _readings(match, order)
+            found |= _readings(match, order, swaps)
             if within_dates:
                 found |= {f"{int(match.group(i)):02}" for i in order if match.group(i).isdigit()}
         if not within_dates:
