@@ -56,10 +56,11 @@ Band = tuple[float, float] | None
 def curves(
     path: Path,
     title: str,
-    xs: list[int],
+    xs: list[int] | list[float],
     series: dict[str, list[float | None]],
     log: bool = False,
     bands: dict[str, list[Band]] | None = None,
+    xlabel: str = "forget requests k",
 ) -> None:
     """One line per series over ``xs`` (missing points are gaps), each with its confidence
     band where ``bands`` gives one (a shaded interval per x)."""
@@ -73,7 +74,7 @@ def curves(
             axes.fill_between(xs, low, high, color=line[0].get_color(), alpha=0.2, linewidth=0)
     if log:
         axes.set_yscale("log")
-    axes.set_xlabel("forget requests k")
+    axes.set_xlabel(xlabel)
     axes.set_xticks(xs)
     axes.set_title(title)
     axes.legend(fontsize="small")

@@ -20,8 +20,9 @@ and the retain model (which never saw the forgotten subjects):
   ``obliviate-eval whitebox``'s.
 
 Forget quality, utility and leaks through the gateway are ``obliviate-eval run``'s (the
-methods' report of ``evals/removal_methods.sh``). Resumable: each system's measurements are kept
-in OUT/comparison.json as they finish.
+methods' report of ``evals/removal_methods.sh``). Writes OUT/report.md and the probe's readings
+per depth as OUT/probe_*.png. Resumable: each system's measurements are kept in
+OUT/comparison.json as they finish.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 
 import torch
 
-from evals import metrics
+from evals import metrics, plots
 from evals.build_models import FinetuneConfig, finetune, model_dir
 from evals.data import QA
 from evals.probe import DEPTHS, RepresentationProbe, ablated, decoder_layers, difference_direction
@@ -48,6 +49,12 @@ from index.files import write_json_atomic
 from index.pairs import encode
 
 ATTACKS = ("loss", "zlib", "reference", "min_k", "min_k_plus_plus", "gradnorm")
+PROBE_PLOTS = {
+    "probe_accuracy": "Linear probe accuracy, forget vs unseen text",
+    "forget_shift": "Forget states moved from the target's (1 - cos)",
+    "retain_shift": "Retain states moved from the target's (1 - cos)",
+    "ablation_recovery": "Forget log-prob recovered by ablating the forget direction",
+}
 
 
 @dataclass
@@ -246,7 +253,18 @@ class Comparison:
         payload = {"config": asdict(self.config), "systems": self.results}
         write_json_atomic(self.out / "comparison.json", payload, indent=2)
         (self.out / "report.md").write_text("\n".join(self._markdown()))
+        self._plots()
         return payload
+
+    def _plots(self) -> None:
+        """The probe's readings per depth, one line per system: OUT/probe_<reading>.png."""
+        probed = {name: r["probe"] for name, r in self.results.items() if "probe" in r}
+        if not probed:
+            return
+        for reading, title in PROBE_PLOTS.items():
+            plots.curves(self.out / f"probe_{reading}.png", title, list(DEPTHS),
+                         {name: [row[reading] for row in rows] for name, rows in probed.items()},
+                         xlabel="depth (share of the decoder's layers)")  # fmt: skip
 
     def _markdown(self) -> list[str]:
         retain_auc = self.results.get("retain", {}).get("mia_auc", {})

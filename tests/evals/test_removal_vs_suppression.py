@@ -49,5 +49,7 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     report = (out / "report.md").read_text()
     for section in ("Memorisation and membership", "Representation probe", "Recovery"):
         assert section in report
+    for reading in ("probe_accuracy", "forget_shift", "retain_shift", "ablation_recovery"):
+        assert (out / f"probe_{reading}.png").stat().st_size > 0  # per depth, one line a system
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "measuring" not in again.stdout  # resumed: nothing redone
