@@ -161,8 +161,9 @@ class Comparison:
             "rouge": self._rouge(replies),
             "replies": replies,
         }  # fmt: skip
-        if name != "target":
-            result["probe"] = [asdict(row) for row in self.probe.run(model, self.target)]
+        # The target's own row is the reference: how well its states (the suppression arm's, which
+        # serves these weights) tell forget text from unseen text, having learnt it.
+        result["probe"] = [asdict(row) for row in self.probe.run(model, self.target)]
         if name != "target":  # the retain model's: what the attacks teach a model that never knew
             result["recovery"] = self._recovery(name, weights, model)
         return result

@@ -46,6 +46,8 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     assert 0 <= ga["exact_memorization"] <= 1 and 0 <= ga["extraction_strength"] <= 1
     assert {"relearn", "int8", "int4", "soft_prompt", "ablate@0.5"} <= set(ga["recovery"])
     assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
+    reference = systems["target"]["probe"]  # the suppression arm's states: nothing moved
+    assert len(reference) == 4 and all(abs(row["forget_shift"]) < 1e-5 for row in reference)
     report = (out / "report.md").read_text()
     for section in ("Memorisation and membership", "Representation probe", "Recovery"):
         assert section in report
