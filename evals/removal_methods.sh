@@ -7,8 +7,8 @@
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
 # retain authors) and merge each version into the target. First the white-box comparison of those
 # versions (`obliviate-eval removal-vs-suppression`: open-unlearning's metrics, the representation
-# probe, recovery; no server, ~10 min per model on 2 cores) goes to RUN/weights. Then each version
-# is served and `obliviate-eval run` beside the target and retain model (hours of CPU): the
+# probe, recovery; no server, minutes per model) goes to RUN/weights. Then each version
+# is served and `obliviate-eval run` beside the target and retain model (hours on a CPU): the
 # target/retain/stack answers of RUN are reused, measured first if missing (`baseline`,
 # evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged version is not trained
 # again, nor a measured model measured again, nor a cached answer asked again.
