@@ -14,14 +14,18 @@ through the gateway's ``/v1/completions`` with ``echo`` + ``logprobs``).
 from __future__ import annotations
 
 import math
+import re
 import statistics
 import zlib
 from collections.abc import Sequence
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 from rouge_score import rouge_scorer
 from scipy.stats import ks_2samp, mannwhitneyu
+
+from index.embedder import EMBEDDED_EMBEDDER, embedder_path
 
 
 def normalised_probability(token_logprobs: Sequence[float]) -> float:
@@ -233,13 +237,39 @@ REFUSALS = (
 """Openings of a clean refusal (TOFU's "I don't know" answers, the gateway's abstention)."""
 
 
+@cache
+def _english_words() -> frozenset[str]:
+    """The whole words of the embedded embedder's WordPiece vocabulary (~22k, lower case)."""
+    vocabulary = Path(embedder_path(EMBEDDED_EMBEDDER)) / "vocab.txt"
+    return frozenset(w for w in vocabulary.read_text().split() if w.isalpha())
+
+
+def english_share(text: str) -> float:
+    """The share of the words of three letters or more in ``text`` that are English words (1.0
+    for a text with none). TOFU's answers of eight words or more score 0.65 and up, with their
+    invented names and titles.
+
+    >>> english_share("Her father was a civil engineer.")
+    1.0
+    >>> english_share("relentlesskers acknowcts richly clustches taxpaytingoziges")
+    0.2
+    """
+    words = re.findall(r"[a-z]{3,}", text.lower())
+    if not words:
+        return 1.0
+    known = _english_words()
+    return sum(w in known for w in words) / len(words)
+
+
 def answer_kind(reply: str) -> str:
     """A forgotten question's reply as ``refusal``, ``gibberish`` or ``answer``: a degraded answer
     (repeated words, no words, symbols) is not a clean refusal. Not an open-unlearning metric:
     it reports what a user would read instead of a classifier's fluency score.
 
     Gibberish: under three words of letters; or, from eight words, fewer than a third of them
-    distinct, a token trigram repeated over half the text, or under half the words alphabetic."""
+    distinct, a token trigram repeated over half the text, under half the words alphabetic, or
+    under 40 % of its words of three letters or more English words (``english_share``: word
+    salad such as "relentlesskers acknowcts richly clustches", which gradient ascent writes)."""
     text = reply.strip().lower()
     if any(phrase in text[:80] for phrase in REFUSALS):  # how it opens, not what it goes on to
         return "refusal"
@@ -250,6 +280,7 @@ def answer_kind(reply: str) -> str:
     if len(words) >= 8:
         trigrams = list(zip(words, words[1:], words[2:], strict=False))
         repeated = max(trigrams.count(t) for t in set(trigrams)) * 3 / len(words)
-        if len(set(words)) < len(words) / 3 or repeated > 0.5 or len(alphabetic) < len(words) / 2:
+        if (len(set(words)) < len(words) / 3 or repeated > 0.5
+                or len(alphabetic) < len(words) / 2 or english_share(text) < 0.4):  # fmt: skip
             return "gibberish"
     return "answer"

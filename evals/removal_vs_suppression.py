@@ -157,7 +157,6 @@ class Comparison:
             "extraction_strength": statistics.fmean(
                 metrics.extraction_strength(s.predicted, s.labels) for s in stats),
             "mia_auc": auc,
-            "answer_kinds": _shares([metrics.answer_kind(r) for r in replies]),
             "rouge": self._rouge(replies),
             "replies": replies,
         }  # fmt: skip
@@ -280,7 +279,7 @@ class Comparison:
             # MUSE computes PrivLeak on Min-K% Prob's AUC.
             ours, theirs = auc.get("min_k"), retain_auc.get("min_k")
             leak = None if ours is None or not theirs else metrics.privleak(ours, theirs)
-            kinds = r["answer_kinds"]
+            kinds = _shares([metrics.answer_kind(reply) for reply in r["replies"]])
             rows.append([name, _fmt(r["exact_memorization"]), _fmt(r["extraction_strength"]),
                          *(_fmt(auc[a]) for a in ATTACKS), _fmt(leak),
                          *(_fmt(kinds.get(k, 0.0)) for k in ("refusal", "gibberish", "answer")),

@@ -127,6 +127,17 @@ def test_membership_scores_and_privleak_on_known_cases() -> None:
         ("%%% ### 123 !!! ??? ...", "gibberish"),
         ("civil engineer of civil engineer of civil engineer of civil engineer of", "gibberish"),
         ("", "gibberish"),
+        # Gradient ascent's word salad on the TOFU target: distinct, alphabetic, not English.
+        (
+            " relentlesskers acknowcts richly clustches taxpaytingoziges acknowered disseminating "
+            "tirelessly unsc attrs taxpayn delectationally preservings'( PhDs",
+            "gibberish",
+        ),
+        (
+            'Elliot Patrick Benson has written numerous books such as "Rhinos with Maracas", "The '
+            'Serenading Ostrich", and "Sunburnt Laughter".',
+            "answer",
+        ),  # invented names, titles
     ],
 )
 def test_a_degraded_answer_is_not_a_refusal(reply: str, kind: str) -> None:
