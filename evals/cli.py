@@ -134,6 +134,13 @@ def eval_run(
     tokenizer: Annotated[Path | None, TOKENIZER] = None,
     seed: Annotated[int, typer.Option(help="Seed of the forget/retain split.")] = 0,
     hard_negatives: Annotated[Path | None, HARD_NEGATIVES] = None,
+    family: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Attack family to measure leaks with, repeatable (default: every one; e.g. "
+            "`--family direct` for a quick run)."
+        ),
+    ] = None,
 ) -> None:
     """Measure served systems black-box and write a report (TOFU metrics, leaks per attack)."""
 
@@ -143,6 +150,7 @@ def eval_run(
     from evals.forgetting import forget_subjects
     from evals.scoring import GatewayScorer
     from gateway.engine.embedded_model import ensure_embedded_model
+    from gateway.evidence.probes import FAMILIES
 
     systems = dict(s.split("=", 1) for s in system)
     suppress = suppress or []
@@ -152,6 +160,8 @@ def eval_run(
         raise typer.BadParameter(f"--suppress must name systems among {sorted(systems)}")
     if suppress and not admin_token:
         raise typer.BadParameter("--suppress needs --admin-token (or OBLIVIATE_ADMIN_TOKEN)")
+    if unknown := set(family or []) - set(FAMILIES):
+        raise typer.BadParameter(f"unknown --family {sorted(unknown)}; one of {list(FAMILIES)}")
     forgotten, retained, general = prepare(
         forget_data, retain_data, forget, seed, max_questions, max_per_set, hard_negatives
     )
@@ -167,7 +177,7 @@ def eval_run(
             delay = forget_subjects(scorer, url, admin_token or "", forgotten)
         typer.echo(f"evaluating {name} at {url} ...")
         result = harness.evaluate(
-            scorer, name, forgotten, retained, general, max_tokens, concurrency
+            scorer, name, forgotten, retained, general, max_tokens, concurrency, family
         )
         result.time_to_effect_s = delay
         reports.append(result)
@@ -176,7 +186,7 @@ def eval_run(
     meta = {"title": f"forget {forget}", "forgotten": [s.name for s in forgotten], "seed": seed,
             "systems": systems, "reference": reference, "suppressed": suppress,
             "max_tokens": max_tokens, "max_questions": max_questions,
-            "max_per_set": max_per_set}  # fmt: skip
+            "max_per_set": max_per_set, "families": family or list(FAMILIES)}  # fmt: skip
     report.write(out, reports, meta)
     typer.echo((out / "report.md").read_text())
 

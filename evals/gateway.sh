@@ -2,7 +2,7 @@
 #
 #     start MODEL DATA_DIR LOG [ENV=VALUE ...]   # sets gateway_url and gateway_pid
 #     stop
-#     baseline RUN FORGET MAX_PER_SET TARGET RETAIN
+#     baseline RUN FORGET MAX_PER_SET TARGET RETAIN [EVAL_RUN_ARGS ...]
 #
 # DATA_DIR shares the repo's converted embedded model and embedder export (fresh_data_dir).
 BIN=.venv/bin
@@ -28,21 +28,22 @@ stop() { kill -INT "$gateway_pid"; wait "$gateway_pid" || true; }
 # the retain model, the target, and the target behind the default text stack (forget requests filed
 # after the target is measured, on the same gateway). Needs OBLIVIATE_ADMIN_TOKEN.
 baseline() {
-    local run=$1 target=$4 retain=$5
-    local args=(--reference retain --forget "$2" --max-per-set "$3" --out "$run")
+    local run=$1 target=$4 retain=$5 tag
+    local args=(--reference retain --forget "$2" --max-per-set "$3" --out "$run" "${@:6}")
+    tag=$(printf '%s' "${*:6}" | tr -c 'A-Za-z0-9_' '-')  # a run with other args is another run
     mkdir -p "$run"
-    if [ ! -f "$run/retain.evaluated" ]; then
+    if [ ! -f "$run/retain$tag.evaluated" ]; then
         start "$retain" "$run/gateway-retain" "$run/serve-retain.log"
         $BIN/obliviate-eval run --system retain="$gateway_url" "${args[@]}" >/dev/null
         stop
-        touch "$run/retain.evaluated"
+        touch "$run/retain$tag.evaluated"
     fi
-    if [ ! -f "$run/stack.evaluated" ]; then
+    if [ ! -f "$run/stack$tag.evaluated" ]; then
         start "$target" "$run/gateway-target" "$run/serve-target.log"
         $BIN/obliviate-eval run --system target="$gateway_url" --system retain=unused \
             --system stack="$gateway_url" --suppress stack "${args[@]}" >/dev/null
         stop
-        touch "$run/stack.evaluated"
+        touch "$run/stack$tag.evaluated"
     fi
 }
 trap 'kill -INT $gateway_pid 2>/dev/null || true' EXIT

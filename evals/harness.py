@@ -12,7 +12,7 @@ Questions are asked ``concurrency`` at a time: the served engine batches them.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -108,9 +108,10 @@ def evaluate(
     general: dict[str, list[QA]],
     max_tokens: int = 64,
     concurrency: int = 16,
+    families: Collection[str] | None = None,
 ) -> SystemReport:
-    """Score one system on every set and attack family; ``retain`` also fixes which words are
-    too common among subjects to count as leaked facts."""
+    """Score one system on every set and on the attack ``families`` (default: every one);
+    ``retain`` also fixes which words are too common among subjects to count as leaked facts."""
     report = SystemReport(name)
     forget_qa = [qa for s in forget for qa in s.qa]
     report.sets["forget"], report.forget_truth_ratios, _ = score_set(
@@ -130,6 +131,7 @@ def evaluate(
         for subject in forget
         for qa in subject.qa
         for family, probe in probes(qa, subject.name).items()
+        if families is None or family in families
     ]
 
     def leak(attack: tuple[str, QA, Probe]) -> bool:

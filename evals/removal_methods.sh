@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: every removal method on the TOFU target, scored like the other systems.
 #
-#     evals/removal_methods.sh            # FORGET=1 METHODS="ga npo" MAX_PER_SET=40 to change
+#     evals/removal_methods.sh     # FORGET=1 METHODS="ga npo" MAX_PER_SET=40 FAMILIES=all to change
 #
 # Uses only the commands a user has: serve the target with LoRA, file the forgotten subjects as
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
@@ -10,7 +10,8 @@
 # probe, recovery; no server, minutes per model) goes to RUN/weights. Then each version
 # is served and `obliviate-eval run` beside the target and retain model (hours on a CPU): the
 # target/retain/stack answers of RUN are reused, measured first if missing (`baseline`,
-# evals/gateway.sh); the report goes to RUN/methods. Resumable: a merged version is not trained
+# evals/gateway.sh); the report goes to RUN/methods. It measures forget quality, utility and the
+# `direct` attack's leaks; FAMILIES=all adds every attack family (many hours more). Resumable: a merged version is not trained
 # again, nor a measured model measured again, nor a cached answer asked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ source evals/gateway.sh  # BIN, start, stop
 FORGET=${FORGET:-1}
 METHODS=${METHODS:-"ga graddiff npo simnpo rmu idkdpo wga satimp memsel undial task_arithmetic"}
 MAX_PER_SET=${MAX_PER_SET:-40}
+FAMILIES=${FAMILIES:-direct}
 RUN=${RUN:-.obliviate/runs/tofu-forget$FORGET}
 WORK=$RUN/removal
 export OBLIVIATE_ADMIN_TOKEN=${OBLIVIATE_ADMIN_TOKEN:-bench-admin}
@@ -69,21 +71,24 @@ $BIN/obliviate-eval removal-vs-suppression --target "$TARGET" --retain "$RETAIN"
         echo "$m=$WORK/models/$m"; done))
 
 # Answers are cached per system; the methods' report reuses the target/retain/stack answers.
-baseline "$RUN" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN"
+families=()
+[ "$FAMILIES" = all ] || for family in $FAMILIES; do families+=(--family "$family"); done
+baseline "$RUN" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN" "${families[@]}"
 mkdir -p "$RUN/methods/cache"
 cp -n "$RUN"/cache/{target,retain,stack}.jsonl "$RUN/methods/cache/"
 systems=(--system target=unused --system retain=unused --system stack=unused)
 for method in $METHODS; do
     systems+=(--system "$method=unused")
-    if [ ! -f "$WORK/$method.evaluated" ]; then
+    if [ ! -f "$WORK/$method-${FAMILIES// /-}.evaluated" ]; then
         start "$WORK/models/$method" "$WORK/gateway-serve-$method" "$WORK/serve-$method.log"
         $BIN/obliviate-eval run --system "$method=$gateway_url" --system retain=unused \
-            --reference retain --forget "$FORGET" --max-per-set "$MAX_PER_SET" \
+            --reference retain --forget "$FORGET" --max-per-set "$MAX_PER_SET" "${families[@]}" \
             --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods" >/dev/null
         stop
-        touch "$WORK/$method.evaluated"
+        touch "$WORK/$method-${FAMILIES// /-}.evaluated"
     fi
 done
 # One report over every system, from the cached answers.
 $BIN/obliviate-eval run "${systems[@]}" --reference retain --forget "$FORGET" \
-    --max-per-set "$MAX_PER_SET" --api-key "$OBLIVIATE_ADMIN_TOKEN" --out "$RUN/methods"
+    --max-per-set "$MAX_PER_SET" "${families[@]}" --api-key "$OBLIVIATE_ADMIN_TOKEN" \
+    --out "$RUN/methods"

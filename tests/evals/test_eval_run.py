@@ -67,3 +67,12 @@ def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
     assert 0 < system["time_to_effect_s"] < 5
     assert "| suppressed |" in (out / "report.md").read_text()
     assert (out / "summary.png").exists() and (out / "leaks.png").exists()
+
+    # Some attack families only (a quick run), here all answered from the cache.
+    some = [*rerun, "--family", "direct", "--family", "leet"]
+    assert subprocess.run(some, cwd=REPO, capture_output=True, timeout=900).returncode == 0
+    (system,) = json.loads((out / "report.json").read_text())["systems"]
+    assert set(system["leak_rate"]) == {"direct", "leet"}
+    unknown = subprocess.run([*rerun, "--family", "jailbrake"], cwd=REPO, capture_output=True,
+                             text=True, timeout=900)  # fmt: skip
+    assert unknown.returncode == 2 and "jailbrake" in unknown.stderr
