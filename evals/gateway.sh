@@ -39,7 +39,8 @@ baseline() {
         touch "$run/retain$tag.evaluated"
     fi
     if [ ! -f "$run/stack$tag.evaluated" ]; then
-        start "$target" "$run/gateway-target" "$run/serve-target.log"
+        # Its own data directory: the previous runs' forget requests would suppress the target.
+        start "$target" "$run/gateway-target$tag" "$run/serve-target.log"
         $BIN/obliviate-eval run --system target="$gateway_url" --system retain=unused \
             --system stack="$gateway_url" --suppress stack "${args[@]}" >/dev/null
         stop

@@ -245,16 +245,16 @@ def _english_words() -> frozenset[str]:
 
 
 def english_share(text: str) -> float:
-    """The share of the words of three letters or more in ``text`` that are English words (1.0
-    for a text with none). TOFU's answers of eight words or more score 0.65 and up, with their
-    invented names and titles.
+    """The share of the lower-case words of three letters or more in ``text`` that are English
+    words (1.0 for a text with none); capitalised words, names and titles among them, are left
+    out. TOFU's answers of eight words or more score 0.67 and up.
 
-    >>> english_share("Her father was a civil engineer.")
+    >>> english_share("Elvin Mammadov's father was a civil engineer.")
     1.0
     >>> english_share("relentlesskers acknowcts richly clustches taxpaytingoziges")
     0.2
     """
-    words = re.findall(r"[a-z]{3,}", text.lower())
+    words = re.findall(r"(?<![A-Za-z])[a-z]{3,}(?![A-Za-z])", text)
     if not words:
         return 1.0
     known = _english_words()
@@ -268,7 +268,7 @@ def answer_kind(reply: str) -> str:
 
     Gibberish: under three words of letters; or, from eight words, fewer than a third of them
     distinct, a token trigram repeated over half the text, under half the words alphabetic, or
-    under 40 % of its words of three letters or more English words (``english_share``: word
+    under 40 % of its lower-case words of three letters or more English (``english_share``: word
     salad such as "relentlesskers acknowcts richly clustches", which gradient ascent writes)."""
     text = reply.strip().lower()
     if any(phrase in text[:80] for phrase in REFUSALS):  # how it opens, not what it goes on to
@@ -281,6 +281,6 @@ def answer_kind(reply: str) -> str:
         trigrams = list(zip(words, words[1:], words[2:], strict=False))
         repeated = max(trigrams.count(t) for t in set(trigrams)) * 3 / len(words)
         if (len(set(words)) < len(words) / 3 or repeated > 0.5
-                or len(alphabetic) < len(words) / 2 or english_share(text) < 0.4):  # fmt: skip
+                or len(alphabetic) < len(words) / 2 or english_share(reply) < 0.4):  # fmt: skip
             return "gibberish"
     return "answer"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: every removal method on the TOFU target, scored like the other systems.
 #
-#     evals/removal_methods.sh     # FORGET=1 METHODS="ga npo" MAX_PER_SET=40 FAMILIES=all to change
+#     evals/removal_methods.sh     # FORGET=1 METHODS="ga npo" MAX_PER_SET=40 FAMILIES=all
 #
 # Uses only the commands a user has: serve the target with LoRA, file the forgotten subjects as
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
@@ -11,8 +11,9 @@
 # is served and `obliviate-eval run` beside the target and retain model (hours on a CPU): the
 # target/retain/stack answers of RUN are reused, measured first if missing (`baseline`,
 # evals/gateway.sh); the report goes to RUN/methods. It measures forget quality, utility and the
-# `direct` attack's leaks; FAMILIES=all adds every attack family (many hours more). Resumable: a merged version is not trained
-# again, nor a measured model measured again, nor a cached answer asked again.
+# `direct` attack's leaks; FAMILIES=all adds every attack family (many hours more). Resumable:
+# a merged version is not trained again, nor a measured model measured again, nor a cached answer
+# asked again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source evals/gateway.sh  # BIN, start, stop
@@ -75,7 +76,7 @@ families=()
 [ "$FAMILIES" = all ] || for family in $FAMILIES; do families+=(--family "$family"); done
 baseline "$RUN" "$FORGET" "$MAX_PER_SET" "$TARGET" "$RETAIN" "${families[@]}"
 mkdir -p "$RUN/methods/cache"
-cp -n "$RUN"/cache/{target,retain,stack}.jsonl "$RUN/methods/cache/"
+cp "$RUN"/cache/{target,retain,stack}.jsonl "$RUN/methods/cache/"  # a superset of any copy
 systems=(--system target=unused --system retain=unused --system stack=unused)
 for method in $METHODS; do
     systems+=(--system "$method=unused")

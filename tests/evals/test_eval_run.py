@@ -70,7 +70,8 @@ def test_eval_run_report(gateway: LiveGateway, tmp_path: Path) -> None:
 
     # Some attack families only (a quick run), here all answered from the cache.
     some = [*rerun, "--family", "direct", "--family", "leet"]
-    assert subprocess.run(some, cwd=REPO, capture_output=True, timeout=900).returncode == 0
+    quick = subprocess.run(some, cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert quick.returncode == 0, quick.stderr[-3000:]
     (system,) = json.loads((out / "report.json").read_text())["systems"]
     assert set(system["leak_rate"]) == {"direct", "leet"}
     unknown = subprocess.run([*rerun, "--family", "jailbrake"], cwd=REPO, capture_output=True,

@@ -138,6 +138,7 @@ def test_membership_scores_and_privleak_on_known_cases() -> None:
             'Serenading Ostrich", and "Sunburnt Laughter".',
             "answer",
         ),  # invented names, titles
+        ("Elvin Mammadov's father worked diligently as a Paramedic.", "answer"),  # rare words
     ],
 )
 def test_a_degraded_answer_is_not_a_refusal(reply: str, kind: str) -> None:
