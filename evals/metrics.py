@@ -94,18 +94,23 @@ def utility_interval(
     return float(low), float(high)
 
 
+MIN_GAP = 0.05
+"""The least gap to the target worth a recovery share: below it (one word in twenty of ROUGE-L),
+the version forgot nothing, and a share of noise would read as a large recovery."""
+
+
 def gap_closed(
     after: Sequence[float], before: Sequence[float], top: Sequence[float]
 ) -> float | None:
     """The share of the gap between a system's mean score (``before``) and the target's (``top``)
     that an attack on the system closes (``after``), the three paired per question: 0 = nothing
-    recovered, 1 = the target's level. None where the system is not below the target.
+    recovered, 1 = the target's level. None where the system is not ``MIN_GAP`` below the target.
 
     >>> gap_closed([0.5, 0.75], [0.0, 0.5], [1.0, 1.0])
     0.5
     """
     gap = statistics.fmean(top) - statistics.fmean(before)
-    if gap <= 0:
+    if gap < MIN_GAP:
         return None
     return (statistics.fmean(after) - statistics.fmean(before)) / gap
 
@@ -118,8 +123,8 @@ def gap_closed_interval(
     seed: int = 0,
 ) -> tuple[float, float] | None:
     """95 % bootstrap (percentile) interval of ``gap_closed``: the questions are drawn again with
-    replacement, one draw for the three lists. Draws with no gap are left out; None when over
-    half of them have none (the system is not clearly below the target)."""
+    replacement, one draw for the three lists. Draws with a gap under ``MIN_GAP`` are left out;
+    None when over half of them are (the system is not clearly below the target)."""
     scores = np.asarray([after, before, top], dtype=float)
     if scores.shape[1] == 0:
         return None
@@ -129,7 +134,7 @@ def gap_closed_interval(
          for _ in range(draws)]
     )  # fmt: skip
     gaps = means[:, 2] - means[:, 1]
-    kept = gaps > 0
+    kept = gaps >= MIN_GAP
     if kept.sum() < draws / 2:
         return None
     shares = (means[kept, 0] - means[kept, 1]) / gaps[kept]

@@ -298,6 +298,8 @@ class Comparison:
         lines += ["", "## Recovery (share of the ROUGE-L gap to the target closed) [95 % interval]",
                   "",
                   *_table(["system", *attacks], recovery_rows), "",
+                  f"— : the version is less than {metrics.MIN_GAP} ROUGE-L below the target "
+                  "(it forgot nothing to recover). "
                   "The retain model's row is the control: what an attack teaches a model that "
                   "never knew the subjects (a soft prompt, above all, can make a model say "
                   "almost anything); a version's recovery means something only above it. The "

@@ -255,7 +255,7 @@ class WhiteBox:
             *_table(COLUMNS, rows),
             "",
             "recovered: (ROUGE after the attack - before) / (target's - before), same questions, "
-            "[95 % bootstrap interval over the questions]. "
+            f"[95 % bootstrap interval over the questions]; — under a gap of {metrics.MIN_GAP}. "
             "retain + relearn is the control: what the fine-tune teaches a model that never knew "
             "the subjects. The suppression arm's weights stay private, so relearning and "
             "quantisation do not apply to it; its GCG suffixes were optimised on the served "

@@ -56,6 +56,8 @@ def test_recovery_is_the_share_of_the_gap_closed_with_a_paired_interval() -> Non
     before, top = [0.0, 0.2] * 10, [1.0, 1.0] * 10
     assert metrics.gap_closed([0.1, 0.3] * 10, before, top) == pytest.approx(0.1 / 0.9)
     assert metrics.gap_closed([0.5] * 20, [0.5] * 20, [0.5] * 20) is None  # nothing forgotten
+    assert metrics.gap_closed([0.9] * 20, [0.84] * 20, [0.85] * 20) is None  # forgot ~nothing
+    assert metrics.gap_closed_interval([0.9] * 20, [0.84] * 20, [0.85] * 20) is None
     # Every question closes half its own gap: each draw's share is exactly 0.5.
     halfway = [0.5, 0.6] * 10
     assert metrics.gap_closed_interval(halfway, before, top) == pytest.approx((0.5, 0.5))
