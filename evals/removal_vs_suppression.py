@@ -41,7 +41,7 @@ from evals import metrics, plots
 from evals.build_models import FinetuneConfig, finetune, model_dir
 from evals.data import QA
 from evals.probe import DEPTHS, RepresentationProbe, ablated, decoder_layers, difference_direction
-from evals.report import _fmt, _table, _with
+from evals.report import _fmt, _recovered, _table
 from evals.scoring import load_model
 from evals.soft_prompt import SoftPromptConfig, soft_answer, soft_prompt
 from evals.whitebox import answers, quantised
@@ -246,8 +246,7 @@ class Comparison:
         if not result or not target or attack not in result.get("recovery", {}):
             return _fmt(None)
         after, before, top = result["recovery"][attack], result["rouge"], target["rouge"]
-        return _with(metrics.gap_closed(after, before, top),
-                     metrics.gap_closed_interval(after, before, top))  # fmt: skip
+        return _recovered(after, before, top)
 
     def write(self) -> dict:
         payload = {"config": asdict(self.config), "systems": self.results}

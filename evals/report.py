@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from evals import plots
+from evals import metrics, plots
 from evals.harness import SystemReport
 
 
@@ -27,6 +27,12 @@ def _with(value: float | None, interval: tuple[float, float] | None) -> str:
     if interval is None:
         return _fmt(value)
     return f"{_fmt(value)} [{_fmt(interval[0])}, {_fmt(interval[1])}]"
+
+
+def _recovered(after: list[float], before: list[float], top: list[float]) -> str:
+    """An attack's recovery share (``metrics.gap_closed``) with its 95 % interval."""
+    return _with(metrics.gap_closed(after, before, top),
+                 metrics.gap_closed_interval(after, before, top))  # fmt: skip
 
 
 def _leak(report: SystemReport, family: str) -> str:

@@ -35,7 +35,7 @@ from evals import metrics
 from evals.build_models import FinetuneConfig, finetune, model_dir
 from evals.data import QA
 from evals.gcg import GCGConfig, gcg, suffixed
-from evals.report import _fmt, _table, _with
+from evals.report import _fmt, _recovered, _table
 from evals.scoring import GatewayScorer, load_model, was_suppressed
 from gateway.evidence import leaks
 from index.files import write_json_atomic
@@ -233,8 +233,7 @@ class WhiteBox:
         top = self._rouge("target:none", row["questions"])
         if row["attack"] == "none" or before is None or top is None:
             return _fmt(None)
-        return _with(metrics.gap_closed(row["rouge"], before, top),
-                     metrics.gap_closed_interval(row["rouge"], before, top))  # fmt: skip
+        return _recovered(row["rouge"], before, top)
 
     def _markdown(self) -> list[str]:
         rows = [
