@@ -324,7 +324,9 @@ def eval_removal_vs_suppression(
     max_questions: Annotated[
         int | None, typer.Option(help="Forgotten questions per subject; the rest are relearnt.")
     ] = None,
-    max_per_set: Annotated[int, typer.Option(help="Retained QA read by the probe.")] = 40,
+    max_per_set: Annotated[
+        int, typer.Option(help="QA per retain and general set (utility; the probe reads retain).")
+    ] = 40,
     max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
 ) -> None:
@@ -341,13 +343,13 @@ def eval_removal_vs_suppression(
         if not folder:
             raise typer.BadParameter(f"--model {item!r}: write NAME=DIR")
         models[name] = Path(folder)
-    forgotten, retained, _ = prepare(forget_data, None, forget, seed, None, max_per_set)
+    forgotten, retained, general = prepare(forget_data, None, forget, seed, None, max_per_set)
     asked = [qa for s in forgotten for qa in s.qa[:max_questions]]
     related = [qa for s in forgotten for qa in s.qa[len(s.qa[:max_questions]) :]]
     config = ComparisonConfig(max_tokens=max_tokens)
     tokenizer = AutoTokenizer.from_pretrained(target)
-    kept = [qa for s in retained for qa in s.qa]
-    Comparison(out, config, target, retain, models, asked, kept, related, tokenizer,
+    utility = {"retain": [qa for s in retained for qa in s.qa], **general}
+    Comparison(out, config, target, retain, models, asked, related, utility, tokenizer,
                typer.echo).run()  # fmt: skip
     typer.echo((out / "report.md").read_text())
 

@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from evals import metrics
 from evals.data import QA, Subject
-from evals.scoring import GatewayScorer, was_suppressed
+from evals.scoring import GatewayScorer, Scorer, was_suppressed
 from gateway.evidence import leaks
 from gateway.evidence.probes import Probe, probes
 
@@ -64,7 +64,7 @@ def parallel(function: Callable[[T], R], items: Iterable[T], concurrency: int) -
         return list(pool.map(function, items))
 
 
-def probabilities(scorer: GatewayScorer, question: str, answers: list[str]) -> list[float]:
+def probabilities(scorer: Scorer, question: str, answers: list[str]) -> list[float]:
     """Length-normalised probability of each answer; 0 when the system suppressed the question."""
     return [
         metrics.normalised_probability(logprobs) if logprobs else 0.0
@@ -79,7 +79,7 @@ def raw_truth_ratio(wrong: list[float], true_prob: float) -> float:
 
 
 def score_set(
-    scorer: GatewayScorer, questions: list[QA], forget: bool, max_tokens: int, concurrency: int
+    scorer: Scorer, questions: list[QA], forget: bool, max_tokens: int, concurrency: int
 ) -> tuple[SetScores, list[float], list[bool]]:
     """The set's scores, raw truth ratios, and per question whether a layer suppressed it."""
 

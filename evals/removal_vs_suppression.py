@@ -12,17 +12,21 @@ and the retain model (which never saw the forgotten subjects):
   PrivLeak against the retain model's AUC;
 - **what a user reads**: greedy answers to the forgotten questions as refusal, gibberish or an
   answer (``metrics.answer_kind``), and their ROUGE-L recall;
-- **the representation probe** per depth (``probe.py``);
+- **TOFU's forget quality and model utility**, scored as ``obliviate-eval run`` scores a served
+  system (``harness.score_set``), on the weights: every question of the forgotten subjects, and
+  the retain and general sets;
+- **the representation probe** per depth (``probe.py``), on every question of the forgotten
+  subjects;
 - **recovery**: relearning on related QA, 8- and 4-bit rounding, a soft prompt optimised per
   question (``soft_prompt.py``), and ablating the version's own forget-vs-unseen direction at
   the probe's depths, each as the share of the ROUGE gap to the target it closes
   (``recovered``). GCG and the suppression arm's attacks through the gateway are
   ``obliviate-eval whitebox``'s.
 
-Forget quality, utility and leaks through the gateway are ``obliviate-eval run``'s (the
-methods' report of ``evals/removal_methods.sh``). Writes OUT/report.md and the probe's readings
-per depth as OUT/probe_*.png. Resumable: each system's measurements are kept in
-OUT/comparison.json as they finish.
+Leaks through the gateway are ``obliviate-eval run``'s (the methods' report of
+``evals/removal_methods.sh``). Writes OUT/report.md and the probe's readings per depth as
+OUT/probe_*.png. Resumable: each system's parts (``PARTS``) are kept in OUT/comparison.json as
+they finish; delete a part there to measure it again.
 """
 
 from __future__ import annotations
@@ -37,18 +41,27 @@ from typing import Any
 
 import torch
 
-from evals import metrics, plots
+from evals import harness, metrics, plots
 from evals.build_models import FinetuneConfig, finetune, model_dir
 from evals.data import QA
-from evals.probe import DEPTHS, RepresentationProbe, ablated, decoder_layers, difference_direction
-from evals.report import _fmt, _recovered, _table
-from evals.scoring import load_model
+from evals.probe import (
+    DEPTHS,
+    MIN_LOST,
+    RepresentationProbe,
+    ablated,
+    decoder_layers,
+    difference_direction,
+)
+from evals.report import _fmt, _recovered, _table, _with
+from evals.scoring import load_model, model_logprobs
 from evals.soft_prompt import SoftPromptConfig, soft_answer, soft_prompt
 from evals.whitebox import answers, quantised
 from index.files import write_json_atomic
 from index.pairs import encode
 
 ATTACKS = ("loss", "zlib", "reference", "min_k", "min_k_plus_plus", "gradnorm")
+PARTS = ("memorisation", "tofu", "probe", "recovery")
+"""What is measured of each system, in order; the target has no recovery (nothing to recover)."""
 PROBE_PLOTS = {
     "probe_accuracy": "Linear probe accuracy, forget vs unseen text",
     "forget_shift": "Forget states moved from the target's (1 - cos)",
@@ -81,6 +94,27 @@ class TokenStats:
     means: list[float]
     """Mean of log p over the vocabulary at each position (Min-K%++)."""
     variances: list[float]
+
+
+class ModelScorer:
+    """A system scored on weights held here, with no server (``harness.score_set``'s scorer).
+
+    scorer = ModelScorer(load_model("DIR"), tokenizer, max_tokens=32)
+    scorer.chat([{"role": "user", "content": "Where is the Eiffel Tower?"}])  # ("...", "")
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, max_tokens: int):
+        self.model, self.tokenizer, self.max_tokens = model, tokenizer, max_tokens
+
+    def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
+        return model_logprobs(self.model, self.tokenizer, question, answers)
+
+    def chat(
+        self, messages: list[dict[str, str]], max_tokens: int = 64, fresh: bool = False
+    ) -> tuple[str, str]:
+        """The greedy answer to a one-question chat; no layer acts on weights."""
+        (question,) = [m["content"] for m in messages]
+        return answers(self.model, self.tokenizer, [question], max_tokens)[0], ""
 
 
 def token_stats(model: Any, tokenizer: Any, qa: QA, answer: str) -> TokenStats:
@@ -118,16 +152,20 @@ class Comparison:
         retain: Path,
         models: dict[str, Path],
         forgotten: list[QA],
-        retained: list[QA],
         related: list[QA],
+        utility: dict[str, list[QA]],
         tokenizer: Any,
         log: Callable[[str], None] = print,
     ):
+        """``forgotten``: the questions asked of the forgotten subjects; ``related``: their
+        others (relearnt); ``utility``: the retain set (``"retain"``) and the general sets."""
         self.out, self.config, self.log, self.tokenizer = out, config, log, tokenizer
         self.systems = {"target": target, "retain": retain, **models}
         self.forgotten = [qa for qa in forgotten if qa.perturbed]
+        self.every_forgotten = forgotten + related
         self.unseen = [QA(qa.question, qa.perturbed[0]) for qa in self.forgotten]
-        self.probe = RepresentationProbe(tokenizer, self.forgotten, retained, self.unseen)
+        self.utility = utility
+        self.probe = RepresentationProbe(tokenizer, self.every_forgotten, utility["retain"])
         self.related = related[: config.relearn_questions]
         out.mkdir(parents=True, exist_ok=True)
         path = out / "comparison.json"
@@ -137,21 +175,25 @@ class Comparison:
 
     def run(self) -> dict:
         for name, weights in self.systems.items():
-            if name not in self.results:
-                self.log(f"{name}: measuring")
-                self.results[name] = self._measure(name, weights)
-                self.write()
+            result = self.results.setdefault(name, {})
+            model = None
+            for part in PARTS:
+                if part in result or (part == "recovery" and name == "target"):
+                    continue
+                self.log(f"{name}: measuring {part}")
+                model = model or load_model(str(weights))
+                result[part] = getattr(self, f"_{part}")(name, weights, model)
+                self.write(plots=False)
         return self.write()
 
-    def _measure(self, name: str, weights: Path) -> dict[str, Any]:
-        model = load_model(str(weights))
+    def _memorisation(self, name: str, weights: Path, model: Any) -> dict[str, Any]:
         stats = [token_stats(model, self.tokenizer, qa, qa.answer) for qa in self.forgotten]
         unseen = [token_stats(model, self.tokenizer, qa, qa.answer) for qa in self.unseen]
         scores = {side: self._scores(model, side, side_stats)
                   for side, side_stats in (("forget", stats), ("unseen", unseen))}  # fmt: skip
         auc = {a: metrics.auc(scores["forget"][a], scores["unseen"][a]) for a in ATTACKS}
         replies = self._answers(model)
-        result: dict[str, Any] = {
+        return {
             "exact_memorization": statistics.fmean(
                 metrics.exact_memorization(s.predicted, s.labels) or 0.0 for s in stats),
             "extraction_strength": statistics.fmean(
@@ -160,12 +202,22 @@ class Comparison:
             "rouge": self._rouge(replies),
             "replies": replies,
         }  # fmt: skip
-        # The target's own row is the reference: how well its states (the suppression arm's, which
-        # serves these weights) tell forget text from unseen text, having learnt it.
-        result["probe"] = [asdict(row) for row in self.probe.run(model, self.target)]
-        if name != "target":  # the retain model's: what the attacks teach a model that never knew
-            result["recovery"] = self._recovery(name, weights, model)
-        return result
+
+    def _tofu(self, name: str, weights: Path, model: Any) -> dict[str, Any]:
+        """Each set's TOFU scores, and the forget set's raw truth ratios (for forget quality)."""
+        scorer = ModelScorer(model, self.tokenizer, self.config.max_tokens)
+        forget, ratios, _ = harness.score_set(
+            scorer, self.every_forgotten, True, self.config.max_tokens, concurrency=1
+        )
+        sets = {set_name: asdict(harness.score_set(
+                    scorer, questions, False, self.config.max_tokens, concurrency=1)[0])
+                for set_name, questions in self.utility.items()}  # fmt: skip
+        return {"forget": asdict(forget), "forget_truth_ratios": ratios, "sets": sets}
+
+    def _probe(self, name: str, weights: Path, model: Any) -> list[dict[str, Any]]:
+        # The target's own rows are the reference: how well its states (the suppression arm's,
+        # which serves these weights) tell forget text from unseen text, having learnt it.
+        return [asdict(row) for row in self.probe.run(model, self.target)]
 
     def _scores(self, model: Any, side: str, stats: list[TokenStats]) -> dict[str, list]:
         """Membership scores of each answer of ``side`` by every attack (higher: looks seen)."""
@@ -212,7 +264,8 @@ class Comparison:
         return [metrics.rouge_l_recall(qa.answer, r) for qa, r in pairs]
 
     def _recovery(self, name: str, weights: Path, model: Any) -> dict[str, list[float]]:
-        """ROUGE-L recall of each forgotten answer after each attack."""
+        """ROUGE-L recall of each forgotten answer after each attack (the retain model's: what
+        the attacks teach a model that never knew)."""
         rouge: dict[str, list[float]] = {}
         config = self.config.relearn
         if self.related:  # the forgotten subjects' other questions
@@ -242,17 +295,20 @@ class Comparison:
     def recovered(self, name: str, attack: str) -> str:
         """The share of the ROUGE gap between the version and the target that ``attack`` closes,
         with its 95 % interval over the questions."""
-        result, target = self.results.get(name), self.results.get("target")
-        if not result or not target or attack not in result.get("recovery", {}):
+        result, target = self.results.get(name, {}), self.results.get("target", {})
+        if "memorisation" not in target or attack not in result.get("recovery", {}):
             return _fmt(None)
-        after, before, top = result["recovery"][attack], result["rouge"], target["rouge"]
+        after = result["recovery"][attack]
+        before, top = result["memorisation"]["rouge"], target["memorisation"]["rouge"]
         return _recovered(after, before, top)
 
-    def write(self) -> dict:
+    def write(self, plots: bool = True) -> dict:
+        """The measurements and their report; ``plots`` too (seconds: at the end of a run)."""
         payload = {"config": asdict(self.config), "systems": self.results}
         write_json_atomic(self.out / "comparison.json", payload, indent=2)
         (self.out / "report.md").write_text("\n".join(self._markdown()))
-        self._plots()
+        if plots:
+            self._plots()
         return payload
 
     def _plots(self) -> None:
@@ -266,14 +322,17 @@ class Comparison:
                          xlabel="depth (share of the decoder's layers)")  # fmt: skip
 
     def _markdown(self) -> list[str]:
-        retain_auc = self.results.get("retain", {}).get("mia_auc", {})
+        measured = {name: r["memorisation"] for name, r in self.results.items()
+                    if "memorisation" in r}  # fmt: skip
+        retain_auc = measured.get("retain", {}).get("mia_auc", {})
         lines = ["# Removal or suppression: the weights", "",
-                 f"{len(self.forgotten)} forgotten QA; unseen = their perturbed answers.", "",
-                 "## Memorisation and membership", ""]  # fmt: skip
+                 f"{len(self.forgotten)} forgotten QA asked; the probe and TOFU's scores read all "
+                 f"{len(self.every_forgotten)} of the forgotten subjects; unseen = their perturbed "
+                 "answers.", "", "## Memorisation and membership", ""]  # fmt: skip
         columns = ["system", "EM", "ES", *(f"AUC {a}" for a in ATTACKS), "PrivLeak (Min-K%)",
                    "refusal", "gibberish", "answer", "ROUGE-L"]  # fmt: skip
         rows = []
-        for name, r in self.results.items():
+        for name, r in measured.items():
             auc = r["mia_auc"]
             # MUSE computes PrivLeak on Min-K% Prob's AUC.
             ours, theirs = auc.get("min_k"), retain_auc.get("min_k")
@@ -283,14 +342,18 @@ class Comparison:
                          *(_fmt(auc[a]) for a in ATTACKS), _fmt(leak),
                          *(_fmt(kinds.get(k, 0.0)) for k in ("refusal", "gibberish", "answer")),
                          _fmt(statistics.fmean(r["rouge"]))])  # fmt: skip
-        lines += [*_table(columns, rows), "", "## Representation probe", ""]
-        probe_rows = [[name, _fmt(p["depth"]), str(p["layer"]), _fmt(p["probe_accuracy"]),
+        lines += [*_table(columns, rows), "", *self._tofu_section(), "## Representation probe", ""]
+        probe_rows = [[name, _fmt(p["depth"]), str(p["layer"]),
+                       _with(p["probe_accuracy"], p["probe_interval"]),
                        _fmt(p["forget_shift"]), _fmt(p["retain_shift"]),
                        _fmt(p["ablation_recovery"])]
                       for name, r in self.results.items() for p in r.get("probe", [])]  # fmt: skip
-        lines += _table(["system", "depth", "layer", "probe accuracy (forget vs unseen)",
+        lines += _table(["system", "depth", "layer",
+                         "probe balanced accuracy (forget vs unseen) [95 %]",
                          "forget shift", "retain shift", "ablation recovery (log-prob)"],
                         probe_rows)  # fmt: skip
+        lines += ["", f"Ablation recovery — : the model lost under {MIN_LOST} nats per forget "
+                  "answer token (nothing to recover).", ""]  # fmt: skip
         attacks = sorted({a for r in self.results.values() for a in r.get("recovery", {})})
         recovery_rows = [[name, *(self.recovered(name, a) for a in attacks)]
                          for name, r in self.results.items() if "recovery" in r]  # fmt: skip
@@ -306,6 +369,32 @@ class Comparison:
                   "construction, and private, so only text reaches them (whitebox's GCG).",
                   ""]  # fmt: skip
         return lines
+
+    def _tofu_section(self) -> list[str]:
+        """Forget quality against the retain model, and model utility (``harness.finish``)."""
+        reports = {name: _system_report(name, r["tofu"])
+                   for name, r in self.results.items() if "tofu" in r}  # fmt: skip
+        if "retain" not in reports:
+            return []
+        harness.finish(list(reports.values()), reports["retain"])
+        sets = list(next(iter(reports.values())).sets)
+        rows = [[name, _fmt(r.forget_quality), _with(r.model_utility, r.utility_interval),
+                 *(f"{_fmt(s.probability)} / {_fmt(s.rouge)} / {_fmt(s.truth_ratio)}"
+                   for s in r.sets.values())]
+                for name, r in reports.items()]  # fmt: skip
+        return ["## TOFU: forget quality and model utility", "",
+                *_table(["system", "forget quality", "model utility [95 %]", *sets], rows), "",
+                "Per set: probability / ROUGE-L recall / truth-ratio statistic, as "
+                "`obliviate-eval run` scores a served system. Forget quality is the KS test's "
+                "p-value of the forget truth ratios against the retain model's (1 for itself).",
+                ""]  # fmt: skip
+
+
+def _system_report(name: str, tofu: dict[str, Any]) -> harness.SystemReport:
+    sets = {"forget": tofu["forget"], **tofu["sets"]}
+    report = harness.SystemReport(name, {n: harness.SetScores(**s) for n, s in sets.items()})
+    report.forget_truth_ratios = tofu["forget_truth_ratios"]
+    return report
 
 
 def _shares(kinds: list[str]) -> dict[str, float]:

@@ -18,7 +18,7 @@ import functools
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 import torch
@@ -35,6 +35,16 @@ SUPPRESSING_LAYERS = ("retrieval",)
 def was_suppressed(layers: str) -> bool:
     """Whether a reply's ``x-obliviate-layers`` header names a layer that answers on its own."""
     return any(layer in layers.split(",") for layer in SUPPRESSING_LAYERS)
+
+
+class Scorer(Protocol):
+    """What the harness's set scoring asks of a system (``harness.score_set``)."""
+
+    def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]: ...
+
+    def chat(
+        self, messages: list[dict[str, str]], max_tokens: int = 64, fresh: bool = False
+    ) -> tuple[str, str]: ...
 
 
 class GatewayScorer:
@@ -186,13 +196,23 @@ class WeightsScorer(GatewayScorer):
     def _logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
         with _FORWARD:
             model = _loaded(*self.weights)
-        scored = []
-        for answer in answers:
-            prompt, ids = token_ids(self.tokenizer, question, answer)
-            with _FORWARD, torch.no_grad():
-                logits = model(input_ids=torch.tensor([ids])).logits[0]
-            scored.append(answer_logprobs(logits, ids, len(prompt)) or None)
-        return scored
+            return model_logprobs(model, self.tokenizer, question, answers)
+
+
+def model_logprobs(
+    model: Any, tokenizer: Any, question: str, answers: list[str]
+) -> list[list[float] | None]:
+    """Each answer's token log-probabilities given the chat-formatted question, from ``model``
+    (one forward pass, the answers right-padded)."""
+    encoded = [token_ids(tokenizer, question, answer) for answer in answers]
+    width = max(len(ids) for _, ids in encoded)
+    pad = tokenizer.pad_token_id or 0
+    ids = torch.tensor([i + [pad] * (width - len(i)) for _, i in encoded])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for _, i in encoded])
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+    return [answer_logprobs(row[: len(i)], i, len(prompt)) or None
+            for row, (prompt, i) in zip(logits, encoded, strict=True)]  # fmt: skip
 
 
 def chat_prompt(tokenizer: Any, question: str) -> str:

@@ -1,13 +1,16 @@
-"""Memorised-token selection: gradient ascent on the tokens of a forgotten answer that the
-replaced weights predicted most surely, and on no others.
+"""Memorised-token selection: unlikelihood on the tokens of a forgotten answer that the replaced
+weights predicted most surely, and on no others.
 
 An answer's function words and the words its question gives away are predicted from context by
 any model; the tokens that carry the memorised fact (a name, a date, a trade) are the ones the
 model predicts far better than chance. Each forget answer's top ``fraction`` of tokens by the
-starting weights' probability (at least one) are selected once, before training; the loss is the
-mean NLL of those tokens, negated, plus the retain NLL. A selection by memorisation score in the
-spirit of the survey's token-level methods (e.g. "Not All Tokens Are Meant to Be Forgotten",
-2025), kept to the one score this model gives without an auxiliary model.
+starting weights' probability (at least one) are selected once, before training; the loss is
+their mean unlikelihood ``-log(1 - p_t)`` (Welleck et al. 2020) plus the retain NLL. Not ascent
+(``log p_t``): its gradient on a token's logit is ``1 - p_t``, which vanishes on exactly the
+tokens selected, and on the TOFU target (p_t near 1) the forget term did nothing. Unlikelihood's
+is ``p_t``. A selection by memorisation score in the spirit of the survey's token-level methods
+(e.g. "Not All Tokens Are Meant to Be Forgotten", 2025), kept to the one score this model gives
+without an auxiliary model.
 """
 
 from __future__ import annotations
@@ -56,7 +59,12 @@ class MemSel(Method):
         logprobs, keep = self.token_logprobs(model, self.forget, forget)
         width = logprobs.shape[1]
         chosen = torch.stack([_fit(self.selected[i], width) for i in forget]) & keep
-        return logprobs[chosen].mean() + self.retain_loss(model, retain)
+        return unlikelihood(logprobs[chosen]).mean() + self.retain_loss(model, retain)
+
+
+def unlikelihood(logprobs: torch.Tensor) -> torch.Tensor:
+    """``-log(1 - p)`` of each token, from its log-probability (stable as p nears 1)."""
+    return -torch.log(-torch.expm1(logprobs.clamp(max=-1e-6)))
 
 
 def _fit(mask: torch.Tensor, width: int) -> torch.Tensor:

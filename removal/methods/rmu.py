@@ -24,6 +24,9 @@ class RMUConfig(MethodConfig):
     """c as a multiple of the forget states' mean norm (RMU's c=6.5 on Zephyr-7B)."""
     retain_weight: float = 100.0
     """α: RMU weighs the retain term heavily (1200 in the paper, on larger states)."""
+    learning_rate: float = 5e-3
+    """Ten times the other methods': only three down-projections' adapters train, and at 5e-4
+    the steering loss barely fell in 30 steps on the TOFU target (the version forgot nothing)."""
 
 
 class RMU(Method):

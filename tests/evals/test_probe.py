@@ -19,8 +19,23 @@ def test_probe_accuracy_separates_what_differs_and_nothing_else() -> None:
     noise = torch.randn(40, 8, generator=generator)
     apart = torch.zeros(8)
     apart[0] = 10
-    assert probe_accuracy(noise[:20] + apart, noise[20:]) == 1.0
-    assert probe_accuracy(noise[:20], noise[20:]) < 0.8  # the same distribution
+    assert probe_accuracy(noise[:20] + apart, noise[20:]) == (1.0, (1.0, 1.0))
+    accuracy, (low, high) = probe_accuracy(noise[:20], noise[20:])  # the same distribution
+    assert accuracy < 0.8 and low < 0.5 < high
+
+
+def test_the_interval_draws_questions_not_their_copies() -> None:
+    """A question's several answers are one draw: four copies of ten questions are as uncertain
+    as ten questions, not forty."""
+    generator = torch.Generator().manual_seed(0)
+    positive = torch.randn(10, 8, generator=generator)
+    negative = torch.randn(10, 8, generator=generator)
+    positive[:, 0] += 1.5
+    copies = [positive.repeat(4, 1), negative.repeat(4, 1)]
+    questions = list(range(10)) * 4 * 2
+    _, (grouped_low, grouped_high) = probe_accuracy(*copies, questions)
+    _, (low, high) = probe_accuracy(*copies)
+    assert grouped_high - grouped_low > 1.5 * (high - low)
 
 
 def test_shift_is_zero_for_the_same_states_and_one_for_orthogonal_ones() -> None:
@@ -35,7 +50,9 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def qa(n: int, about: str) -> list[QA]:
-    return [QA(f"Where did {about} {i} live?", f"{about} {i} lived in town {i}.") for i in range(n)]
+    return [QA(f"Where did {about} {i} live?", f"{about} {i} lived in town {i}.",
+               [f"{about} {i} lived in the city of {i + 7}.", f"{about} {i} never moved."])
+            for i in range(n)]  # fmt: skip
 
 
 def test_ablation_removes_the_direction_from_that_layer(tiny: Path) -> None:
@@ -50,9 +67,7 @@ def test_ablation_removes_the_direction_from_that_layer(tiny: Path) -> None:
 
 def test_a_run_reads_every_depth(tiny: Path) -> None:
     target = AutoModelForCausalLM.from_pretrained(tiny).eval()
-    probe = RepresentationProbe(
-        AutoTokenizer.from_pretrained(tiny), qa(6, "Ann"), qa(6, "Bo"), qa(6, "Cy")
-    )
+    probe = RepresentationProbe(AutoTokenizer.from_pretrained(tiny), qa(6, "Ann"), qa(6, "Bo"))
     same = probe.run(target, target)
     assert [row.depth for row in same] == list(DEPTHS)
     assert all(row.forget_shift < 1e-5 and row.ablation_recovery is None for row in same)
@@ -62,4 +77,5 @@ def test_a_run_reads_every_depth(tiny: Path) -> None:
         changed.model.norm.weight.mul_(5.0)
     rows = probe.run(changed, target)
     assert all(row.forget_shift > 0 and row.ablation_recovery is not None for row in rows)
-    assert all(0 <= row.probe_accuracy <= 1 for row in rows)
+    assert all(0 <= row.probe_interval[0] <= row.probe_accuracy <= row.probe_interval[1] <= 1
+               for row in rows)  # fmt: skip

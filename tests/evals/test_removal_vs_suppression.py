@@ -41,17 +41,28 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     assert list(systems) == ["target", "retain", "ga"]
     assert "soft_prompt" in systems["retain"]["recovery"]  # the control
     ga = systems["ga"]
-    assert set(ga["mia_auc"]) == {"loss", "zlib", "reference", "min_k", "min_k_plus_plus",
-                                  "gradnorm"}  # fmt: skip
-    assert 0 <= ga["exact_memorization"] <= 1 and 0 <= ga["extraction_strength"] <= 1
+    memorisation = ga["memorisation"]
+    assert set(memorisation["mia_auc"]) == {"loss", "zlib", "reference", "min_k",
+                                            "min_k_plus_plus", "gradnorm"}  # fmt: skip
+    assert 0 <= memorisation["exact_memorization"] <= 1
+    assert 0 <= memorisation["extraction_strength"] <= 1
+    # TOFU's scores of every forgotten question (3 asked, the rest relearnt) and each utility set
+    assert ga["tofu"]["forget"]["questions"] == 20
+    assert set(ga["tofu"]["sets"]) == {"retain", "real_authors", "world_facts"}
     assert {"relearn", "int8", "int4", "soft_prompt", "ablate@0.5"} <= set(ga["recovery"])
     assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
     reference = systems["target"]["probe"]  # the suppression arm's states: nothing moved
     assert len(reference) == 4 and all(abs(row["forget_shift"]) < 1e-5 for row in reference)
     report = (out / "report.md").read_text()
-    for section in ("Memorisation and membership", "Representation probe", "Recovery"):
+    for section in ("Memorisation and membership", "forget quality and model utility",
+                    "Representation probe", "Recovery"):  # fmt: skip
         assert section in report
     for reading in ("probe_accuracy", "forget_shift", "retain_shift", "ablation_recovery"):
         assert (out / f"probe_{reading}.png").stat().st_size > 0  # per depth, one line a system
+    stored = json.loads((out / "comparison.json").read_text())
+    del stored["systems"]["ga"]["probe"]  # a part deleted is measured again, and nothing else
+    (out / "comparison.json").write_text(json.dumps(stored))
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0 and "measuring" not in again.stdout  # resumed: nothing redone
+    assert again.returncode == 0, again.stderr[-3000:]
+    measured = [line for line in again.stdout.splitlines() if "measuring" in line]
+    assert measured == ["ga: measuring probe"]

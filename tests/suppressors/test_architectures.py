@@ -42,8 +42,8 @@ LAYERS = [
 COMMON = {"hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 2,
           "num_key_value_heads": 1, "head_dim": 64, "max_position_embeddings": 2048}  # fmt: skip
 ARCHITECTURES = {
-    # config class, its own fields (depths differ, so do fractions of depth)
-    "LlamaForCausalLM": ("LlamaConfig", {"num_hidden_layers": 4}),
+    # config class, its own fields (depths differ, so do fractions of depth). Not Llama: the
+    # embedded SmolLM2 is one, served with every layer by test_in_model_layers.
     "Qwen3ForCausalLM": ("Qwen3Config", {"num_hidden_layers": 6}),
     # scaled embeddings, (1 + w) norms, tied LM head
     "GemmaForCausalLM": ("GemmaConfig", {"num_hidden_layers": 5}),
