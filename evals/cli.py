@@ -330,8 +330,9 @@ def eval_removal_vs_suppression(
     max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
 ) -> None:
-    """Memorisation, membership, the representation probe and recovery of each removal version
-    beside the target (the suppression arm's weights) and the retain model; report in OUT."""
+    """Memorisation, membership, TOFU's forget quality and utility, the representation probe
+    and recovery of each removal version beside the target (the suppression arm's weights) and
+    the retain model; report in OUT."""
     from transformers import AutoTokenizer
 
     from evals.data import prepare

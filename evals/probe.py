@@ -79,7 +79,12 @@ def probe_accuracy(
     features = torch.cat([positive, negative]).float().numpy()
     labels = np.array([1] * len(positive) + [0] * len(negative))
     group = np.array(groups if groups is not None else range(len(labels)))
-    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
+    if len(group) != len(labels) or len(set(group.tolist())) < 2:
+        raise ValueError("one group per vector, and at least two groups")
+    # Classes weighted as the score weighs them (a question has one answer, several perturbed).
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(max_iter=1000, class_weight="balanced")
+    )
     split = GroupKFold(min(folds, len(set(group.tolist()))))
     correct = cross_val_predict(model, features, labels, groups=group, cv=split) == labels
 

@@ -60,10 +60,12 @@ from index.files import write_json_atomic
 from index.pairs import encode
 
 ATTACKS = ("loss", "zlib", "reference", "min_k", "min_k_plus_plus", "gradnorm")
-PARTS = ("memorisation", "tofu", "probe", "recovery")
-"""What is measured of each system, in order; the target has no recovery (nothing to recover)."""
+PARTS = ("memorisation", "tofu", "probe", "recovery", "ablation")
+"""What is measured of each system, in order."""
+ATTACK_PARTS = {"recovery", "ablation"}
+"""The parts that attack a version: not the target's (it has nothing to recover)."""
 PROBE_PLOTS = {
-    "probe_accuracy": "Linear probe accuracy, forget vs unseen text",
+    "probe_accuracy": "Linear probe balanced accuracy, forget vs unseen answers",
     "forget_shift": "Forget states moved from the target's (1 - cos)",
     "retain_shift": "Retain states moved from the target's (1 - cos)",
     "ablation_recovery": "Forget log-prob recovered by ablating the forget direction",
@@ -99,12 +101,21 @@ class TokenStats:
 class ModelScorer:
     """A system scored on weights held here, with no server (``harness.score_set``'s scorer).
 
-    scorer = ModelScorer(load_model("DIR"), tokenizer, max_tokens=32)
-    scorer.chat([{"role": "user", "content": "Where is the Eiffel Tower?"}])  # ("...", "")
+    scorer = ModelScorer(load_model("DIR"), tokenizer)
+    scorer.prefetch(["Where is the Eiffel Tower?"], max_tokens=32)   # optional: batched
+    scorer.chat([{"role": "user", "content": "Where is the Eiffel Tower?"}], max_tokens=32)
     """
 
-    def __init__(self, model: Any, tokenizer: Any, max_tokens: int):
-        self.model, self.tokenizer, self.max_tokens = model, tokenizer, max_tokens
+    def __init__(self, model: Any, tokenizer: Any):
+        self.model, self.tokenizer = model, tokenizer
+        self.replies: dict[tuple[str, int], str] = {}
+
+    def prefetch(self, questions: list[str], max_tokens: int, batch: int = 16) -> None:
+        """Answer ``questions`` in batches now (generation one at a time is most of the cost)."""
+        for i in range(0, len(questions), batch):
+            chunk = questions[i : i + batch]
+            replies = answers(self.model, self.tokenizer, chunk, max_tokens)
+            self.replies.update(((q, max_tokens), r) for q, r in zip(chunk, replies, strict=True))
 
     def answers_logprobs(self, question: str, answers: list[str]) -> list[list[float] | None]:
         return model_logprobs(self.model, self.tokenizer, question, answers)
@@ -114,7 +125,9 @@ class ModelScorer:
     ) -> tuple[str, str]:
         """The greedy answer to a one-question chat; no layer acts on weights."""
         (question,) = [m["content"] for m in messages]
-        return answers(self.model, self.tokenizer, [question], max_tokens)[0], ""
+        if (question, max_tokens) not in self.replies:
+            self.prefetch([question], max_tokens)
+        return self.replies[(question, max_tokens)], ""
 
 
 def token_stats(model: Any, tokenizer: Any, qa: QA, answer: str) -> TokenStats:
@@ -178,10 +191,11 @@ class Comparison:
             result = self.results.setdefault(name, {})
             model = None
             for part in PARTS:
-                if part in result or (part == "recovery" and name == "target"):
+                if part in result or (part in ATTACK_PARTS and name == "target"):
                     continue
                 self.log(f"{name}: measuring {part}")
-                model = model or load_model(str(weights))
+                if model is None:
+                    model = load_model(str(weights))
                 result[part] = getattr(self, f"_{part}")(name, weights, model)
                 self.write(plots=False)
         return self.write()
@@ -205,7 +219,10 @@ class Comparison:
 
     def _tofu(self, name: str, weights: Path, model: Any) -> dict[str, Any]:
         """Each set's TOFU scores, and the forget set's raw truth ratios (for forget quality)."""
-        scorer = ModelScorer(model, self.tokenizer, self.config.max_tokens)
+        scorer = ModelScorer(model, self.tokenizer)
+        questions = [qa.question for qa in self.every_forgotten]
+        scorer.prefetch(questions + [qa.question for s in self.utility.values() for qa in s],
+                        self.config.max_tokens)  # fmt: skip
         forget, ratios, _ = harness.score_set(
             scorer, self.every_forgotten, True, self.config.max_tokens, concurrency=1
         )
@@ -282,7 +299,13 @@ class Comparison:
                                     self.config.soft_prompt), self.config.max_tokens)
             for qa in self.forgotten
         ])  # fmt: skip
+        return rouge
+
+    def _ablation(self, name: str, weights: Path, model: Any) -> dict[str, list[float]]:
+        """ROUGE-L recall of each forgotten answer with the probe's forget-vs-unseen direction
+        projected out at each depth."""
         forget, unseen = self.probe.states(model, "forget"), self.probe.states(model, "unseen")
+        rouge = {}
         for depth in DEPTHS:
             layer = max(0, round(depth * len(decoder_layers(model))) - 1)
             direction = difference_direction(forget[layer], unseen[layer])
@@ -296,9 +319,10 @@ class Comparison:
         """The share of the ROUGE gap between the version and the target that ``attack`` closes,
         with its 95 % interval over the questions."""
         result, target = self.results.get(name, {}), self.results.get("target", {})
-        if "memorisation" not in target or attack not in result.get("recovery", {}):
+        attacks = {**result.get("recovery", {}), **result.get("ablation", {})}
+        if "memorisation" not in target or "memorisation" not in result or attack not in attacks:
             return _fmt(None)
-        after = result["recovery"][attack]
+        after = attacks[attack]
         before, top = result["memorisation"]["rouge"], target["memorisation"]["rouge"]
         return _recovered(after, before, top)
 
@@ -344,7 +368,7 @@ class Comparison:
                          _fmt(statistics.fmean(r["rouge"]))])  # fmt: skip
         lines += [*_table(columns, rows), "", *self._tofu_section(), "## Representation probe", ""]
         probe_rows = [[name, _fmt(p["depth"]), str(p["layer"]),
-                       _with(p["probe_accuracy"], p["probe_interval"]),
+                       _with(p["probe_accuracy"], p.get("probe_interval")),
                        _fmt(p["forget_shift"]), _fmt(p["retain_shift"]),
                        _fmt(p["ablation_recovery"])]
                       for name, r in self.results.items() for p in r.get("probe", [])]  # fmt: skip
@@ -354,9 +378,10 @@ class Comparison:
                         probe_rows)  # fmt: skip
         lines += ["", f"Ablation recovery — : the model lost under {MIN_LOST} nats per forget "
                   "answer token (nothing to recover).", ""]  # fmt: skip
-        attacks = sorted({a for r in self.results.values() for a in r.get("recovery", {})})
+        attacks = sorted({a for r in self.results.values() for part in ATTACK_PARTS
+                          for a in r.get(part, {})})  # fmt: skip
         recovery_rows = [[name, *(self.recovered(name, a) for a in attacks)]
-                         for name, r in self.results.items() if "recovery" in r]  # fmt: skip
+                         for name, r in self.results.items() if ATTACK_PARTS & set(r)]  # fmt: skip
         lines += ["", "## Recovery (share of the ROUGE-L gap to the target closed) [95 % interval]",
                   "",
                   *_table(["system", *attacks], recovery_rows), "",

@@ -56,15 +56,21 @@ class MemSel(Method):
                     self.selected.append(chosen)
 
     def loss(self, model: Any, forget: list[int], retain: list[int]) -> torch.Tensor:
-        logprobs, keep = self.token_logprobs(model, self.forget, forget)
-        width = logprobs.shape[1]
-        chosen = torch.stack([_fit(self.selected[i], width) for i in forget]) & keep
-        return unlikelihood(logprobs[chosen]).mean() + self.retain_loss(model, retain)
+        ids, mask, labels = self.batch(self.forget, forget)
+        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        width = targets.shape[1]
+        chosen = torch.stack([_fit(self.selected[i], width) for i in forget]) & (targets != -100)
+        forget_loss = unlikelihood(logits[chosen], targets[chosen]).mean()
+        return forget_loss + self.retain_loss(model, retain)
 
 
-def unlikelihood(logprobs: torch.Tensor) -> torch.Tensor:
-    """``-log(1 - p)`` of each token, from its log-probability (stable as p nears 1)."""
-    return -torch.log(-torch.expm1(logprobs.clamp(max=-1e-6)))
+def unlikelihood(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """``-log(1 - p)`` of each target token from its row of logits: the log-sum-exp of all
+    logits less that of the others. Exact, gradient ``p`` on the target's logit included, even
+    where p rounds to 1 and its log-probability (and any loss made of it) is flat."""
+    others = logits.scatter(-1, targets.unsqueeze(-1), float("-inf"))
+    return torch.logsumexp(logits, -1) - torch.logsumexp(others, -1)
 
 
 def _fit(mask: torch.Tensor, width: int) -> torch.Tensor:

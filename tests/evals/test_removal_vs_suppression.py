@@ -49,7 +49,9 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     # TOFU's scores of every forgotten question (3 asked, the rest relearnt) and each utility set
     assert ga["tofu"]["forget"]["questions"] == 20
     assert set(ga["tofu"]["sets"]) == {"retain", "real_authors", "world_facts"}
-    assert {"relearn", "int8", "int4", "soft_prompt", "ablate@0.5"} <= set(ga["recovery"])
+    assert {"relearn", "int8", "int4", "soft_prompt"} <= set(ga["recovery"])
+    assert set(ga["ablation"]) == {"ablate@0.25", "ablate@0.5", "ablate@0.75", "ablate@1"}
+    assert "recovery" not in systems["target"] and "ablation" not in systems["target"]
     assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
     reference = systems["target"]["probe"]  # the suppression arm's states: nothing moved
     assert len(reference) == 4 and all(abs(row["forget_shift"]) < 1e-5 for row in reference)

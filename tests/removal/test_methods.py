@@ -161,13 +161,14 @@ def test_a_new_method_lowers_the_forget_answers(
 
 def test_memsel_pushes_hardest_on_the_tokens_it_selects() -> None:
     """It selects the tokens the model is surest of; ascent's gradient on their logit is 1 - p,
-    nothing at p = 0.9999 (the TOFU target's), where unlikelihood's is p."""
+    nothing at the TOFU target's p (0.9999, and 1 in float32 past a margin of ~17), where
+    unlikelihood's is p."""
     from removal.methods.memsel import unlikelihood
 
-    logits = torch.tensor([9.2, 0.0, 0.0], requires_grad=True)
-    logprob = torch.log_softmax(logits, -1)[0]
-    unlikelihood(logprob).backward()
-    assert logits.grad is not None and logits.grad[0] > 0.99  # p, pushing the logit down
+    for margin in (9.2, 20.0):
+        logits = torch.tensor([[margin, 0.0, 0.0]], requires_grad=True)
+        unlikelihood(logits, torch.tensor([0])).sum().backward()
+        assert logits.grad is not None and logits.grad[0, 0] > 0.99, margin  # p, pushing down
 
 
 def test_consolidation_is_exact_while_the_true_rank_fits() -> None:
