@@ -220,9 +220,8 @@ class Comparison:
     def _tofu(self, name: str, weights: Path, model: Any) -> dict[str, Any]:
         """Each set's TOFU scores, and the forget set's raw truth ratios (for forget quality)."""
         scorer = ModelScorer(model, self.tokenizer)
-        questions = [qa.question for qa in self.every_forgotten]
-        scorer.prefetch(questions + [qa.question for s in self.utility.values() for qa in s],
-                        self.config.max_tokens)  # fmt: skip
+        every = self.every_forgotten + [qa for kept in self.utility.values() for qa in kept]
+        scorer.prefetch([qa.question for qa in every], self.config.max_tokens)
         forget, ratios, _ = harness.score_set(
             scorer, self.every_forgotten, True, self.config.max_tokens, concurrency=1
         )
