@@ -134,6 +134,11 @@ def decoder_layers(model: Any) -> Any:
     return model.get_decoder().layers
 
 
+def depth_layer(model: Any, depth: float) -> int:
+    """The decoder layer at ``depth`` (a fraction of the decoder's layers)."""
+    return max(0, round(depth * len(decoder_layers(model))) - 1)
+
+
 def layer_means(
     model: Any, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor
 ) -> list[torch.Tensor]:
@@ -189,10 +194,9 @@ class RepresentationProbe:
         mine = {name: self.states(model, name) for name in self.batches}
         theirs = {name: self.states(target, name) for name in ("forget", "retain")}
         lost = self.forget_logprob(target) - (own := self.forget_logprob(model))
-        depth_count = len(decoder_layers(model))
         rows = []
         for depth in DEPTHS:
-            layer = max(0, round(depth * depth_count) - 1)
+            layer = depth_layer(model, depth)
             forget, unseen = mine["forget"][layer], mine["unseen"][layer]
             recovery = None
             if lost >= MIN_LOST:

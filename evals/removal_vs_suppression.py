@@ -49,7 +49,7 @@ from evals.probe import (
     MIN_LOST,
     RepresentationProbe,
     ablated,
-    decoder_layers,
+    depth_layer,
     difference_direction,
 )
 from evals.report import _fmt, _recovered, _table, _with
@@ -306,7 +306,7 @@ class Comparison:
         forget, unseen = self.probe.states(model, "forget"), self.probe.states(model, "unseen")
         rouge = {}
         for depth in DEPTHS:
-            layer = max(0, round(depth * len(decoder_layers(model))) - 1)
+            layer = depth_layer(model, depth)
             direction = difference_direction(forget[layer], unseen[layer])
             with ablated(model, layer, direction):
                 rouge[f"ablate@{depth:g}"] = self._rouge(self._answers(model))

@@ -25,6 +25,7 @@ import torch
 from transformers import AutoTokenizer
 
 from evals.checkpoint import Checkpoint
+from index.pairs import collate
 
 T = TypeVar("T")
 
@@ -205,10 +206,7 @@ def model_logprobs(
     """Each answer's token log-probabilities given the chat-formatted question, from ``model``
     (one forward pass, the answers right-padded)."""
     encoded = [token_ids(tokenizer, question, answer) for answer in answers]
-    width = max(len(ids) for _, ids in encoded)
-    pad = tokenizer.pad_token_id or 0
-    ids = torch.tensor([i + [pad] * (width - len(i)) for _, i in encoded])
-    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for _, i in encoded])
+    ids, mask, _ = collate([(i, len(prompt)) for prompt, i in encoded], tokenizer.pad_token_id or 0)
     with torch.no_grad():
         logits = model(input_ids=ids, attention_mask=mask).logits
     return [answer_logprobs(row[: len(i)], i, len(prompt)) or None
