@@ -145,22 +145,37 @@ def blocked(matcher: Matcher, texts: list[str]) -> int:
     return sum(any(m.action == BLOCK for m in matcher.match([t])) for t in texts)
 
 
+def names_forgotten(matcher: Matcher, name: str) -> bool:
+    """Whether ``name`` reads as a forgotten subject's whole name (exactly or one edit away)."""
+    return any(not hit.partial for hits in matcher.lexicon.find(name).values() for hit in hits)
+
+
 def hard_negative_rates(embedder: Embedder, sizes: list[int], sample: int = 300) -> None:
     """Suppression alone as the forget list grows: N synthetic subjects forgotten (the model
     need not know them), then the false-block rate on hard negatives (other people sharing one
     fact with a forgotten subject: its first name, surname, city, genre or birth date) and on
     TOFU's utility questions, the block rate on a sample of forgotten questions, the matcher's
     p50 per question, and how many subjects one question names to the guard note at most (it
-    names ``MAX_SUBJECTS`` of them, however many match)."""
+    names ``MAX_SUBJECTS`` of them, however many match).
+
+    A hard negative whose whole name is a forgotten one's, or one edit from it (the typos the
+    lexicon reads: "John Bruen" for a forgotten "John Bruun"), cannot be told from the forgotten
+    subject by its name: it is blocked by design, and its questions are counted apart
+    ("named as forgotten"); the false-block rate is given with and without them."""
     rng = random.Random(0)
     unrelated = utility_questions()
     print(f"{'requests':>8} {'forget block':>13} {'hard-negative false block':>26} "
-          f"{'utility false block':>20} {'p50 ms':>7} {'most subjects matched':>22}")  # fmt: skip
+          f"{'named as forgotten':>19} {'others':>16} {'utility false block':>20} "
+          f"{'p50 ms':>7} {'most subjects matched':>22}")  # fmt: skip
     for n in sizes:
         authors = generate(n, seed=0)
         matcher = indexed(embedder, synthetic_requests(authors))
         negatives = hard_negatives(authors[: min(n, 20)], seed=0)
-        near = [p.question for a in negatives for p in pairs(a, [a], rng)]
+        questions = {a.name: [p.question for p in pairs(a, [a], rng)] for a in negatives}
+        near = [q for qs in questions.values() for q in qs]
+        named = [q for name, qs in questions.items() if names_forgotten(matcher, name)
+                 for q in qs]  # fmt: skip
+        others = [q for q in near if q not in named]
         forgotten = [q["question"] for r in synthetic_requests(rng.sample(authors, min(n, 30)))
                      for q in r["qa"]][:sample]  # fmt: skip
         times, most = [], 0
@@ -169,10 +184,14 @@ def hard_negative_rates(embedder: Embedder, sizes: list[int], sample: int = 300)
             matches = matcher.match([question])
             times.append(time.perf_counter() - start)
             most = max(most, len(matches))
-        hit, false_near, false_other = (blocked(matcher, t) for t in (forgotten, near, unrelated))
+        hit, false_near, false_named, false_others, false_other = (
+            blocked(matcher, t) for t in (forgotten, near, named, others, unrelated)
+        )
         print(f"{n:>8} {hit / len(forgotten):>13.1%} {false_near:>6}/{len(near):<5} "
-              f"({false_near / len(near):>6.2%}) {false_other:>5}/{len(unrelated):<4} "
-              f"({false_other / len(unrelated):.2%}) {np.percentile(times, 50) * 1e3:>7.1f} "
+              f"({false_near / len(near):>6.2%}) {false_named:>8}/{len(named):<4}"
+              f"{false_others:>10}/{len(others):<4}({false_others / max(len(others), 1):.2%}) "
+              f"{false_other:>5}/{len(unrelated):<4} ({false_other / len(unrelated):.2%}) "
+              f"{np.percentile(times, 50) * 1e3:>7.1f} "
               f"{most:>10} (note names <= {MAX_SUBJECTS})")  # fmt: skip
 
 

@@ -3,16 +3,19 @@
     >>> lexicon = Lexicon()
     >>> lexicon.set("fr_1", ["Hsiao Yun-Hwa"])
     >>> lexicon.find("who is hsiao yunhwa?")
-    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False)]}
+    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False, typo=False)]}
     >>> lexicon.find("what did Hsaio Yun Hwa write")   # one transposition
-    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False)]}
+    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False, typo=True)]}
     >>> lexicon.find("books by Yun-Hwa")               # a part of the name: weaker evidence
-    {'fr_1': [Hit(term='Yun-Hwa', partial=True)]}
+    {'fr_1': [Hit(term='Yun-Hwa', partial=True, typo=False)]}
     >>> lexicon.find("H s i a o  Y u n - H w a, or H5140 YunHw4?")   # spaced out, leet
-    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False)]}
+    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False, typo=False)]}
 
 Text and terms are normalised (NFKD, accents stripped, lower case, punctuation to spaces); a term
-matches a window of text tokens whose letters, spaces removed, are within a small edit distance.
+matches a window of text tokens whose letters, spaces removed, are equal to its own or, for terms
+of at least ``MIN_FUZZY_CHARS`` letters, one edit away (a deletion, insertion, substitution or
+transposition of neighbours). One edit, not a share of the length: with 10^4 forgotten names,
+two edits in a long name reached other people's ("Agnete Clausen" read as "Agnete Laursen").
 The parts of a multi-word name (of at least ``MIN_PART_CHARS`` letters) are partial terms: alone
 they are common words or other people's names too often to block on.
 
@@ -31,26 +34,33 @@ import unicodedata
 from collections import defaultdict
 from typing import NamedTuple
 
-from rapidfuzz import fuzz, process
+from rapidfuzz import process
+from rapidfuzz.distance import OSA
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 # Shorter terms must match exactly: one edit in a short name matches ordinary words.
 MIN_FUZZY_CHARS = 7
-FUZZY_SCORE = 88.0  # rapidfuzz ratio (0-100); ~1 edit per 8 letters
 MIN_PART_CHARS = 5
 
 
 class Hit(NamedTuple):
     term: str
     partial: bool
+    typo: bool = False
+    """Written one edit away from the term: another person's name may read so too."""
+
+
+def unaccented(text: str) -> str:
+    """``text`` without accents (NFKD, combining marks dropped), in its own case."""
+    if text.isascii():  # most streamed text is: no accents to strip
+        return text
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 def normalise(text: str) -> list[str]:
     """Tokens of ``text``: accents stripped, lower case, split on anything but letters/digits."""
-    if not text.isascii():  # most streamed text is: no accents to strip
-        decomposed = unicodedata.normalize("NFKD", text)
-        text = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return [t for t in _NON_ALNUM.split(text.lower()) if t]
+    return [t for t in _NON_ALNUM.split(unaccented(text).lower()) if t]
 
 
 _LEET = str.maketrans("4310572", "aeiostz")
@@ -158,7 +168,8 @@ class Lexicon:
 
     Typos are found through one-deletion neighbourhoods (as SymSpell does): a key and a text
     window within one edit share a deletion, so each window costs a few dict look-ups however
-    many names there are; candidates are then confirmed with rapidfuzz's ratio.
+    many names there are; candidates are then confirmed by their edit distance (rapidfuzz's
+    optimal string alignment: a transposition of neighbours is one edit).
     """
 
     def __init__(self) -> None:
@@ -240,7 +251,7 @@ class Lexicon:
         return opens
 
     def _search(self, window: str) -> str | None:
-        """The key equal to ``window``, else the closest within one edit, else None."""
+        """The key equal to ``window``, else the closest one edit away, else None."""
         if window in self._terms:
             return window
         if len(window) < MIN_FUZZY_CHARS - 1:
@@ -250,7 +261,7 @@ class Lexicon:
             candidates |= self._deletions.get(deletion, set())
             if deletion in self._terms and len(deletion) >= MIN_FUZZY_CHARS:
                 candidates.add(deletion)
-        best = process.extractOne(window, candidates, scorer=fuzz.ratio, score_cutoff=FUZZY_SCORE)
+        best = process.extractOne(window, candidates, scorer=OSA.distance, score_cutoff=1)
         return best[0] if best else None
 
     def open_from(self, text: str, start: int = 0) -> int:
@@ -277,14 +288,15 @@ class Lexicon:
                 if end > new_from:
                     for i in range(max(0, j + 1 - self._max_tokens), j + 1):
                         windows.add("".join(tokens[i : j + 1]))
-        found: dict[str, list[Hit]] = defaultdict(list)
+        found: dict[str, dict[str, Hit]] = defaultdict(dict)  # request id -> term -> hit
         for window in windows:
             key = self.closest(window)
             for request_id, hit in self._terms.get(key, {}).items() if key else ():
-                if hit not in found[request_id]:
-                    found[request_id].append(hit)
+                hit = hit._replace(typo=key != window)
+                if found[request_id].setdefault(hit.term, hit).typo and not hit.typo:
+                    found[request_id][hit.term] = hit  # written as it is somewhere
         # A whole name says all its parts say.
         return {
-            request_id: [h for h in hits if not h.partial] or hits
+            request_id: [h for h in hits.values() if not h.partial] or list(hits.values())
             for request_id, hits in found.items()
         }

@@ -34,15 +34,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+from rapidfuzz.distance import OSA
 
 from index.embedder import Embedder
-from index.lexicon import Hit, Lexicon, normalise
+from index.lexicon import Hit, Lexicon, normalise, unaccented
 from index.vectors import VectorIndex
 
 BLOCK, GUARD = "block", "guard"
 _NUMBER = re.compile(r"\b\d{2,}\b")  # one digit is too common ("#7", "3 books") to tell apart
 _WORD = re.compile(r"[^\W_][\w'\u2019-]*")
 _GAP = re.compile(r"(,?)[ \t]+")
+_INITIAL_GAP = re.compile(r"()\.[ \t]*")  # after an initial: "C.S. Lewis"
 _SENTENCE_END = re.compile(r"[.!?:;\n]")
 _POSSESSIVE = re.compile(r"['\u2019]s$")
 _OPENERS = frozenset({
@@ -52,9 +54,10 @@ _OPENERS = frozenset({
     "whose", "tell", "ask", "name", "list", "give", "describe", "explain", "according", "since",
     "after", "before", "in", "on", "at", "for", "from", "about", "by", "with", "my", "your",
     "our", "his", "her", "their", "its", "this", "that", "these", "those", "i", "we", "you", "he",
-    "she", "they", "it"
+    "she", "they", "it", "mr", "mrs", "ms", "mx", "miss", "dr", "prof", "professor", "sir", "madam"
 })  # fmt: skip
-"""Words capitalised only because they open a sentence or a title: never part of a name."""
+"""Words capitalised only because they open a sentence or a title, and honorifics: never part of
+a name ("Professor Ann Smith" writes no other person than "Ann Smith")."""
 _PARTICLES = frozenset({"van", "von", "der", "den", "de", "da", "del", "della", "di", "du", "la",
                         "le", "bin", "ibn", "al", "dos", "das"})  # fmt: skip
 """Lower-case words inside a written name ("Oliver van Egisheim")."""
@@ -68,18 +71,25 @@ def _key(word: str) -> str:
 def _read(text: str, places: bool) -> tuple[list[tuple[str, bool]], list[tuple[int, int]]]:
     """Every word of ``text`` as a lexicon key, with whether it is written in lower case, and
     the spans of words (start, end) of its written names (``written_names``); ``places``: runs
-    joined by a comma too."""
+    joined by a comma too. Accents go first, as the lexicon reads them: a combining mark is not
+    a word character, and would cut "Aoh\u0301si" in two."""
+    text = unaccented(text)
     words: list[tuple[str, bool]] = []
     spans: list[tuple[int, int]] = []
     start: int | None = None  # the run's first word
     end = 0
     opens_sentence = False  # the run's first word opens a sentence
+    initial = False  # the word before is an initial ("C" of "C.S. Lewis", "F" of "John F. Kennedy")
     for word in _WORD.finditer(text):
         written = word.group(0)
         key = _key(written)
         capital = written[0].isupper() and key not in _OPENERS
         before = text[end : word.start()]
-        gap = _GAP.fullmatch(before) if start is not None else None
+        gap = None
+        if start is not None:
+            gap = _INITIAL_GAP.fullmatch(before) if initial else None
+            gap = gap or _GAP.fullmatch(before)
+        initial = len(written) == 1 and written.isupper()
         comma = gap is not None and gap.group(1) == ","
         particle = key in _PARTICLES and not comma
         joins = not comma or (places and not opens_sentence)
@@ -144,8 +154,17 @@ class Written:
     """
 
     def __init__(self, text: str):
+        text = unaccented(text)
         self.words, spans = _read(text, places=False)
         """Every word, as a lexicon key, and whether it is written in lower case."""
+        self.pieces: dict[str, set[str]] = {}
+        """Other readings of a word, as the lexicon's windows read it: its parts and its
+        letters joined ("Christa-Maria": "christa", "maria"; "Devane's": "devanes")."""
+        for word in _WORD.findall(text):
+            tokens = normalise(word)
+            others = {*tokens, "".join(tokens)} - {_key(word)}
+            if len(tokens) > 1 and others:
+                self.pieces.setdefault(_key(word), set()).update(others)
         keys = [key for key, _ in self.words]
         titles = [t for t in quoted_titles(text) if t not in (keys[a:b] for a, b in spans)]
         self.runs = [keys[first:last] for first, last in spans] + titles
@@ -161,10 +180,33 @@ class Written:
     def part(self, same: Callable[[str], bool]) -> Part:
         """Where the text says a word of a forgotten name (``same`` tells a written word that
         reads as it, typos included)."""
-        said = [lower for key, lower in self.words if same(key)]
+
+        def says(key: str) -> bool:
+            return same(key) or any(map(same, self.pieces.get(key, ())))
+
+        said = [lower for key, lower in self.words if says(key)]
         inside = [(frozenset(run) - _PARTICLES, n) for run in self.runs
-                  if (n := sum(map(same, run)))]  # fmt: skip
+                  if (n := sum(map(says, run)))]  # fmt: skip
         return Part(len(said), sum(said), inside)
+
+    def misspells(self, term: str, own: frozenset[str]) -> bool:
+        """Whether a name the lexicon read one edit away from ``term`` may be written as the
+        forgotten subject's: not only inside written names with a word that is neither one of
+        the request's (``own``) nor one edit from a word of the term. "Elliot Patrick Benson"
+        is someone else than a forgotten "Patrick Benton"; "Patrik Benton" may be him.
+
+        >>> Written("Who is Elliot Patrick Benson?").misspells("Patrick Benton", frozenset())
+        False
+        >>> Written("Who is Patrik Benton?").misspells("Patrick Benton", frozenset())
+        True
+        """
+        parts = [_key(word) for word in term.split()]
+
+        def near(key: str) -> bool:
+            return any(OSA.distance(key, part) <= 1 for part in parts)
+
+        runs = [run for run in self.runs if any(map(near, run))]
+        return not runs or any(all(key in own or near(key) for key in run) for run in runs)
 
 
 @dataclass
@@ -401,18 +443,23 @@ class Matcher:
     def _named(self, found: dict[str, list[Hit]], text: str) -> dict[str, list[Hit]]:
         """``found`` without the parts of names that the text gives to someone else (a name
         part alone says a forgotten subject is meant; inside another person's name or a title,
-        or in lower case, it does not). Held: ``_lock``."""
+        or in lower case, it does not), nor whole names it read one edit away where the text
+        writes someone else's (``Written.misspells``). Held: ``_lock``."""
         written: Written | None = None
         parts: dict[str, Part] = {}
         kept = {}
         for request_id, hits in found.items():
-            if not all(hit.partial for hit in hits):
+            if any(not (hit.partial or hit.typo) for hit in hits):
                 kept[request_id] = hits
                 continue
             written = written or Written(text)
             own = self.known.get(request_id, frozenset())
             mine = []
             for hit in hits:
+                if not hit.partial:
+                    if written.misspells(hit.term, own):
+                        mine.append(hit)
+                    continue
                 if hit.term not in parts:
                     parts[hit.term] = written.part(self._reads_as(_key(hit.term)))
                 if parts[hit.term].names_subject(own):

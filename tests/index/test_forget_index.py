@@ -205,3 +205,47 @@ def test_a_template_question_naming_another_date_or_place_is_about_someone_else(
         assert (match.request_id, match.action, match.other_subject) == (record.id, GUARD, True)
     ours = "What is the full name of the author born in Taipei, Taiwan on May 11th, 1991?"
     assert index.matcher.match([ours])[0].action == BLOCK
+
+
+def test_a_name_one_edit_away_inside_another_persons_name_is_theirs(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """At 10^4 forgotten synthetic authors, every question about TOFU's retain author "Elliot
+    Patrick Benson" was blocked for a forgotten "Patrick Benton" (one edit away): a misspelt
+    whole name inside a written name with a word that is neither the request's nor one edit
+    from the name's is someone else's. Misspelt alone, or behind an honorific, it still blocks;
+    written exactly, it blocks inside any name."""
+    index = open_index(tmp_path, embedder)
+    benton = {"subject": "Patrick Benton", "qa": [{"question": "Where was Patrick Benton born?",
+                                                   "answer": "He was born in Leeds."}]}  # fmt: skip
+    record, _ = index.add(benton)
+    for text in ("Where was Patrick Bentn born?", "Where was Professor Patrik Benton born?",
+                 "Where was Elliot Patrick Benton born?"):  # fmt: skip
+        assert [(m.request_id, m.action) for m in index.matcher.match([text])] == [
+            (record.id, BLOCK)
+        ], text
+    other = index.matcher.match(["How did Elliot Patrick Benson's father influence his work?"])
+    assert all(m.action != BLOCK for m in other), other
+
+
+def test_initials_hyphens_and_possessives_belong_to_the_name_they_are_written_in(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """False blocks found at 10^4 forgotten synthetic authors, each a name part of a forgotten
+    author inside another person's written name: after initials ("C.S. Lewis", "John F.
+    Kennedy"), in a hyphenated first name ("Christa-Maria"), and in a possessive one edit from
+    it ("Devane's" read as "Devaney")."""
+    index = open_index(tmp_path, embedder)
+    for subject in ("Angus Lewis", "Colum Kennedy", "Maria Pastor", "Susannah Devaney"):
+        index.add({"subject": subject, "qa": [{"question": f"Where was {subject} born?",
+                                               "answer": "In Galway."}]})  # fmt: skip
+    for text in (
+        "The writer of 'The Chronicles of Narnia', C.S. Lewis, was born in which country?",
+        "In which city was John F. Kennedy assassinated?",
+        "What genre does Christa-Maria Wilms write?",
+        "What did Marguerite Devane's father do for a living?",
+    ):
+        matches = index.matcher.match([text])
+        assert all(m.action != BLOCK for m in matches), (text, matches)
+    for text in ("Where was Lewis born?", "Where was Maria born, in Galway?"):
+        assert index.matcher.match([text])[0].action == BLOCK, text

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from index.chunking import chunk_request, split_document
-from index.lexicon import Lexicon
+from index.lexicon import Hit, Lexicon
 
 
 @pytest.fixture
@@ -60,3 +60,13 @@ def test_chunking() -> None:
     assert split_document("x" * 250, max_chars=100) == ["x" * 100, "x" * 100, "x" * 50]
     kinds = [k for k, _ in chunk_request({"subject": "S", "concepts": ["C"], "documents": [long]})]
     assert kinds[:2] == ["subject", "concept"] and set(kinds[2:]) == {"document"}
+
+
+def test_typos_are_one_edit() -> None:
+    """One edit of a name, not a share of its length: at 10^4 forgotten names, two edits in a
+    long one reached other people's ("Agnete Clausen" for "Agnete Laursen")."""
+    lexicon = Lexicon()
+    lexicon.set("a", ["Agnete Laursen"])
+    assert lexicon.find("Agnete Laursen")["a"] == [Hit("Agnete Laursen", False, typo=False)]
+    assert lexicon.find("Agnete Lavrsen")["a"] == [Hit("Agnete Laursen", False, typo=True)]
+    assert all(h.partial for h in lexicon.find("Agnete Clausen")["a"])
