@@ -329,14 +329,33 @@ def eval_removal_vs_suppression(
     ] = 40,
     max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
+    gcg_questions: Annotated[
+        int, typer.Option(help="Forgotten questions GCG attacks on every system.")
+    ] = 2,
+    gcg_steps: Annotated[int, typer.Option(help="GCG iterations.")] = 50,
+    gcg_candidates: Annotated[int, typer.Option(help="GCG suffixes scored per step.")] = 32,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="The gateway serving the target with the subjects forgotten: the "
+            "suppression arm's row."
+        ),
+    ] = None,
+    admin_token: Annotated[
+        str, typer.Option(envvar="OBLIVIATE_ADMIN_TOKEN", help="The gateway's admin token.")
+    ] = "",
+    served_model: Annotated[str, typer.Option(help="Model name the gateway serves.")] = (
+        "smollm2-135m-instruct"
+    ),
 ) -> None:
     """Memorisation, membership, TOFU's forget quality and utility, the representation probe
     and recovery of each removal version beside the target (the suppression arm's weights) and
-    the retain model; report in OUT."""
+    the retain model, and with --url the suppression arm through its gateway; report in OUT."""
     from transformers import AutoTokenizer
 
     from evals.data import prepare
-    from evals.removal_vs_suppression import Comparison, ComparisonConfig
+    from evals.gcg import GCGConfig
+    from evals.removal_vs_suppression import Arm, Comparison, ComparisonConfig
 
     models = {}
     for item in model or []:
@@ -347,11 +366,15 @@ def eval_removal_vs_suppression(
     forgotten, retained, general = prepare(forget_data, None, forget, seed, None, max_per_set)
     asked = [qa for s in forgotten for qa in s.qa[:max_questions]]
     related = [qa for s in forgotten for qa in s.qa[len(s.qa[:max_questions]) :]]
-    config = ComparisonConfig(max_tokens=max_tokens)
+    config = ComparisonConfig(
+        max_tokens=max_tokens, gcg_questions=gcg_questions,
+        gcg=GCGConfig(steps=gcg_steps, candidates=gcg_candidates),
+    )  # fmt: skip
     tokenizer = AutoTokenizer.from_pretrained(target)
     utility = {"retain": [qa for s in retained for qa in s.qa], **general}
+    arm = Arm(url.rstrip("/"), served_model, admin_token) if url else None
     Comparison(out, config, target, retain, models, asked, related, utility, tokenizer,
-               typer.echo).run()  # fmt: skip
+               typer.echo, arm).run()  # fmt: skip
     typer.echo((out / "report.md").read_text())
 
 

@@ -7,7 +7,8 @@
 # forget requests, run one removal job per method (each from the base weights, retain data = TOFU
 # retain authors) and merge each version into the target. First the white-box comparison of those
 # versions (`obliviate-eval removal-vs-suppression`: open-unlearning's metrics, the representation
-# probe, recovery; no server, minutes per model) goes to RUN/weights. Then each version
+# probe, recovery with GCG, and the suppression arm through the training gateway; tens of
+# minutes per model) goes to RUN/weights. Then each version
 # is served and `obliviate-eval run` beside the target and retain model (hours on a CPU): the
 # target/retain/stack answers of RUN are reused, measured first if missing (`baseline`,
 # evals/gateway.sh); the report goes to RUN/methods. It measures forget quality, utility and the
@@ -31,15 +32,11 @@ models=$($BIN/obliviate-eval build-models --forget "$FORGET")
 TARGET=$(sed -n 's/^target: \([^ ]*\).*/\1/p' <<<"$models")
 RETAIN=$(sed -n 's/^retain: \([^ ]*\).*/\1/p' <<<"$models")
 
-todo=""
-for method in $METHODS; do
-    [ -f "$WORK/models/$method/config.json" ] || todo="$todo $method"
-done
-if [ -n "$todo" ]; then
-    start "$TARGET" "$WORK/gateway-train" "$WORK/train.log" OBLIVIATE_VLLM_LORA=true \
-        OBLIVIATE_RETAIN_DATA=evals/data/tofu/retain_authors.jsonl
-    # The forgotten subjects as forget requests (their names as idempotency keys).
-    ids=$($BIN/python - "$gateway_url" "$FORGET" <<'PY'
+# The target behind the gateway that trains the versions and serves the suppression arm.
+start "$TARGET" "$WORK/gateway-train" "$WORK/train.log" OBLIVIATE_VLLM_LORA=true \
+    OBLIVIATE_RETAIN_DATA=evals/data/tofu/retain_authors.jsonl
+# The forgotten subjects as forget requests (their names as idempotency keys).
+ids=$($BIN/python - "$gateway_url" "$FORGET" <<'PY'
 import os, sys, httpx
 from evals.data import TOFU, load_subjects, split
 subjects, _ = split(load_subjects([TOFU / "forget_authors.jsonl"]), int(sys.argv[2]), 0)
@@ -51,25 +48,26 @@ for s in subjects:
     print(reply.raise_for_status().json()["id"])
 PY
 )
-    for method in $todo; do
-        start_s=$(date +%s)
-        $BIN/obliviate unlearn --method "$method" --parent base --url "$gateway_url" \
-            $(printf -- '--forget-request %s ' $ids) 2>>"$WORK/unlearn.log" | tee "$WORK/$method.job"
-        echo "$method wall_s $(($(date +%s) - start_s))" | tee -a "$WORK/wall.txt"
-        version=$(sed -n 's/^succeeded: //p' "$WORK/$method.job")
-        adapter=$(curl -sf -H "Authorization: Bearer $OBLIVIATE_ADMIN_TOKEN" \
-            "$gateway_url/admin/v1/model-versions/$version" |
-            $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
-        $BIN/obliviate-eval merge "$adapter" --base "$TARGET" --out "$WORK/models/$method"
-    done
-    stop
-fi
+for method in $METHODS; do
+    [ -f "$WORK/models/$method/config.json" ] && continue
+    start_s=$(date +%s)
+    $BIN/obliviate unlearn --method "$method" --parent base --url "$gateway_url" \
+        $(printf -- '--forget-request %s ' $ids) 2>>"$WORK/unlearn.log" | tee "$WORK/$method.job"
+    echo "$method wall_s $(($(date +%s) - start_s))" | tee -a "$WORK/wall.txt"
+    version=$(sed -n 's/^succeeded: //p' "$WORK/$method.job")
+    adapter=$(curl -sf -H "Authorization: Bearer $OBLIVIATE_ADMIN_TOKEN" \
+        "$gateway_url/admin/v1/model-versions/$version" |
+        $BIN/python -c 'import json,sys; print(json.load(sys.stdin)["path"])')
+    $BIN/obliviate-eval merge "$adapter" --base "$TARGET" --out "$WORK/models/$method"
+done
 
-# The same versions on their weights, beside the target (the suppression arm's) and retain model:
-# asked 10 of each forgotten subject's questions, relearning from the others.
+# The same versions on their weights, beside the target (the suppression arm's) and retain model,
+# and the suppression arm through this gateway: asked 10 of each forgotten subject's questions,
+# relearning from the others.
 $BIN/obliviate-eval removal-vs-suppression --target "$TARGET" --retain "$RETAIN" \
-    --forget "$FORGET" --max-questions 10 --out "$RUN/weights" $(printf -- '--model %s ' $(for m in $METHODS; do
-        echo "$m=$WORK/models/$m"; done))
+    --forget "$FORGET" --max-questions 10 --out "$RUN/weights" --url "$gateway_url" \
+    $(printf -- '--model %s ' $(for m in $METHODS; do echo "$m=$WORK/models/$m"; done))
+stop
 
 # Answers are cached per system; the methods' report reuses the target/retain/stack answers.
 families=()

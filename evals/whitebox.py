@@ -157,15 +157,10 @@ class WhiteBox:
         key = f"{system}:gcg"
         if key in self.rows:
             return
-        weights = model()
-        suffixes, prompts = [], []
-        for i in questions:
-            qa = self.forgotten[i]
-            self.log(f"{system}: gcg on {qa.question!r}")
-            result = gcg(weights, self.tokenizer, qa.question, qa.answer, self.config.gcg)
-            suffixes.append(result.suffix)
-            prompts.append(suffixed(qa.question, result.suffix))
-        replies = answers(weights, self.tokenizer, prompts, self.config.max_tokens)
+        self.log(f"{system}: gcg on {len(questions)} question(s)")
+        qas = [self.forgotten[i] for i in questions]
+        suffixes, replies = gcg_answers(model(), self.tokenizer, qas, self.config.gcg,
+                                        self.config.max_tokens)  # fmt: skip
         self._keep(key, system, "gcg", list(questions), replies, suffixes=suffixes)
 
     def _through_gateway(self, questions: range) -> None:
@@ -177,13 +172,9 @@ class WhiteBox:
         for attack, tails in (("none", [""] * len(suffixes)), ("gcg", suffixes)):
             if f"suppression:{attack}" in self.rows:
                 continue
-            replies, suppressed = [], []
-            for i, tail in zip(questions, tails, strict=True):
-                content = suffixed(self.forgotten[i].question, tail)
-                reply, layers = scorer.chat([{"role": "user", "content": content}],
-                                            self.config.max_tokens, fresh=True)  # fmt: skip
-                replies.append(reply)
-                suppressed.append(was_suppressed(layers))
+            prompts = [suffixed(self.forgotten[i].question, tail)
+                       for i, tail in zip(questions, tails, strict=True)]  # fmt: skip
+            replies, suppressed = gateway_answers(scorer, prompts, self.config.max_tokens)
             self._keep(f"suppression:{attack}", "suppression", attack, list(questions), replies,
                        suffixes=tails, suppressed=suppressed)  # fmt: skip
         scorer.close()
@@ -277,6 +268,29 @@ def answers(model: Any, tokenizer: Any, prompts: list[str], max_tokens: int) -> 
         out = model.generate(**batch, max_new_tokens=max_tokens, do_sample=False,
                              pad_token_id=tokenizer.pad_token_id)  # fmt: skip
     return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def gcg_answers(
+    model: Any, tokenizer: Any, qas: list[QA], config: GCGConfig, max_tokens: int
+) -> tuple[list[str], list[str]]:
+    """(suffixes, replies): a GCG suffix per question, optimised on ``model`` for its answer,
+    and the model's greedy answers to the suffixed questions."""
+    suffixes = [gcg(model, tokenizer, qa.question, qa.answer, config).suffix for qa in qas]
+    prompts = [suffixed(qa.question, tail) for qa, tail in zip(qas, suffixes, strict=True)]
+    return suffixes, answers(model, tokenizer, prompts, max_tokens)
+
+
+def gateway_answers(
+    scorer: GatewayScorer, prompts: list[str], max_tokens: int
+) -> tuple[list[str], list[bool]]:
+    """(replies, whether a layer answered on its own) of each prompt sent through a gateway
+    as a new conversation."""
+    replies, suppressed = [], []
+    for prompt in prompts:
+        reply, layers = scorer.chat([{"role": "user", "content": prompt}], max_tokens, fresh=True)
+        replies.append(reply)
+        suppressed.append(was_suppressed(layers))
+    return replies, suppressed
 
 
 def quantised(model: Any, bits: int) -> Any:

@@ -1,5 +1,6 @@
-"""The removal-vs-suppression report through its command, on tiny models (toy scale: the
-readings' values mean nothing here; that every section is measured, kept and resumed does)."""
+"""The removal-vs-suppression report through its command, on tiny models and the session's
+gateway as the suppression arm (toy scale: the readings' values mean nothing here, the suffixes
+found on a tiny model least of all; that every section is measured, kept and resumed does)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM
 
-from tests.conftest import REPO, tiny_llama
+from tests.conftest import ADMIN_TOKEN, MODEL, REPO, LiveGateway, tiny_llama
 
 
 def changed(base: Path, folder: Path, scale: float) -> Path:
@@ -25,7 +26,7 @@ def changed(base: Path, folder: Path, scale: float) -> Path:
     return folder
 
 
-def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
+def test_the_report_measures_every_system_and_resumes(tmp_path: Path, gateway: LiveGateway) -> None:
     target = tiny_llama(tmp_path / "target")
     retain = changed(target, tmp_path / "retain", 0.5)
     version = changed(target, tmp_path / "ga", 3.0)
@@ -34,11 +35,13 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
         str(Path(sys.executable).parent / "obliviate-eval"), "removal-vs-suppression",
         "--target", str(target), "--retain", str(retain), "--model", f"ga={version}",
         "--out", str(out), "--max-questions", "3", "--max-per-set", "6", "--max-tokens", "4",
+        "--gcg-questions", "1", "--gcg-steps", "2", "--gcg-candidates", "4",
+        "--url", gateway.url, "--admin-token", ADMIN_TOKEN, "--served-model", MODEL,
     ]  # fmt: skip
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     systems = json.loads((out / "comparison.json").read_text())["systems"]
-    assert list(systems) == ["target", "retain", "ga"]
+    assert list(systems) == ["target", "retain", "ga", "suppression arm"]
     assert "soft_prompt" in systems["retain"]["recovery"]  # the control
     ga = systems["ga"]
     memorisation = ga["memorisation"]
@@ -52,6 +55,14 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     assert {"relearn", "int8", "int4", "soft_prompt"} <= set(ga["recovery"])
     assert set(ga["ablation"]) == {"ablate@0.25", "ablate@0.5", "ablate@0.75", "ablate@1"}
     assert "recovery" not in systems["target"] and "ablation" not in systems["target"]
+    # GCG on every system's weights, the target's too: its suffixes go through the gateway
+    for name in ("target", "retain", "ga"):
+        assert (
+            systems[name]["gcg"]["questions"] == [0] and len(systems[name]["gcg"]["suffixes"]) == 1
+        )
+    arm = systems["suppression arm"]
+    assert arm["none"]["questions"] == [0, 1, 2] and arm["gcg"]["questions"] == [0]
+    assert all(isinstance(reply, str) for reply in arm["none"]["replies"] + arm["gcg"]["replies"])
     assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
     reference = systems["target"]["probe"]  # the suppression arm's states: nothing moved
     assert len(reference) == 4 and all(abs(row["forget_shift"]) < 1e-5 for row in reference)
@@ -59,6 +70,8 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path) -> None:
     for section in ("Memorisation and membership", "forget quality and model utility",
                     "Representation probe", "Recovery"):  # fmt: skip
         assert section in report
+    [arm_row] = [line for line in report.splitlines() if line.startswith("| suppression arm")]
+    assert arm_row.count("n/a") == 8  # relearn, int8, int4, the soft prompt, 4 ablations
     for reading in ("probe_accuracy", "forget_shift", "retain_shift", "ablation_recovery"):
         assert (out / f"probe_{reading}.png").stat().st_size > 0  # per depth, one line a system
     stored = json.loads((out / "comparison.json").read_text())
