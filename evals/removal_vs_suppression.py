@@ -219,8 +219,8 @@ class Comparison:
                     model = load_model(str(weights))
                 result[part] = getattr(self, f"_{part}")(name, weights, model)
                 self.write(plots=False)
-        if self.arm:
-            self._suppression(self.arm)
+            if name == "target" and self.arm:  # its GCG suffixes are the arm's attack
+                self._suppression(self.arm)
         return self.write()
 
     def _memorisation(self, name: str, weights: Path, model: Any) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path, gateway: L
     first = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     systems = json.loads((out / "comparison.json").read_text())["systems"]
-    assert list(systems) == ["target", "retain", "ga", "suppression arm"]
+    assert list(systems) == ["target", "suppression arm", "retain", "ga"]
     assert "soft_prompt" in systems["retain"]["recovery"]  # the control
     ga = systems["ga"]
     memorisation = ga["memorisation"]
