@@ -330,7 +330,7 @@ def eval_removal_vs_suppression(
     max_tokens: Annotated[int, typer.Option(help="Tokens per greedy answer.")] = 32,
     seed: Annotated[int, typer.Option(help="Seed of the split.")] = 0,
     gcg_questions: Annotated[
-        int, typer.Option(help="Forgotten questions GCG attacks on every system.")
+        int, typer.Option(min=1, help="Forgotten questions GCG attacks on every system.")
     ] = 2,
     gcg_steps: Annotated[int, typer.Option(help="GCG iterations.")] = 50,
     gcg_candidates: Annotated[int, typer.Option(help="GCG suffixes scored per step.")] = 32,
@@ -355,13 +355,15 @@ def eval_removal_vs_suppression(
 
     from evals.data import prepare
     from evals.gcg import GCGConfig
-    from evals.removal_vs_suppression import Arm, Comparison, ComparisonConfig
+    from evals.removal_vs_suppression import SUPPRESSION, Arm, Comparison, ComparisonConfig
 
     models = {}
     for item in model or []:
         name, _, folder = item.partition("=")
         if not folder:
             raise typer.BadParameter(f"--model {item!r}: write NAME=DIR")
+        if name in ("target", "retain", SUPPRESSION):
+            raise typer.BadParameter(f"--model {item!r}: {name!r} names a system of its own")
         models[name] = Path(folder)
     forgotten, retained, general = prepare(forget_data, None, forget, seed, None, max_per_set)
     asked = [qa for s in forgotten for qa in s.qa[:max_questions]]

@@ -32,7 +32,7 @@ from evals.synthetic import Author, generate, hard_negatives, pairs
 from index.chunking import chunk_request
 from index.embedder import Embedder, embedder_path
 from index.forget_index import numbers_of, words_of
-from index.lexicon import Lexicon
+from index.lexicon import Lexicon, normalise
 from index.matcher import BLOCK, Matcher, MatcherConfig
 from index.vectors import VectorIndex
 from suppressors.guard_prompt import MAX_SUBJECTS
@@ -148,8 +148,11 @@ def blocked(matcher: Matcher, texts: list[str]) -> int:
 
 
 def names_forgotten(matcher: Matcher, name: str) -> bool:
-    """Whether ``name`` reads as a forgotten subject's whole name (exactly or one edit away)."""
-    return any(not hit.partial for hits in matcher.lexicon.find(name).values() for hit in hits)
+    """Whether ``name``, whole, reads as a forgotten subject's whole name (exactly or one edit
+    away): not merely a name inside it ("Elliot Patrick Benson" holds "Patrick Benson")."""
+    key = matcher.lexicon.closest("".join(normalise(name)))
+    hits = matcher.lexicon.find(name).values()
+    return any(not h.partial and "".join(normalise(h.term)) == key for found in hits for h in found)
 
 
 def hard_negative_rates(embedder: Embedder, sizes: list[int], sample: int = 300) -> None:
@@ -174,11 +177,10 @@ def hard_negative_rates(embedder: Embedder, sizes: list[int], sample: int = 300)
         authors = generate(n, seed=0)
         matcher = indexed(embedder, synthetic_requests(authors))
         negatives = hard_negatives(authors[: min(n, 20)], seed=0)
-        questions = {a.name: [p.question for p in pairs(a, [a], rng)] for a in negatives}
-        near = [q for qs in questions.values() for q in qs]
-        named = [q for name, qs in questions.items() if names_forgotten(matcher, name)
-                 for q in qs]  # fmt: skip
-        others = [q for q in near if q not in named]
+        questions = [(a.name, [p.question for p in pairs(a, [a], rng)]) for a in negatives]
+        near = [q for _, qs in questions for q in qs]
+        named = [q for name, qs in questions if names_forgotten(matcher, name) for q in qs]
+        others = [q for name, qs in questions if not names_forgotten(matcher, name) for q in qs]
         forgotten = [q["question"] for r in synthetic_requests(rng.sample(authors, min(n, 30)))
                      for q in r["qa"]][:sample]  # fmt: skip
         embedder.encode(near + unrelated)  # cached: the p50 is the matcher's own work

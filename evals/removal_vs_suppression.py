@@ -354,14 +354,14 @@ class Comparison:
         scorer = GatewayScorer(arm.url, arm.model, self.systems["target"], arm.admin_token,
                                arm="suppression")  # fmt: skip
         for attack, tails in attacks.items():
-            if attack in rows:
-                continue
+            if rows.get(attack, {}).get("suffixes") == tails:
+                continue  # measured, with the target's suffixes of now
             self.log(f"{SUPPRESSION}: {attack} through {arm.url}")
             qas = self.forgotten[: len(tails)]
             prompts = [suffixed(qa.question, tail) for qa, tail in zip(qas, tails, strict=True)]
             replies, suppressed = gateway_answers(scorer, prompts, self.config.max_tokens)
-            rows[attack] = {"questions": list(range(len(qas))), "replies": replies,
-                            "suppressed": suppressed,
+            rows[attack] = {"questions": list(range(len(qas))), "suffixes": tails,
+                            "replies": replies, "suppressed": suppressed,
                             "rouge": [metrics.rouge_l_recall(qa.answer, r)
                                       for qa, r in zip(qas, replies, strict=True)]}  # fmt: skip
             self.write(plots=False)
@@ -390,12 +390,12 @@ class Comparison:
 
     def recovered(self, name: str, attack: str) -> str:
         """The share of the ROUGE gap between the system and the target that ``attack`` closes,
-        with its 95 % interval over the questions it attacked; n/a where it was not measured
-        (the suppression arm's private weights take only text)."""
+        with its 95 % interval over the questions it attacked; n/a where it cannot be run (the
+        suppression arm's private weights take only text), "not run" where it was not yet."""
         attacks = self._attacks(name)
         unattacked, top = self._unattacked(name), self._unattacked("target")
         if attack not in attacks:
-            return "n/a"
+            return "n/a" if name == SUPPRESSION else "not run"
         if unattacked is None or top is None:
             return _fmt(None)
         questions, after = attacks[attack]

@@ -4,18 +4,19 @@
     >>> lexicon.set("fr_1", ["Hsiao Yun-Hwa"])
     >>> lexicon.find("who is hsiao yunhwa?")
     {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False, typo=False)]}
-    >>> lexicon.find("what did Hsaio Yun Hwa write")   # one transposition
-    {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False, typo=True)]}
-    >>> lexicon.find("books by Yun-Hwa")               # a part of the name: weaker evidence
+    >>> [(h.term, h.typo) for h in lexicon.find("what did Hsaio Yun Hwa write")["fr_1"]]  # a swap
+    [('Hsiao Yun-Hwa', True), ('Yun-Hwa', False)]
+    >>> lexicon.find("books by Yun-Hwa")           # a part of the name: weaker evidence
     {'fr_1': [Hit(term='Yun-Hwa', partial=True, typo=False)]}
     >>> lexicon.find("H s i a o  Y u n - H w a, or H5140 YunHw4?")   # spaced out, leet
     {'fr_1': [Hit(term='Hsiao Yun-Hwa', partial=False, typo=False)]}
 
 Text and terms are normalised (NFKD, accents stripped, lower case, punctuation to spaces); a term
 matches a window of text tokens whose letters, spaces removed, are equal to its own or, for terms
-of at least ``MIN_FUZZY_CHARS`` letters, one edit away (a deletion, insertion, substitution or
-transposition of neighbours). One edit, not a share of the length: with 10^4 forgotten names,
-two edits in a long name reached other people's ("Agnete Clausen" read as "Agnete Laursen").
+of at least ``MIN_FUZZY_CHARS`` letters, one edit away (a deleted or inserted letter; from
+``SUBSTITUTION_CHARS`` letters also a changed one or two neighbours swapped). One edit, not a
+share of the length: with 10^4 forgotten names, two edits in a long name reached other people's
+("Agnete Clausen" read as "Agnete Laursen").
 The parts of a multi-word name (of at least ``MIN_PART_CHARS`` letters) are partial terms: alone
 they are common words or other people's names too often to block on.
 
@@ -34,8 +35,7 @@ import unicodedata
 from collections import defaultdict
 from typing import NamedTuple
 
-from rapidfuzz import process
-from rapidfuzz.distance import OSA
+from rapidfuzz.distance import OSA, Indel
 
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 # Shorter terms must match exactly: one edit in a short name matches ordinary words.
@@ -63,19 +63,28 @@ def normalise(text: str) -> list[str]:
     return [t for t in _NON_ALNUM.split(unaccented(text).lower()) if t]
 
 
-_LEET = str.maketrans("4310572", "aeiostz")
+LEET = str.maketrans("4310572", "aeiostz")
 
 
-def _squash(tokens: list[tuple[str, int]]) -> list[tuple[str, int]]:
-    """Runs of one-letter tokens joined: spaced-out spelling ("H s i a o") becomes a word."""
+def _squash(tokens: list[tuple[str, int]], trim: tuple[int, int]) -> list[tuple[str, int]]:
+    """Runs of one-letter tokens joined: spaced-out spelling ("H s i a o") becomes a word.
+    ``trim``: letters left apart at a run's start and end, which may be words of their own
+    ("a H s i a o ...": the article is no letter of the name)."""
     out: list[tuple[str, int]] = []
-    previous = ""
-    for token, end in tokens:
-        if len(token) == 1 and len(previous) == 1 and out:
-            out[-1] = (out[-1][0] + token, end)
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and len(tokens[j][0]) == 1:
+            j += 1
+        head, tail = trim if j - i - sum(trim) >= 2 else (0, 0)
+        if j - i < 2:
+            j = i + 1
+            out.append(tokens[i])
         else:
-            out.append((token, end))
-        previous = token
+            run = tokens[i + head : j - tail]
+            out += [*tokens[i : i + head], ("".join(t for t, _ in run), run[-1][1])]
+            out += tokens[j - tail : j]
+        i = j
     return out
 
 
@@ -83,14 +92,15 @@ _TOKEN = re.compile(r"[0-9a-z]+")
 
 
 def spellings(text: str) -> list[list[tuple[str, int]]]:
-    """The text's tokens as written, with spaced letters joined, and with leet digits read; each
-    with where it ends in ``text`` (for text that is not ASCII, its length: unknown)."""
+    """The text's tokens as written, with spaced letters joined (a run's first or last letter
+    also apart), and with leet digits read; each with where it ends in ``text`` (for text that
+    is not ASCII, its length: unknown). Text with no spaced letters has one spelling, or two."""
     if text.isascii():  # lower-casing keeps every offset
         tokens = [(m.group(), m.end()) for m in _TOKEN.finditer(text.lower())]
     else:
         tokens = [(token, len(text)) for token in normalise(text)]
-    squashed = _squash(tokens)
-    return [tokens, squashed, [(t.translate(_LEET), end) for t, end in squashed]]
+    squashed = [_squash(tokens, trim) for trim in ((0, 0), (1, 0), (0, 1), (1, 1))]
+    return [tokens, *squashed, *([(t.translate(LEET), end) for t, end in s] for s in squashed)]
 
 
 def _deletions(key: str) -> set[str]:
@@ -98,8 +108,21 @@ def _deletions(key: str) -> set[str]:
 
 
 FUZZY_EDITS = 2
-"""Edits a prefix may hold against a fuzzy term (at least ``MIN_FUZZY_CHARS``): the one-deletion
-neighbourhoods confirm windows two edits away at most (a substitution deletes on both sides)."""
+"""Edits a prefix may hold against a fuzzy term (at least ``MIN_FUZZY_CHARS``), counted as
+Levenshtein's (the trie's): the one edit ``_one_edit`` accepts may be a transposition, two there."""
+SUBSTITUTION_CHARS = 9
+"""Shorter keys take one inserted or deleted letter only: a letter changed in a short name reads
+as a neighbour's too often ("Stephan" for "Stephen")."""
+
+
+def _one_edit(window: str, key: str) -> bool:
+    """Whether ``window`` is one edit from ``key`` (optimal string alignment: a transposition of
+    neighbours is one), substitutions and transpositions only in long keys."""
+    if len(key) < SUBSTITUTION_CHARS:
+        return Indel.distance(window, key) <= 1
+    return OSA.distance(window, key) <= 1
+
+
 CACHE_SIZE = 100_000
 """Windows whose resolution a lexicon remembers, at most."""
 _WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
@@ -246,7 +269,7 @@ class Lexicon:
             return self._opens[rest]
         if len(self._opens) > CACHE_SIZE:
             self._opens.clear()
-        leet = rest.translate(_LEET)
+        leet = rest.translate(LEET)
         opens = self._opens[rest] = self._prefixes.starts(rest) or self._prefixes.starts(leet)
         return opens
 
@@ -261,8 +284,8 @@ class Lexicon:
             candidates |= self._deletions.get(deletion, set())
             if deletion in self._terms and len(deletion) >= MIN_FUZZY_CHARS:
                 candidates.add(deletion)
-        best = process.extractOne(window, candidates, scorer=OSA.distance, score_cutoff=1)
-        return best[0] if best else None
+        # Sorted: of two keys one edit away, every process picks the same.
+        return next((key for key in sorted(candidates) if _one_edit(window, key)), None)
 
     def open_from(self, text: str, start: int = 0) -> int:
         """The earliest index at or after ``start`` where a term could be starting in ``text``,
@@ -295,8 +318,11 @@ class Lexicon:
                 hit = hit._replace(typo=key != window)
                 if found[request_id].setdefault(hit.term, hit).typo and not hit.typo:
                     found[request_id][hit.term] = hit  # written as it is somewhere
-        # A whole name says all its parts say.
-        return {
-            request_id: [h for h in hits.values() if not h.partial] or list(hits.values())
-            for request_id, hits in found.items()
-        }
+        # A whole name as written says all its parts say; one read through a typo may be
+        # someone else's (``Matcher``), and then its parts still count.
+        kept = {}
+        for request_id, hits in found.items():
+            exact = any(not (hit.partial or hit.typo) for hit in hits.values())
+            kept[request_id] = sorted((h for h in hits.values() if not (exact and h.partial)),
+                                      key=lambda h: (h.partial, h.term))  # fmt: skip
+        return kept

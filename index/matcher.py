@@ -21,8 +21,10 @@ another person's name, a place or a quoted title (a run of capitalised words, "C
 or a quoted span, with a word that is none of the request's) neither blocks by similarity nor
 makes a part of the forgotten name inside a name or title count ("Angus" in "Angus Miller" is
 his, not a forgotten Angus Atkinson's). A part counts only where written with a capital ("coral
-reef" names no Coral Galindo). Sentences of an answer to a conversation related to a request
-block it from a lower similarity (``answer_block_similarity``).
+reef" names no Coral Galindo). A whole name the lexicon read through a typo is a part's
+evidence, no more ("Elliot Patrick Benson" writes no forgotten "Patrick Benton":
+``Written.misspells``). Sentences of an answer to a conversation related to a request block it
+from a lower similarity (``answer_block_similarity``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import numpy as np
 from rapidfuzz.distance import OSA
 
 from index.embedder import Embedder
-from index.lexicon import Hit, Lexicon, normalise, unaccented
+from index.lexicon import LEET, Hit, Lexicon, normalise, unaccented
 from index.vectors import VectorIndex
 
 BLOCK, GUARD = "block", "guard"
@@ -54,7 +56,9 @@ _OPENERS = frozenset({
     "whose", "tell", "ask", "name", "list", "give", "describe", "explain", "according", "since",
     "after", "before", "in", "on", "at", "for", "from", "about", "by", "with", "my", "your",
     "our", "his", "her", "their", "its", "this", "that", "these", "those", "i", "we", "you", "he",
-    "she", "they", "it", "mr", "mrs", "ms", "mx", "miss", "dr", "prof", "professor", "sir", "madam"
+    "she", "they", "it", "mr", "mrs", "ms", "mx", "miss", "dr", "prof", "professor", "sir", "madam",
+    "yesterday", "today", "tomorrow", "also", "however", "now", "maybe", "perhaps", "still", "even",
+    "only", "just", "here", "there", "not", "as", "like", "some", "every", "each", "all", "both"
 })  # fmt: skip
 """Words capitalised only because they open a sentence or a title, and honorifics: never part of
 a name ("Professor Ann Smith" writes no other person than "Ann Smith")."""
@@ -191,9 +195,13 @@ class Written:
 
     def misspells(self, term: str, own: frozenset[str]) -> bool:
         """Whether a name the lexicon read one edit away from ``term`` may be written as the
-        forgotten subject's: not only inside written names with a word that is neither one of
-        the request's (``own``) nor one edit from a word of the term. "Elliot Patrick Benson"
-        is someone else than a forgotten "Patrick Benton"; "Patrik Benton" may be him.
+        forgotten subject's: a word that reads as the term's last word (one edit, leet read)
+        stands somewhere outside every written name with a word that is neither one of the
+        request's (``own``) nor one edit from a word of the term. "Elliot Patrick Benson" is
+        someone else than a forgotten "Patrick Benton"; "Patrik Benton" may be him, and so may
+        a name no word shows (spaced out, run together). A capitalised word before a misspelt
+        name makes it someone else's too ("Zed Patrik Benton"): the model's answer, if it names
+        the subject, is still watched.
 
         >>> Written("Who is Elliot Patrick Benson?").misspells("Patrick Benton", frozenset())
         False
@@ -202,11 +210,18 @@ class Written:
         """
         parts = [_key(word) for word in term.split()]
 
-        def near(key: str) -> bool:
-            return any(OSA.distance(key, part) <= 1 for part in parts)
+        def reads_as(key: str, words: list[str]) -> bool:
+            return any(OSA.distance(spelt, word) <= 1
+                       for spelt in {key, key.translate(LEET)} for word in words)  # fmt: skip
 
-        runs = [run for run in self.runs if any(map(near, run))]
-        return not runs or any(all(key in own or near(key) for key in run) for run in runs)
+        def last(key: str) -> bool:
+            return any(reads_as(k, parts[-1:]) for k in [key, *self.pieces.get(key, ())])
+
+        said = sum(last(key) for key, _ in self.words)
+        foreign = [run for run in self.runs
+                   if not all(key in own or reads_as(key, parts) for key in run)]  # fmt: skip
+        inside = sum(last(key) for run in foreign for key in run)
+        return said == 0 or said > inside
 
 
 @dataclass

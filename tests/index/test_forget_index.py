@@ -226,6 +226,12 @@ def test_a_name_one_edit_away_inside_another_persons_name_is_theirs(
         ], text
     other = index.matcher.match(["How did Elliot Patrick Benson's father influence his work?"])
     assert all(m.action != BLOCK for m in other), other
+    for text in (
+        "Where was P4tr1k Benton born?",  # leet and a typo
+        "Elliot Patrick Benson met patrik benton: where was he born?",  # said elsewhere too
+        "Where was Benton born? Not Elliot Patrick Benson, I mean.",  # a part, alone
+    ):
+        assert [m.action for m in index.matcher.match([text])] == [BLOCK], text
 
 
 def test_initials_hyphens_and_possessives_belong_to_the_name_they_are_written_in(

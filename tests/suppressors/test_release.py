@@ -155,7 +155,8 @@ def test_what_the_lexicon_remembers_follows_its_terms() -> None:
 
 def test_a_spaced_name_cut_after_a_cut_word_still_blocks() -> None:
     """Found by the property above: the checked window began inside "once", whose last letter
-    joined the spaced-out letters ("e a H s i ...") and took the name two edits away."""
+    joined the spaced-out letters ("e a H s i ...") and took the name two edits away (the
+    lexicon now reads the run's first and last letters apart too)."""
     name, text = "Hsihsi Hsihsi", "once once a H s i h s i H s i h s i "
     stack = stack_for(name)
     for cut in range(1, len(text)):
