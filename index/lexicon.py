@@ -30,6 +30,7 @@ within the edits it tolerates; everything before it can go out::
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 from collections import defaultdict
@@ -99,8 +100,12 @@ def spellings(text: str) -> list[list[tuple[str, int]]]:
         tokens = [(m.group(), m.end()) for m in _TOKEN.finditer(text.lower())]
     else:
         tokens = [(token, len(text)) for token in normalise(text)]
-    squashed = [_squash(tokens, trim) for trim in ((0, 0), (1, 0), (0, 1), (1, 1))]
+    spaced = any(len(a) == len(b) == 1 for (a, _), (b, _) in itertools.pairwise(tokens))
+    squashed = [_squash(tokens, trim) for trim in _TRIMS] if spaced else [tokens]
     return [tokens, *squashed, *([(t.translate(LEET), end) for t, end in s] for s in squashed)]
+
+
+_TRIMS = ((0, 0), (1, 0), (0, 1), (1, 1))
 
 
 def _deletions(key: str) -> set[str]:
