@@ -19,9 +19,9 @@ and the retain model (which never saw the forgotten subjects):
   subjects;
 - **recovery**: relearning on related QA, 8- and 4-bit rounding, a soft prompt optimised per
   question (``soft_prompt.py``), and ablating the version's own forget-vs-unseen direction at
-  the probe's depths, and a GCG suffix optimised on the system's weights (``gcg``: the first
-  ``gcg_questions``, the same budget for every system), each as the share of the ROUGE gap to the
-  target it closes (``recovered``);
+  the probe's depths, and a GCG suffix optimised on the system's weights (``gcg``: on the
+  ``gcg_questions`` that give least of their answer away, the same for every system), each as
+  the share of the ROUGE gap to the target it closes (``recovered``);
 - **the suppression arm**, given its gateway (``Arm``): the forgotten questions sent through it,
   then with the suffixes GCG optimised on the target's weights (which it serves; they stay
   private, so no other attack applies).
@@ -92,7 +92,8 @@ class ComparisonConfig:
     """The soft-prompt attack, per forgotten question."""
     gcg: GCGConfig = field(default_factory=GCGConfig)
     gcg_questions: int = 2
-    """Forgotten questions GCG attacks, the first ones (as ``obliviate-eval whitebox``'s)."""
+    """Forgotten questions GCG attacks: those that give least of their answer away (a question
+    that names the author and asks for a gender lets a model that never knew answer it)."""
 
 
 @dataclass
@@ -201,6 +202,11 @@ class Comparison:
         self.utility = utility
         self.probe = RepresentationProbe(tokenizer, self.every_forgotten, utility["retain"])
         self.related = related[: config.relearn_questions]
+        giveaway = [metrics.rouge_l_recall(qa.answer, qa.question) for qa in self.forgotten]
+        self.attacked = sorted(range(len(self.forgotten)), key=giveaway.__getitem__)[
+            : config.gcg_questions
+        ]
+        """GCG's questions (indices): those whose question says least of their answer."""
         out.mkdir(parents=True, exist_ok=True)
         path = out / "comparison.json"
         self.results: dict[str, dict] = (
@@ -212,7 +218,7 @@ class Comparison:
             result = self.results.setdefault(name, {})
             model = None
             for part in PARTS:
-                if part in result or (part in ATTACK_PARTS and name == "target"):
+                if self._kept(result, part) or (part in ATTACK_PARTS and name == "target"):
                     continue
                 self.log(f"{name}: measuring {part}")
                 if model is None:
@@ -338,29 +344,37 @@ class Comparison:
     def _gcg(self, name: str, weights: Path, model: Any) -> dict[str, list]:
         """A GCG suffix per attacked question, optimised on these weights for its answer, and
         the answers to the suffixed questions with their ROUGE-L recall."""
-        qas = self.forgotten[: self.config.gcg_questions]
+        qas = [self.forgotten[i] for i in self.attacked]
         suffixes, replies = gcg_answers(model, self.tokenizer, qas, self.config.gcg,
                                         self.config.max_tokens)  # fmt: skip
         rouge = [metrics.rouge_l_recall(qa.answer, r) for qa, r in zip(qas, replies, strict=True)]
-        return {"questions": list(range(len(qas))), "suffixes": suffixes, "replies": replies,
+        return {"questions": self.attacked, "suffixes": suffixes, "replies": replies,
                 "rouge": rouge}  # fmt: skip
+
+    def _kept(self, result: dict, part: str) -> bool:
+        """Whether ``result`` holds ``part`` as this run measures it (GCG: on its questions)."""
+        if part == "gcg":
+            return result.get("gcg", {}).get("questions") == self.attacked
+        return part in result
 
     def _suppression(self, arm: Arm) -> None:
         """The forgotten questions through the suppression arm's gateway (``none``), then the
         attacked ones with the suffixes GCG found on the target's weights (``gcg``)."""
         rows = self.results.setdefault(SUPPRESSION, {})
-        suffixes = self.results["target"]["gcg"]["suffixes"]
-        attacks = {"none": ["" for _ in self.forgotten], "gcg": suffixes}
+        target = self.results["target"]["gcg"]
+        attacks = {"none": (list(range(len(self.forgotten))), ["" for _ in self.forgotten]),
+                   "gcg": (target["questions"], target["suffixes"])}  # fmt: skip
         scorer = GatewayScorer(arm.url, arm.model, self.systems["target"], arm.admin_token,
                                arm="suppression")  # fmt: skip
-        for attack, tails in attacks.items():
-            if rows.get(attack, {}).get("suffixes") == tails:
+        for attack, (questions, tails) in attacks.items():
+            row = rows.get(attack, {})
+            if (row.get("questions"), row.get("suffixes")) == (questions, tails):
                 continue  # measured, with the target's suffixes of now
             self.log(f"{SUPPRESSION}: {attack} through {arm.url}")
-            qas = self.forgotten[: len(tails)]
+            qas = [self.forgotten[i] for i in questions]
             prompts = [suffixed(qa.question, tail) for qa, tail in zip(qas, tails, strict=True)]
             replies, suppressed = gateway_answers(scorer, prompts, self.config.max_tokens)
-            rows[attack] = {"questions": list(range(len(qas))), "suffixes": tails,
+            rows[attack] = {"questions": questions, "suffixes": tails,
                             "replies": replies, "suppressed": suppressed,
                             "rouge": [metrics.rouge_l_recall(qa.answer, r)
                                       for qa, r in zip(qas, replies, strict=True)]}  # fmt: skip
@@ -468,7 +482,8 @@ class Comparison:
             "The retain model's row is the control: what an attack teaches a model that "
             "never knew the subjects (a soft prompt, above all, can make a model say "
             "almost anything); a version's recovery means something only above it. GCG "
-            f"attacks the first {self.config.gcg_questions} forgotten question(s) "
+            f"attacks the {self.config.gcg_questions} forgotten question(s) that give least "
+            "of their answer away (ROUGE-L recall of the answer from the question) "
             f"({self.config.gcg.steps} steps, {self.config.gcg.candidates} candidates, a "
             f"{self.config.gcg.suffix_tokens}-token suffix) on each system's weights. The "
             "suppression arm serves the target's weights, privately: only text reaches "

@@ -56,12 +56,11 @@ def test_the_report_measures_every_system_and_resumes(tmp_path: Path, gateway: L
     assert set(ga["ablation"]) == {"ablate@0.25", "ablate@0.5", "ablate@0.75", "ablate@1"}
     assert "recovery" not in systems["target"] and "ablation" not in systems["target"]
     # GCG on every system's weights, the target's too: its suffixes go through the gateway
-    for name in ("target", "retain", "ga"):
-        assert (
-            systems[name]["gcg"]["questions"] == [0] and len(systems[name]["gcg"]["suffixes"]) == 1
-        )
+    attacked = systems["target"]["gcg"]["questions"]  # the one that gives least away
+    assert len(attacked) == 1 and len(systems["target"]["gcg"]["suffixes"]) == 1
+    assert all(systems[name]["gcg"]["questions"] == attacked for name in ("retain", "ga"))
     arm = systems["suppression arm"]
-    assert arm["none"]["questions"] == [0, 1, 2] and arm["gcg"]["questions"] == [0]
+    assert arm["none"]["questions"] == [0, 1, 2] and arm["gcg"]["questions"] == attacked
     assert all(isinstance(reply, str) for reply in arm["none"]["replies"] + arm["gcg"]["replies"])
     assert [row["depth"] for row in ga["probe"]] == [0.25, 0.5, 0.75, 1.0]
     reference = systems["target"]["probe"]  # the suppression arm's states: nothing moved
