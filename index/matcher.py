@@ -21,10 +21,10 @@ another person's name, a place or a quoted title (a run of capitalised words, "C
 or a quoted span, with a word that is none of the request's) neither blocks by similarity nor
 makes a part of the forgotten name inside a name or title count ("Angus" in "Angus Miller" is
 his, not a forgotten Angus Atkinson's). A part counts only where written with a capital ("coral
-reef" names no Coral Galindo). A whole name the lexicon read through a typo is a part's
-evidence, no more ("Elliot Patrick Benson" writes no forgotten "Patrick Benton":
-``Written.misspells``). Sentences of an answer to a conversation related to a request block it
-from a lower similarity (``answer_block_similarity``).
+reef" names no Coral Galindo). A whole name the lexicon read through a typo blocks too, but
+not inside another person's written name ("Elliot Patrick Benson" writes no forgotten "Patrick
+Benton": ``Written.misspells``). Sentences of an answer to a conversation related to a request
+block it from a lower similarity (``answer_block_similarity``).
 """
 
 from __future__ import annotations
