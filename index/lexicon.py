@@ -95,17 +95,27 @@ _TOKEN = re.compile(r"[0-9a-z]+")
 def spellings(text: str) -> list[list[tuple[str, int]]]:
     """The text's tokens as written, with spaced letters joined (a run's first or last letter
     also apart), and with leet digits read; each with where it ends in ``text`` (for text that
-    is not ASCII, its length: unknown). Text with no spaced letters has one spelling, or two."""
+    is not ASCII, its length: unknown). Text with neither has one spelling: a stream's watch
+    reads every chunk's window, and most text has neither."""
     if text.isascii():  # lower-casing keeps every offset
-        tokens = [(m.group(), m.end()) for m in _TOKEN.finditer(text.lower())]
+        lowered = text.lower()
+        tokens = [(m.group(), m.end()) for m in _TOKEN.finditer(lowered)]
+        spaced, leet = _SPACED.search(lowered), _LEET_DIGIT.search(lowered)
     else:
         tokens = [(token, len(text)) for token in normalise(text)]
-    spaced = any(len(a) == len(b) == 1 for (a, _), (b, _) in itertools.pairwise(tokens))
-    squashed = [_squash(tokens, trim) for trim in _TRIMS] if spaced else [tokens]
-    return [tokens, *squashed, *([(t.translate(LEET), end) for t, end in s] for s in squashed)]
+        spaced = any(len(a) == len(b) == 1 for (a, _), (b, _) in itertools.pairwise(tokens))
+        leet = any(_LEET_DIGIT.search(token) for token, _ in tokens)
+    squashed = [_squash(tokens, trim) for trim in _TRIMS] if spaced else []
+    spelled = [tokens, *squashed]
+    if leet:
+        spelled += [[(t.translate(LEET), end) for t, end in s] for s in squashed or [tokens]]
+    return spelled
 
 
 _TRIMS = ((0, 0), (1, 0), (0, 1), (1, 1))
+_SPACED = re.compile(r"(?<![0-9a-z])[0-9a-z][^0-9a-z]+[0-9a-z](?![0-9a-z])")
+"""Two one-character tokens in a row (lower-cased text): letters spaced out."""
+_LEET_DIGIT = re.compile("[4310572]")
 
 
 def _deletions(key: str) -> set[str]:

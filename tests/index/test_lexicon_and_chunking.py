@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from index.chunking import chunk_request, split_document
-from index.lexicon import Hit, Lexicon
+from index.lexicon import Hit, Lexicon, spellings
 
 
 @pytest.fixture
@@ -85,3 +85,11 @@ def test_spaced_letters_beside_one_letter_words() -> None:
     lexicon.set("a", ["Hsiao Yun-Hwa"])
     for text in ("once a H s i a o Y u n H w a a time", "i H s i a o Y u n H w x i said"):
         assert [h.term for h in lexicon.find(text)["a"] if not h.partial] == ["Hsiao Yun-Hwa"]
+
+
+def test_plain_text_has_one_spelling() -> None:
+    """A stream's watch reads every chunk's window: text with no spaced letters and no leet
+    digit is read once, not once per way a name could be disguised."""
+    assert spellings("once upon a time") == [[("once", 4), ("upon", 9), ("a", 11), ("time", 16)]]
+    assert len(spellings("H s i a o")) == 5  # as written, and four ways of joining the letters
+    assert len(spellings("H5140 wrote")) == 2  # as written, and leet read
