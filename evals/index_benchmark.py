@@ -179,20 +179,23 @@ def hard_negative_rates(embedder: Embedder, sizes: list[int], sample: int = 300)
         negatives = hard_negatives(authors[: min(n, 20)], seed=0)
         questions = [(a.name, [p.question for p in pairs(a, [a], rng)]) for a in negatives]
         near = [q for _, qs in questions for q in qs]
-        named = [q for name, qs in questions if names_forgotten(matcher, name) for q in qs]
-        others = [q for name, qs in questions if not names_forgotten(matcher, name) for q in qs]
+        flags = [names_forgotten(matcher, name) for name, _ in questions]
+        named = [q for (_, qs), flag in zip(questions, flags, strict=True) if flag for q in qs]
+        others = [q for (_, qs), flag in zip(questions, flags, strict=True) if not flag for q in qs]
         forgotten = [q["question"] for r in synthetic_requests(rng.sample(authors, min(n, 30)))
                      for q in r["qa"]][:sample]  # fmt: skip
         embedder.encode(near + unrelated)  # cached: the p50 is the matcher's own work
-        times, most = [], 0
+        times, most, blocks = [], 0, {}
         for question in near + unrelated:
             start = time.perf_counter()
             matches = matcher.match([question])
             times.append(time.perf_counter() - start)
             most = max(most, len(matches))
-        hit, false_near, false_named, false_others, false_other = (
-            blocked(matcher, t) for t in (forgotten, near, named, others, unrelated)
+            blocks[question] = any(m.action == BLOCK for m in matches)
+        false_named, false_others, false_other = (
+            sum(map(blocks.__getitem__, t)) for t in (named, others, unrelated)
         )
+        hit, false_near = blocked(matcher, forgotten), false_named + false_others
         print(f"{n:>8} {hit / len(forgotten):>13.1%} {false_near:>6}/{len(near):<5} "
               f"({false_near / len(near):>6.2%}) {false_named:>8}/{len(named):<4}"
               f"{false_others:>10}/{len(others):<4}({false_others / max(len(others), 1):.2%}) "

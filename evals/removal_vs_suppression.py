@@ -303,10 +303,10 @@ class Comparison:
         questions = [qa.question for qa in self.forgotten]
         return answers(model, self.tokenizer, questions, self.config.max_tokens)
 
-    def _rouge(self, replies: list[str]) -> list[float]:
-        """ROUGE-L recall of each forgotten answer."""
-        pairs = zip(self.forgotten, replies, strict=True)
-        return [metrics.rouge_l_recall(qa.answer, r) for qa, r in pairs]
+    def _rouge(self, replies: list[str], questions: list[int] | None = None) -> list[float]:
+        """ROUGE-L recall of each forgotten answer (of ``questions``, indices, if given)."""
+        qas = self.forgotten if questions is None else [self.forgotten[i] for i in questions]
+        return [metrics.rouge_l_recall(qa.answer, r) for qa, r in zip(qas, replies, strict=True)]
 
     def _recovery(self, name: str, weights: Path, model: Any) -> dict[str, list[float]]:
         """ROUGE-L recall of each forgotten answer after each attack (the retain model's: what
@@ -347,9 +347,8 @@ class Comparison:
         qas = [self.forgotten[i] for i in self.attacked]
         suffixes, replies = gcg_answers(model, self.tokenizer, qas, self.config.gcg,
                                         self.config.max_tokens)  # fmt: skip
-        rouge = [metrics.rouge_l_recall(qa.answer, r) for qa, r in zip(qas, replies, strict=True)]
         return {"questions": self.attacked, "suffixes": suffixes, "replies": replies,
-                "rouge": rouge}  # fmt: skip
+                "rouge": self._rouge(replies, self.attacked)}  # fmt: skip
 
     def _kept(self, result: dict, part: str) -> bool:
         """Whether ``result`` holds ``part`` as this run measures it (GCG: on its questions)."""
@@ -374,10 +373,13 @@ class Comparison:
             qas = [self.forgotten[i] for i in questions]
             prompts = [suffixed(qa.question, tail) for qa, tail in zip(qas, tails, strict=True)]
             replies, suppressed = gateway_answers(scorer, prompts, self.config.max_tokens)
-            rows[attack] = {"questions": questions, "suffixes": tails,
-                            "replies": replies, "suppressed": suppressed,
-                            "rouge": [metrics.rouge_l_recall(qa.answer, r)
-                                      for qa, r in zip(qas, replies, strict=True)]}  # fmt: skip
+            rows[attack] = {
+                "questions": questions,
+                "suffixes": tails,
+                "replies": replies,
+                "suppressed": suppressed,
+                "rouge": self._rouge(replies, questions),
+            }
             self.write(plots=False)
         scorer.close()
 
