@@ -2,7 +2,7 @@
 CPU box cannot run, so that the gateway's own ceiling shows. It generates nothing: every chat
 completion streams ``max_tokens`` words of a fixed story, in vLLM's chunk format (one token per
 chunk, usage in the last one when asked), as fast as the client reads or at ``--tokens-per-s``
-per stream.
+per stream; a request's own ``fake_tokens_per_s`` field sets its pace.
 
     python -m evals.fake_engine --port 8199                     # then: obliviate serve --upstream
     python -m evals.fake_engine --port 8199 --tokens-per-s 100  # a GPU's per-request pace
@@ -38,11 +38,14 @@ def _chunk(rid: str, created: int, delta: dict[str, Any], finish: str | None) ->
     return b"data: " + json.dumps(body).encode() + b"\n\n"
 
 
-def build(tokens_per_s: float) -> Starlette:
-    pause = 1 / tokens_per_s if tokens_per_s > 0 else 0.0
+PACE_FIELD = "fake_tokens_per_s"
 
+
+def build(tokens_per_s: float) -> Starlette:
     async def chat(request: Request) -> Response:
         body = await request.json()
+        pace = float(body.get(PACE_FIELD) or tokens_per_s)
+        pause = 1 / pace if pace > 0 else 0.0
         count = int(body.get("max_tokens") or 16)
         words = [" " + WORDS[i % len(WORDS)] for i in range(count)]
         rid, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())

@@ -10,6 +10,10 @@ For each number of enforced forget requests (synthetic, unrelated to the streame
 suppression arm) and off (the baseline arm, which an admin may pick), and the gateway's tokens
 per second of its own CPU time (per core); then, at concurrency 1, the gateway's added time to
 first token and added time per token (medians of paired direct/gateway streams).
+
+The paired streams are paced (``--pace`` tokens per second each, faster than a GPU streams one
+request): unpaced, the fake engine writes a whole stream in a few milliseconds on the cores the
+gateway and the client share, and the pairs would measure that contention, not the gateway.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 import psutil
 import typer
 
-from evals.fake_engine import MODEL
+from evals.fake_engine import MODEL, PACE_FIELD
 from evals.gateway_overhead import Samples, stream_request
 from evals.live_gateway import file_forget_requests
 from gateway.engine.launcher import free_port
@@ -63,7 +67,9 @@ async def relay(url: str, streams: int, tokens: int, arm: str | None) -> tuple[f
     return samples.tokens / samples.wall_s, samples
 
 
-async def paired(url: str, direct: str, tokens: int, pairs: int) -> tuple[float, float]:
+async def paired(
+    url: str, direct: str, tokens: int, pairs: int, pace: float
+) -> tuple[float, float]:
     """Median added TTFT and added time per token of single streams (ms)."""
     ttft, per_token = [], []
     headers = {"Authorization": f"Bearer {ADMIN}"}
@@ -76,7 +82,7 @@ async def paired(url: str, direct: str, tokens: int, pairs: int) -> tuple[float,
             got = {}
             for client in order:
                 samples = Samples()
-                await stream_request(client, samples, tokens, model=MODEL)
+                await stream_request(client, samples, tokens, MODEL, {PACE_FIELD: pace})
                 got[client] = samples
             ttft.append(got[via].ttft_s[0] - got[straight].ttft_s[0])
             per_token.append((got[via].latency_s[0] - got[straight].latency_s[0]) / tokens)
@@ -84,7 +90,7 @@ async def paired(url: str, direct: str, tokens: int, pairs: int) -> tuple[float,
 
 
 def measure(url: str, engine: str, process: psutil.Process, streams: int, tokens: int,
-            pairs: int) -> None:  # fmt: skip
+            pairs: int, pace: float) -> None:  # fmt: skip
     asyncio.run(relay(url, 4, 16, None))  # warm-up
     direct, _ = asyncio.run(relay(engine, streams, tokens, None))
     cpu_s = {}
@@ -102,9 +108,9 @@ def measure(url: str, engine: str, process: psutil.Process, streams: int, tokens
     )
     print(f"  relay per core of the gateway's CPU time: watched {relayed / cpu_s[None]:8.0f} "
           f"tok/s | not watched {relayed / cpu_s['baseline']:8.0f} tok/s")  # fmt: skip
-    ttft, per_token = asyncio.run(paired(url, engine, tokens, pairs))
-    print(f"  concurrency 1, {pairs} pairs: added TTFT p50 {ttft:+.2f} ms, added per token p50 "
-          f"{per_token:+.4f} ms")  # fmt: skip
+    ttft, per_token = asyncio.run(paired(url, engine, tokens, pairs, pace))
+    print(f"  concurrency 1, {pairs} pairs at {pace:.0f} tok/s: added TTFT p50 {ttft:+.2f} ms, "
+          f"added per token p50 {per_token:+.4f} ms")  # fmt: skip
 
 
 def main(
@@ -112,6 +118,7 @@ def main(
     streams: Annotated[int, typer.Option(help="Concurrent streams.")] = 64,
     tokens: Annotated[int, typer.Option(help="Tokens per stream.")] = 256,
     pairs: Annotated[int, typer.Option(help="Paired single streams per count.")] = 40,
+    pace: Annotated[float, typer.Option(help="Tokens per second of each paired stream.")] = 1000,
     data_dir: Annotated[Path, typer.Option(help="Gateways' data dirs (resumable).")] = Path(
         ".obliviate/bench-relay"
     ),
@@ -128,7 +135,7 @@ def main(
                 start = time.monotonic()
                 file_forget_requests(url, ADMIN, count)
                 print(f"{count} forget requests enforced ({time.monotonic() - start:.0f} s)")
-                measure(url, engine, psutil.Process(gateway.pid), streams, tokens, pairs)
+                measure(url, engine, psutil.Process(gateway.pid), streams, tokens, pairs, pace)
             finally:
                 stop(gateway)
     finally:

@@ -1,9 +1,12 @@
-"""The vLLM OpenAI server the gateway forwards to, over one pooled ``httpx.AsyncClient``.
+"""The vLLM OpenAI server the gateway forwards to, over one pool of connections.
 
     upstream = Upstream("http://127.0.0.1:8101")
     response = await upstream.send("POST", "/v1/chat/completions", body, stream=True)
 
 Connection failures and a not-ready engine become ``EngineUnavailable`` (HTTP 503).
+Requests go straight to the pool's transport: an ``httpx.AsyncClient`` around it (cookies,
+redirects, URL merging) would cost a third more CPU per request, and the engine answers with
+none of those. Environment proxies are not used for the engine (``trust_env=False``).
 Model versions are LoRA adapters that vLLM loads at run time (``/v1/load_lora_adapter``):
 ``ensure_adapter`` loads one the first time it is needed, again after vLLM restarted.
 When in-model suppression layers are configured, ``become_ready`` first installs the plugin's hooks
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import msgspec
 
 from gateway.errors import EngineUnavailable, from_upstream
 from gateway.ops import metrics
@@ -35,6 +39,7 @@ HEALTH_FAILURES = 3
 """Late health checks in a row that take a server the gateway does not own out of service: one
 slow answer while it streams at full load is not a server gone (Kubernetes' failureThreshold)."""
 HEALTH_TIMEOUT_S = 2.0
+_KEPT_URLS = 32
 
 
 class EngineLacksPlugin(EngineUnavailable):
@@ -56,11 +61,16 @@ class Upstream:
     ):
         self.hooks_dir = hooks_dir
         self.fit = fit
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else None
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.base_url = base_url.rstrip("/")
+        self.transport = httpx.AsyncHTTPTransport(limits=LIMITS)
         self.client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=TIMEOUT, limits=LIMITS, headers=headers
-        )
+            base_url=self.base_url, timeout=TIMEOUT, headers=auth, transport=self.transport,
+            trust_env=False,
+        )  # fmt: skip
+        """For the gateway's own calls (health, hooks, adapters); ``send`` uses the transport."""
+        self._headers = {"content-type": "application/json", **auth}
+        self._urls: dict[str, httpx.URL] = {}
         self.ready = False
         self.outstanding = 0
         """Requests in flight (kept by ``UpstreamPool``)."""
@@ -166,17 +176,17 @@ class Upstream:
         """Send one request; with ``stream`` the caller must ``aclose()`` the response."""
         if not self.ready:
             raise EngineUnavailable("The engine is starting or restarting; retry shortly.")
-        request = self.client.build_request(method, path, json=body)
+        request = self._request(method, path, body)
         try:
             try:
-                response = await self.client.send(request, stream=True)
+                response = await self._send(request)
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 # A pooled connection the server reset or closed as the request went out
                 # (under load, or at its keep-alive timeout): no answer had begun, so once more
                 # on a new connection before the engine counts as unreachable. (An answer that
                 # breaks after its headers is not sent again: see below.)
                 metrics.UPSTREAM_ERRORS.labels(kind="connection_reset").inc()
-                response = await self.client.send(request, stream=True)
+                response = await self._send(request)
             if not stream:
                 try:
                     await response.aread()
@@ -187,8 +197,25 @@ class Upstream:
             raise EngineUnavailable(f"The engine is unreachable: {type(exc).__name__}") from exc
         return response
 
+    def _request(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Request:
+        url = self._urls.get(path)
+        if url is None:
+            url = httpx.URL(self.base_url + path)
+            if len(self._urls) < _KEPT_URLS:  # the fixed routes, not every stored response's
+                self._urls[path] = url
+        content = msgspec.json.encode(body) if body is not None else None
+        return httpx.Request(
+            method, url, content=content, headers=self._headers,
+            extensions={"timeout": TIMEOUT.as_dict()},
+        )  # fmt: skip
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        response = await self.transport.handle_async_request(request)
+        response.request = request
+        return response
+
     async def aclose(self) -> None:
-        await self.client.aclose()
+        await self.client.aclose()  # closes the transport too
 
 
 def _json_or_text(response: httpx.Response) -> Any:

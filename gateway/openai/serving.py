@@ -119,7 +119,7 @@ class OpenAIServing:
             if check is not None:
                 check.cancel()
             raise
-        early = copy.deepcopy(body)
+        early = copy.deepcopy(body) if check is not None else body  # only a check changes it
         if plan.stack and self.stacks[plan.arm].watches:
             _ask_usage_per_chunk(early, request)  # what a watched stream needs
         sent = time.perf_counter()
