@@ -143,6 +143,9 @@ def test_the_backfill_records_what_only_the_store_shows(url: str) -> None:
         clock.now.return_value = later
         service._backfill()
         service._backfill()  # nothing twice
+        with patch.object(service.evidence, "recorded", wraps=service.evidence.recorded) as asked:
+            service._backfill()
+    assert asked.call_args.args[0] == []  # what it saw recorded is not asked for again
     assert [e.kind for e in service.view(kept.id)] == ["filed", "revoked"]
     assert [e.kind for e in service.view(gone.id)] == ["purged"]  # its row is gone, and with it
     assert service.evidence.verify() == []
