@@ -122,9 +122,6 @@ def _deletions(key: str) -> set[str]:
     return {key[:i] + key[i + 1 :] for i in range(len(key))}
 
 
-FUZZY_EDITS = 2
-"""Edits a prefix may hold against a fuzzy term (at least ``MIN_FUZZY_CHARS``), counted as
-Levenshtein's (the trie's): the one edit ``_one_edit`` accepts may be a transposition, two there."""
 SUBSTITUTION_CHARS = 9
 """Shorter keys take one inserted or deleted letter only: a letter changed in a short name reads
 as a neighbour's too often ("Stephan" for "Stephen")."""
@@ -144,14 +141,16 @@ _WORD_START = re.compile(r"(?<![^\W_])[^\W_]")
 
 
 class _Node:
-    """A trie node over the terms' keys; ``edits``: the most any key below it tolerates."""
+    """A trie node over the terms' keys. ``edits``: whether some key below tolerates an edit
+    (``MIN_FUZZY_CHARS``); ``swaps``: a changed letter or two swapped (``SUBSTITUTION_CHARS``)."""
 
-    __slots__ = ("children", "count", "edits")
+    __slots__ = ("children", "count", "edits", "swaps")
 
     def __init__(self) -> None:
         self.children: dict[str, _Node] = {}
         self.count = 0
         self.edits = 0
+        self.swaps = False
 
 
 class _PrefixTrie:
@@ -160,14 +159,15 @@ class _PrefixTrie:
     def __init__(self) -> None:
         self.root = _Node()
 
-    def add(self, key: str, edits: int) -> None:
+    def add(self, key: str) -> None:
+        edits, swaps = int(len(key) >= MIN_FUZZY_CHARS), len(key) >= SUBSTITUTION_CHARS
         node = self.root
-        for char in key:
+        for char in [*key, ""]:
             node.count += 1
             node.edits = max(node.edits, edits)
-            node = node.children.setdefault(char, _Node())
-        node.count += 1
-        node.edits = max(node.edits, edits)
+            node.swaps = node.swaps or swaps
+            if char:
+                node = node.children.setdefault(char, _Node())
 
     def remove(self, key: str) -> None:
         node = self.root
@@ -181,22 +181,30 @@ class _PrefixTrie:
         node.count -= 1
 
     def starts(self, text: str) -> bool:
-        """Whether ``text`` is within a key's tolerated edits of a prefix of that key."""
+        """Whether ``text`` is within a key's tolerated edit (``_one_edit``'s) of a prefix of
+        that key."""
         if not text:
             return True
         row = list(range(len(text) + 1))  # edit distances of text[:j] to the path so far
-        return self._starts(self.root, text, row)
+        return self._starts(self.root, text, row, row, "")
 
-    def _starts(self, node: _Node, text: str, row: list[int]) -> bool:
+    def _starts(self, node: _Node, text: str, row: list[int], above: list[int], char: str) -> bool:
+        """Optimal string alignment down the trie: ``row`` at ``node``, ``above`` at its parent,
+        ``char`` the letter between them. A changed letter costs 2 (a deletion and an insertion,
+        as Indel counts it) below nodes whose keys take no substitution."""
         if row[-1] <= node.edits:
             return True
-        if min(row) > node.edits:
-            return False
-        for char, child in node.children.items():
+        if min(row) > node.edits and min(above) >= node.edits:
+            return False  # no cell can come back within the edits (a swap costs one more)
+        for letter, child in node.children.items():
+            changed = 1 if child.swaps else 2
             below = [row[0] + 1]
-            for j, letter in enumerate(text, 1):
-                below.append(min(below[j - 1] + 1, row[j] + 1, row[j - 1] + (letter != char)))
-            if self._starts(child, text, below):
+            for j, mine in enumerate(text, 1):
+                cost = min(below[j - 1] + 1, row[j] + 1, row[j - 1] + changed * (mine != letter))
+                if child.swaps and j > 1 and mine == char and text[j - 2] == letter:
+                    cost = min(cost, above[j - 2] + 1)  # neighbours swapped
+                below.append(cost)
+            if self._starts(child, text, below, row, letter):
                 return True
         return False
 
@@ -240,7 +248,7 @@ class Lexicon:
             if len(key) < (MIN_PART_CHARS if hit.partial else 1):
                 continue
             if not self._terms.get(key):
-                self._prefixes.add(key, FUZZY_EDITS if len(key) >= MIN_FUZZY_CHARS else 0)
+                self._prefixes.add(key)
             self._terms[key][request_id] = hit
             self._by_request[request_id].append(key)
             if len(key) >= MIN_FUZZY_CHARS:

@@ -240,9 +240,9 @@ async def test_names_added_during_a_stream_are_looked_for_in_what_it_holds() -> 
     matcher.add("a", ["Hsiao Yun-Hwa"], np.array([0]), vector)
     stack = SuppressionStack.build(LayerDeps(matcher), ["retrieval"])
     watcher = OutputWatcher(RequestContext(["Tell a story."], layers=stack.layers))
-    # Held back: "Hsiao Lin" could still be the start of "Hsiao Yun-Hwa" (two edits).
-    assert await watcher.feed("The novelist Hsiao Lin") == "The novelist "
-    matcher.add("b", ["Hsiao Lin"], np.array([1]), vector)
+    # Held back: "Hsiao Yu" could still be the start of "Hsiao Yun-Hwa".
+    assert await watcher.feed("The novelist Hsiao Yu") == "The novelist "
+    matcher.add("b", ["Hsiao Yu"], np.array([1]), vector)
     assert await watcher.feed(" wrote it.") is None
 
 

@@ -128,9 +128,11 @@ def test_text_that_cannot_begin_a_name_goes_out_at_once(
     ("text", "held"),
     [
         ("Once upon a time, the sea was calm ", ""),  # nothing could begin the name
-        ("The author, born in Taipei, is Hsi", "is Hsi"),
-        ("written by H s i a", "by H s i a"),  # spaced out
-        ("written by H51", "by H51"),  # leet
+        ("The author, born in Taipei, is Hsi", "Hsi"),
+        ("The story of", ""),  # two edits from the name's start: two letters are not held
+        ("The story of a", "a"),  # "a Hsiao Yun-Hwa" squashed is one letter off it
+        ("written by H s i a", "H s i a"),  # spaced out
+        ("written by H51", "H51"),  # leet
         ("written by Yun-Hw", "Yun-Hw"),  # the name's other part (short: exact only)
     ],
 )
@@ -148,7 +150,7 @@ def test_what_the_lexicon_remembers_follows_its_terms() -> None:
     assert lexicon.find(text) == {} and lexicon.open_from(text) == len(text)
     lexicon.set("b", ["Velmora Quist"])
     assert set(lexicon.find(text)) == {"b"}
-    assert text[lexicon.open_from(text) :] == "by Velmora Quist"
+    assert text[lexicon.open_from(text) :] == "Velmora Quist"
     lexicon.remove("b")
     assert lexicon.find(text) == {} and lexicon.open_from(text) == len(text)
 
