@@ -44,7 +44,7 @@ PACE_FIELD = "fake_tokens_per_s"
 def build(tokens_per_s: float) -> Starlette:
     async def chat(request: Request) -> Response:
         body = await request.json()
-        pace = float(body.get(PACE_FIELD) or tokens_per_s)
+        pace = float(body.get(PACE_FIELD, tokens_per_s))
         pause = 1 / pace if pace > 0 else 0.0
         count = int(body.get("max_tokens") or 16)
         words = [" " + WORDS[i % len(WORDS)] for i in range(count)]

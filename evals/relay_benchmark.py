@@ -14,6 +14,8 @@ first token and added time per token (medians of paired direct/gateway streams).
 The paired streams are paced (``--pace`` tokens per second each, faster than a GPU streams one
 request): unpaced, the fake engine writes a whole stream in a few milliseconds on the cores the
 gateway and the client share, and the pairs would measure that contention, not the gateway.
+Paced, the added time per token is how much later the whole stream ends, over its tokens: the
+engine's pauses hide the gateway's own work per token (its CPU cost is the per-core figure).
 """
 
 from __future__ import annotations

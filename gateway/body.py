@@ -28,7 +28,7 @@ async def parse_body(request: Request, model: type[Model], max_bytes: int) -> Mo
     if len(raw) > max_bytes:
         raise RequestTooLarge(f"Request body over {max_bytes} bytes.")
     try:
-        payload = json.loads(raw)
+        payload = json.loads(raw, parse_constant=_not_json)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"The body is not valid JSON: {exc}") from exc
     if not isinstance(payload, dict):
@@ -37,6 +37,11 @@ async def parse_body(request: Request, model: type[Model], max_bytes: int) -> Mo
         return model.model_validate(payload)
     except ValidationError as exc:
         raise invalid_request(exc.errors()[0]) from exc
+
+
+def _not_json(constant: str) -> Any:
+    """``NaN`` and ``Infinity`` are Python's JSON, not JSON (sent on, they would be null)."""
+    raise json.JSONDecodeError(f"{constant} is not a JSON value", constant, 0)
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:

@@ -120,7 +120,7 @@ class ForgetIndex:
         return {"embedder": self.matcher.embedder.name, "chunks": len(chunk_ids), "digest": digest}
 
     def _rebuild_vectors(self) -> None:
-        """Rebuild the vector index from the stored embeddings (exact or IVF by size)."""
+        """Rebuild the vector index from the stored embeddings (exhaustive or IVF by size)."""
         batches = list(self.store.active_chunks())
         dim = self.matcher.embedder.dim
         ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)

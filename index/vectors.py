@@ -25,9 +25,9 @@ class VectorIndex:
         self.dim = dim
         self.approximate_after = approximate_after
         self.nprobe = nprobe
-        self._index: faiss.Index = self._exact()
+        self._index: faiss.Index = self._exhaustive()
 
-    def _exact(self) -> faiss.Index:
+    def _exhaustive(self) -> faiss.Index:
         # Half-precision codes: a query reads half the memory, which is what an exhaustive scan
         # waits on (about 4x faster at 2*10^4 vectors), for scores within ~1e-3 of float32's.
         fp16 = faiss.ScalarQuantizer.QT_fp16
@@ -43,10 +43,10 @@ class VectorIndex:
         return self._index.ntotal
 
     def build(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Replace the contents; picks exact or IVF by size."""
+        """Replace the contents; picks exhaustive or IVF by size."""
         faiss.omp_set_num_threads(_THREADS)  # training and adding use every core
         if len(ids) <= self.approximate_after:
-            self._index = self._exact()
+            self._index = self._exhaustive()
         else:
             # ~4·sqrt(n) lists, trained on a sample: k-means over all 10^6 would take minutes here.
             nlist = int(4 * math.sqrt(len(ids)))
@@ -88,7 +88,7 @@ class VectorIndex:
         self.set_nprobe(self.nprobe)
 
     def set_nprobe(self, nprobe: int) -> None:
-        """IVF lists searched per query (an exact index ignores it)."""
+        """IVF lists searched per query (an exhaustive index ignores it)."""
         self.nprobe = nprobe
         if self.approximate:
             self._index.nprobe = nprobe

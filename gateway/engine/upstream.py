@@ -6,7 +6,8 @@
 Connection failures and a not-ready engine become ``EngineUnavailable`` (HTTP 503).
 Requests go straight to the pool's transport: an ``httpx.AsyncClient`` around it (cookies,
 redirects, URL merging) would cost a third more CPU per request, and the engine answers with
-none of those. Environment proxies are not used for the engine (``trust_env=False``).
+none of those. ``HTTP(S)_PROXY`` is not used for the engine (the client has a transport of its
+own, which httpx mounts no proxy over).
 Model versions are LoRA adapters that vLLM loads at run time (``/v1/load_lora_adapter``):
 ``ensure_adapter`` loads one the first time it is needed, again after vLLM restarted.
 When in-model suppression layers are configured, ``become_ready`` first installs the plugin's hooks
@@ -39,7 +40,9 @@ HEALTH_FAILURES = 3
 """Late health checks in a row that take a server the gateway does not own out of service: one
 slow answer while it streams at full load is not a server gone (Kubernetes' failureThreshold)."""
 HEALTH_TIMEOUT_S = 2.0
+_TIMEOUTS = {"timeout": TIMEOUT.as_dict()}
 _KEPT_URLS = 32
+"""Parsed URLs kept for reuse: the routes requests are posted to (a fixed, short list)."""
 
 
 class EngineLacksPlugin(EngineUnavailable):
@@ -65,11 +68,11 @@ class Upstream:
         self.base_url = base_url.rstrip("/")
         self.transport = httpx.AsyncHTTPTransport(limits=LIMITS)
         self.client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=TIMEOUT, headers=auth, transport=self.transport,
-            trust_env=False,
-        )  # fmt: skip
+            base_url=self.base_url, timeout=TIMEOUT, headers=auth, transport=self.transport
+        )
         """For the gateway's own calls (health, hooks, adapters); ``send`` uses the transport."""
-        self._headers = {"content-type": "application/json", **auth}
+        self._auth = auth
+        self._json_headers = {"content-type": "application/json", **auth}
         self._urls: dict[str, httpx.URL] = {}
         self.ready = False
         self.outstanding = 0
@@ -201,13 +204,14 @@ class Upstream:
         url = self._urls.get(path)
         if url is None:
             url = httpx.URL(self.base_url + path)
-            if len(self._urls) < _KEPT_URLS:  # the fixed routes, not every stored response's
+            if body is not None and len(self._urls) < _KEPT_URLS:  # not GET /v1/responses/{id}
                 self._urls[path] = url
-        content = msgspec.json.encode(body) if body is not None else None
+        if body is None:
+            return httpx.Request(method, url, headers=self._auth, extensions=_TIMEOUTS)
+        content = msgspec.json.encode(body)
         return httpx.Request(
-            method, url, content=content, headers=self._headers,
-            extensions={"timeout": TIMEOUT.as_dict()},
-        )  # fmt: skip
+            method, url, content=content, headers=self._json_headers, extensions=_TIMEOUTS
+        )
 
     async def _send(self, request: httpx.Request) -> httpx.Response:
         response = await self.transport.handle_async_request(request)

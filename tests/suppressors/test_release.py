@@ -130,7 +130,7 @@ def test_text_that_cannot_begin_a_name_goes_out_at_once(
         ("Once upon a time, the sea was calm ", ""),  # nothing could begin the name
         ("The author, born in Taipei, is Hsi", "Hsi"),
         ("The story of", ""),  # two edits from the name's start: two letters are not held
-        ("The story of a", "a"),  # "a Hsiao Yun-Hwa" squashed is one letter off it
+        ("The story of a", "a"),  # the window "a Hsiao Yun-Hwa" is one inserted letter off it
         ("written by H s i a", "H s i a"),  # spaced out
         ("written by H51", "H51"),  # leet
         ("written by Yun-Hw", "Yun-Hw"),  # the name's other part (short: exact only)

@@ -49,9 +49,14 @@ def test_vllm_validation_is_normalised(gateway: LiveGateway) -> None:
     assert error["param"] == "max_tokens"
 
 
+NAN = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+
+
 @pytest.mark.parametrize(
-    "content", [b"{not json", b"[1, 2]", b'{"model": "x"}', b'{"model": "x", "messages": []}']
-)
+    "content",
+    [b"{not json", b"[1, 2]", b'{"model": "x"}', b'{"model": "x", "messages": []}',
+     NAN % MODEL.encode()],  # not JSON: vLLM would get null, its default, instead
+)  # fmt: skip
 def test_malformed_bodies_are_400(gateway: LiveGateway, content: bytes) -> None:
     with gateway.http() as http:
         response = http.post(
