@@ -144,6 +144,20 @@ class Embedder:
                 self._cache.popitem(last=False)
         return np.stack([found[t] for t in texts])
 
+    def cached(self, texts: list[str]) -> np.ndarray | None:
+        """``encode(texts)`` when every text is cached and no other thread is encoding (nothing
+        to wait for), else None."""
+        if not self._lock.acquire(blocking=False):
+            return None
+        try:
+            if not all(t in self._cache for t in texts):
+                return None
+            for text in texts:
+                self._cache.move_to_end(text)
+            return np.stack([self._cache[t] for t in texts])
+        finally:
+            self._lock.release()
+
     def _run(self, texts: list[str]) -> list[np.ndarray]:
         # Batches of similar lengths pad little.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))

@@ -502,14 +502,40 @@ class Matcher:
         not looked for (a stream's watch found none there before). ``answering``: the texts are
         sentences of an answer to a conversation related to these requests, which they block
         from ``answer_block_similarity``."""
+        matches = self._match(texts, dense, new_from, answering, wait=True)
+        assert matches is not None  # only a match that must not wait gives up
+        return matches
+
+    def match_now(
+        self, texts: list[str], *, answering: frozenset[str] = frozenset()
+    ) -> list[Match] | None:
+        """``match`` if it need not wait: every text's embedding is cached and no other thread
+        holds the embedder or the index; None otherwise. The event loop calls it before handing
+        ``match`` to a thread, a hop that costs more than the match itself.
+
+            matches = matcher.match_now(texts)
+            if matches is None:
+                matches = await asyncio.to_thread(matcher.match, texts)
+        """
+        return self._match(texts, True, 0, answering, wait=False)
+
+    def _match(
+        self, texts: list[str], dense: bool, new_from: int, answering: frozenset[str], wait: bool
+    ) -> list[Match] | None:
         texts = [t for t in texts if t.strip()]
         if not self.chunks or not texts:
             return []
         embedded = texts[-self.config.max_texts :] if dense else []
-        queries = self.embedder.encode(embedded) if embedded else None
+        queries = None
+        if embedded:
+            queries = self.embedder.encode(embedded) if wait else self.embedder.cached(embedded)
+            if queries is None:
+                return None
+        if not self._lock.acquire(blocking=wait):
+            return None
         similarity: dict[str, float] = {}  # request id -> best score over the texts
         fitting: dict[str, float] = {}  # ... over texts naming no other subject (numbers, names)
-        with self._lock:
+        try:
             joined = "\n".join(texts)
             found = self._named(self.lexicon.find(joined, new_from), joined)
             if queries is not None:
@@ -527,6 +553,8 @@ class Matcher:
                     if written.names_other(self.known.get(request_id, frozenset())):
                         continue
                     fitting[request_id] = max(score, fitting.get(request_id, -1.0))
+        finally:
+            self._lock.release()
         matches = []
         config = self.config
         for request_id in found.keys() | similarity.keys():

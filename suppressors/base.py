@@ -7,6 +7,7 @@ per-request controls for the vLLM plugin) and watch the output as it is produced
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,6 +19,17 @@ from index.matcher import Match, Matcher
 
 if TYPE_CHECKING:
     from suppressors.artifacts import Artifacts
+
+
+async def match(
+    matcher: Matcher, texts: list[str], answering: frozenset[str] = frozenset()
+) -> list[Match]:
+    """``matcher.match`` from the event loop: on it when nothing must be waited for (the texts'
+    embeddings are cached), else in a thread, so the loop never waits on the embedder."""
+    matches = matcher.match_now(texts, answering=answering)
+    if matches is None:
+        matches = await asyncio.to_thread(matcher.match, texts, answering=answering)
+    return matches
 
 
 @dataclass

@@ -9,13 +9,12 @@ densely and only checked sentences are released.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from index.matcher import BLOCK
-from suppressors.base import Layer, LayerConfig, RequestContext
+from suppressors.base import Layer, LayerConfig, RequestContext, match
 
 _SENTENCE_END = re.compile(r"[.!?\n]\s")
 _MARGIN = 8
@@ -95,9 +94,7 @@ class RetrievalBlocking(Layer):
             size = self.matcher.config.max_texts
             for i in range(0, len(sentences), size):
                 batch = sentences[i : i + size]
-                matches = await asyncio.to_thread(
-                    self.matcher.match, batch, answering=frozenset(about)
-                )
+                matches = await match(self.matcher, batch, frozenset(about))
                 if _blocks(ctx.relevant(matches)):
                     return None
             state["sentences_upto"] = end

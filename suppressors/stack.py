@@ -17,7 +17,6 @@ unsuppressed instead, logging an error each time.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from index.errors import ObliviateError
 from index.matcher import Matcher
 from suppressors import metrics
-from suppressors.base import Layer, LayerConfig, LayerDeps, ModelInfo, RequestContext
+from suppressors.base import Layer, LayerConfig, LayerDeps, ModelInfo, RequestContext, match
 from suppressors.embedding_corruption import EmbeddingCorruption
 from suppressors.guard_prompt import GuardPrompt
 from suppressors.logit_difference import LogitDifference
@@ -117,7 +116,7 @@ class SuppressionStack:
         )  # fmt: skip
         try:
             start = time.perf_counter()
-            ctx.matches = ctx.relevant(await asyncio.to_thread(self.matcher.match, texts))
+            ctx.matches = ctx.relevant(await match(self.matcher, texts))
             metrics.MATCH_SECONDS.observe(time.perf_counter() - start)
             for layer in self.layers:
                 start = time.perf_counter()

@@ -11,6 +11,7 @@ that already started on a server that dies ends with an error event (see ``OpenA
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,15 +36,22 @@ class UpstreamPool:
         return False
 
     async def send(
-        self, method: str, path: str, body: dict[str, Any] | None = None, *, stream: bool = False
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        stream: bool = False,
+        sent: asyncio.Event | None = None,
     ) -> httpx.Response:
-        """Send to the least busy ready server, retrying on the others while none answers."""
+        """Send to the least busy ready server, retrying on the others while none answers.
+        ``sent``: see ``Upstream.send``."""
         tried: list[Upstream] = []
         while candidates := [m for m in self.members if m.ready and m not in tried]:
             member = min(candidates, key=lambda m: m.outstanding)
             member.outstanding += 1
             try:
-                response = await member.send(method, path, body, stream=stream)
+                response = await member.send(method, path, body, stream=stream, sent=sent)
             except BaseException as exc:  # also a call cancelled in flight
                 member.outstanding -= 1
                 if not isinstance(exc, EngineUnavailable):
@@ -56,6 +64,8 @@ class UpstreamPool:
             else:
                 member.outstanding -= 1
             return response
+        if sent is not None:
+            sent.set()
         raise EngineUnavailable("No engine is ready; retry shortly.")
 
     async def ensure_adapter(self, name: str, path: str) -> None:

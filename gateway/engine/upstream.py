@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -174,12 +174,23 @@ class Upstream:
         return response.status_code == 200
 
     async def send(
-        self, method: str, path: str, body: dict[str, Any] | None = None, *, stream: bool = False
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        stream: bool = False,
+        sent: asyncio.Event | None = None,
     ) -> httpx.Response:
-        """Send one request; with ``stream`` the caller must ``aclose()`` the response."""
+        """Send one request; with ``stream`` the caller must ``aclose()`` the response.
+        ``sent`` is set once the request is written and its answer awaited, or the call ended."""
         if not self.ready:
+            if sent is not None:
+                sent.set()
             raise EngineUnavailable("The engine is starting or restarting; retry shortly.")
         request = self._request(method, path, body)
+        if sent is not None:
+            request.extensions = {**request.extensions, "trace": _setting(sent)}
         try:
             try:
                 response = await self._send(request)
@@ -198,6 +209,9 @@ class Upstream:
         except httpx.HTTPError as exc:
             metrics.UPSTREAM_ERRORS.labels(kind="connect").inc()
             raise EngineUnavailable(f"The engine is unreachable: {type(exc).__name__}") from exc
+        finally:
+            if sent is not None:
+                sent.set()
         return response
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Request:
@@ -220,6 +234,16 @@ class Upstream:
 
     async def aclose(self) -> None:
         await self.client.aclose()  # closes the transport too
+
+
+def _setting(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore ``trace`` callback that sets ``sent`` when the request is out."""
+
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("receive_response_headers.started"):
+            sent.set()
+
+    return trace
 
 
 def _json_or_text(response: httpx.Response) -> Any:

@@ -103,27 +103,27 @@ class OpenAIServing:
     ) -> Response:
         """Serve ``request`` on the arm ``plan`` (its weights, and the stack if it has one).
 
-        The stack's check and the engine's call start together, and nothing of the answer is
-        used before the check ends: the check costs time only where it outlasts the engine's
-        first token. A check that blocks the request, or changes what vLLM must be sent (a guard
-        note, in-model controls), drops the early call, and vLLM aborts it."""
+        The engine's call goes out first and the stack checks the conversation while the engine
+        works on it; nothing of the answer is used before the check ends, so the check costs
+        time only where it outlasts the engine's first token. A check that blocks the request,
+        or changes what vLLM must be sent (a guard note, in-model controls), drops the early
+        call, and vLLM aborts it."""
         metrics.ARM_REQUESTS.labels(plan.arm).inc()
         arm = {ARM_HEADER: plan.arm, VERSION_HEADER: plan.version.id if plan.version else ""}
-        check = asyncio.create_task(self._check(request, plan)) if plan.stack else None
         body = request.model_dump(exclude_unset=True)
-        try:
-            if plan.version is not None:
-                await self.upstream.ensure_adapter(plan.version.id, plan.version.path)
-                body["model"] = plan.version.id
-        except BaseException:
-            if check is not None:
-                check.cancel()
-            raise
-        early = copy.deepcopy(body) if check is not None else body  # only a check changes it
+        if plan.version is not None:
+            await self.upstream.ensure_adapter(plan.version.id, plan.version.path)
+            body["model"] = plan.version.id
+        early = copy.deepcopy(body) if plan.stack else body  # only a check changes it
         if plan.stack and self.stacks[plan.arm].watches:
             _ask_usage_per_chunk(early, request)  # what a watched stream needs
-        sent = time.perf_counter()
-        call = asyncio.create_task(self.upstream.send("POST", route, early, stream=request.stream))
+        sent_at = time.perf_counter()
+        sent = asyncio.Event()
+        call = asyncio.create_task(
+            self.upstream.send("POST", route, early, stream=request.stream, sent=sent)
+        )
+        # The check begins once the request is out, so the engine never waits for it.
+        check = asyncio.create_task(self._check(request, plan, sent)) if plan.stack else None
         try:
             ctx = await check if check is not None else None
         except BaseException:
@@ -136,16 +136,16 @@ class OpenAIServing:
             await _drop(call)
             if blocked:
                 return self._suppressed(request, ctx, timer, arm)
-            sent = time.perf_counter()
+            sent_at = time.perf_counter()
             call = asyncio.create_task(
                 self.upstream.send("POST", route, body, stream=request.stream)
             )
         response = await call
         if response.status_code != 200:
             error = await self._upstream_error(response)
-            timer.upstream_s = time.perf_counter() - sent
+            timer.upstream_s = time.perf_counter() - sent_at
             raise error
-        timer.upstream_s = time.perf_counter() - sent
+        timer.upstream_s = time.perf_counter() - sent_at
         # A request that only scores its prompt generates nothing: there is no output to watch.
         watched = ctx is not None and not ctx.only_scores
         if request.stream:
@@ -164,8 +164,12 @@ class OpenAIServing:
         headers = timer.header() | _layers(ctx) | arm
         return Response(content, media_type="application/json", headers=headers)
 
-    async def _check(self, request: AnyRequest, plan: ArmPlan) -> RequestContext | None:
-        """The stack's verdict on the conversation; SuppressionUnavailable when it cannot say."""
+    async def _check(
+        self, request: AnyRequest, plan: ArmPlan, sent: asyncio.Event
+    ) -> RequestContext | None:
+        """The stack's verdict on the conversation, once the early call is ``sent``;
+        SuppressionUnavailable when it cannot say."""
+        await sent.wait()
         try:
             texts = await self._texts(request)
             return await self.stacks[plan.arm].before(texts, plan.exempt, request.only_scores())

@@ -58,6 +58,22 @@ def test_match_block_guard_and_revoke(tmp_path: Path, embedder: Embedder) -> Non
     assert index.store.get(record.id).status == "revoked"
 
 
+def test_match_now_matches_on_the_callers_thread_only_when_nothing_must_be_waited_for(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    index = open_index(tmp_path, embedder)
+    index.add(AUTHOR)
+    matcher = index.matcher
+    question = ["Who was born in Taipei, Taiwan on 05/11/1991 and writes?"]
+    assert matcher.match_now(question) is None  # the question must be embedded first
+    expected = matcher.match(question)
+    assert expected and matcher.match_now(question) == expected  # now its embedding is cached
+    for busy in (matcher.locked(), embedder._lock):  # an index change or an encode under way
+        with busy:
+            assert matcher.match_now(question) is None
+    assert matcher.match_now(question) == expected
+
+
 def test_idempotency(tmp_path: Path, embedder: Embedder) -> None:
     index = open_index(tmp_path, embedder)
     first, created = index.add(AUTHOR, idempotency_key="k")

@@ -176,6 +176,9 @@ class _DownEmbedder:
     def encode(self, texts: list[str]) -> np.ndarray:
         raise RuntimeError("embedder down")
 
+    def cached(self, texts: list[str]) -> None:
+        return None  # nothing cached: every match must encode
+
 
 @pytest.mark.parametrize("fail_open", [False, True])
 async def test_a_failing_matcher_fails_closed_unless_the_arm_fails_open(

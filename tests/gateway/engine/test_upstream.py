@@ -105,13 +105,18 @@ async def test_a_late_health_check_does_not_take_the_server_out(
 
 
 @contextlib.asynccontextmanager
-async def raw_engine(answers: list[bytes]) -> AsyncIterator[tuple[Upstream, list[bytes]]]:
+async def raw_engine(
+    answers: list[bytes], gate: asyncio.Event | None = None
+) -> AsyncIterator[tuple[Upstream, list[bytes]]]:
     """An ``Upstream`` on a bare TCP server that writes ``answers[i]`` to the i-th request it
-    reads (nothing past the list) and closes the connection; the requests it read."""
+    reads (nothing past the list; once ``gate`` is set, if given) and closes the connection;
+    the requests it read."""
     seen: list[bytes] = []
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         seen.append(await reader.readuntil(b"\r\n\r\n"))
+        if gate is not None:
+            await gate.wait()
         if len(seen) <= len(answers):
             writer.write(answers[len(seen) - 1])
             await writer.drain()
@@ -145,3 +150,21 @@ async def test_an_answer_broken_after_its_headers_is_not_sent_again() -> None:
         with pytest.raises(EngineUnavailable):
             await upstream.send("POST", "/v1/chat/completions", {"model": "m"})
     assert len(seen) == 1
+
+
+async def test_sent_is_set_once_the_request_is_out_and_before_its_answer() -> None:
+    """The gateway checks a conversation only once its request is out (``sent``), so the
+    engine never waits for the check; a call that fails sets it too (nothing waits forever)."""
+    gate, sent = asyncio.Event(), asyncio.Event()
+    ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+    async with raw_engine([ok], gate) as (upstream, seen):
+        call = asyncio.create_task(upstream.send("POST", "/v1/completions", {}, sent=sent))
+        await asyncio.wait_for(sent.wait(), 10)
+        assert not call.done()  # its answer is still to come
+        gate.set()
+        assert ((await call).text, len(seen)) == ("ok", 1)
+        upstream.set_ready(False)
+        failed = asyncio.Event()
+        with pytest.raises(EngineUnavailable):
+            await upstream.send("POST", "/v1/completions", {}, sent=failed)
+        assert failed.is_set()

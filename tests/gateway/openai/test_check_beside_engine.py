@@ -62,9 +62,9 @@ def test_the_check_runs_beside_the_engine_call(
             events.append("checked")
             return vectors
 
-        async def spied_send(method: str, path: str, body: Any = None, *, stream: bool = False):
+        async def spied_send(method: str, path: str, body: Any = None, **options: Any):
             events.append(body["messages"][0]["role"] if body else path)
-            return await send(method, path, body, stream=stream)
+            return await send(method, path, body, **options)
 
         monkeypatch.setattr(embedder, "encode", slow_encode)
         monkeypatch.setattr(http.app.state.upstream, "send", spied_send)
