@@ -18,6 +18,7 @@ import faiss
 import numpy as np
 
 _THREADS = faiss.omp_get_max_threads()
+_FP16 = faiss.ScalarQuantizer.QT_fp16
 
 
 class VectorIndex:
@@ -27,12 +28,12 @@ class VectorIndex:
         self.nprobe = nprobe
         self._index: faiss.Index = self._exhaustive()
 
+    # Half-precision codes, exhaustive or in IVF lists: a query reads half the memory, which is
+    # what a scan waits on (exhaustive: about 4x faster at 2*10^4 vectors; IVF: about 1.7x at
+    # 10^6), for scores within ~1e-3 of float32's.
     def _exhaustive(self) -> faiss.Index:
-        # Half-precision codes: a query reads half the memory, which is what an exhaustive scan
-        # waits on (about 4x faster at 2*10^4 vectors), for scores within ~1e-3 of float32's.
-        fp16 = faiss.ScalarQuantizer.QT_fp16
         return faiss.IndexIDMap2(
-            faiss.IndexScalarQuantizer(self.dim, fp16, faiss.METRIC_INNER_PRODUCT)
+            faiss.IndexScalarQuantizer(self.dim, _FP16, faiss.METRIC_INNER_PRODUCT)
         )
 
     @property
@@ -51,7 +52,9 @@ class VectorIndex:
             # ~4·sqrt(n) lists, trained on a sample: k-means over all 10^6 would take minutes here.
             nlist = int(4 * math.sqrt(len(ids)))
             quantizer = faiss.IndexFlatIP(self.dim)
-            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFScalarQuantizer(
+                quantizer, self.dim, nlist, _FP16, faiss.METRIC_INNER_PRODUCT
+            )
             sample = vectors[np.random.default_rng(0).permutation(len(vectors))[: nlist * 40]]
             ivf.train(sample)
             self._index = ivf

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import faiss
 import numpy as np
 import pytest
 
@@ -127,6 +128,11 @@ def test_vector_index_exact_and_approximate_agree() -> None:
         [len(set(a) & set(b)) / 10 for a, b in zip(hits_exact, hits_approx, strict=True)]
     )
     assert recall >= 0.9
+    scores = exact.search(vectors[:1], 1)[0][0, 0], approx.search(vectors[:1], 1)[0][0, 0]
+    assert scores == pytest.approx((1.0, 1.0), abs=2e-3)  # half-precision codes, both kinds
+    # 2 bytes a dimension: a search reads half the memory float32 codes would take.
+    assert faiss.downcast_index(exact._index.index).code_size == 2 * 32
+    assert faiss.extract_index_ivf(approx._index).code_size == 2 * 32
     approx.remove(ids[:1])
     assert ids[0] not in approx.search(vectors[:1], 10)[1]
 
