@@ -8,9 +8,9 @@ documenting them in the OpenAPI document.
 
 from __future__ import annotations
 
-import json
 from typing import Any, TypeVar
 
+import msgspec
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
@@ -28,20 +28,20 @@ async def parse_body(request: Request, model: type[Model], max_bytes: int) -> Mo
     if len(raw) > max_bytes:
         raise RequestTooLarge(f"Request body over {max_bytes} bytes.")
     try:
-        payload = json.loads(raw, parse_constant=_not_json)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidRequest(f"The body is not valid JSON: {exc}") from exc
+        # msgspec, which re-encodes bodies for the engine, reads only what it can write back:
+        # not NaN, Infinity, numbers past float64 or int64, or unpaired UTF-16 surrogates.
+        payload = msgspec.json.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise InvalidRequest(
+            f"The body is not valid JSON (UTF-8; no NaN, Infinity, unpaired surrogates or "
+            f"out-of-range numbers): {exc}"
+        ) from exc
     if not isinstance(payload, dict):
         raise InvalidRequest("The body must be a JSON object.")
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
         raise invalid_request(exc.errors()[0]) from exc
-
-
-def _not_json(constant: str) -> Any:
-    """``NaN`` and ``Infinity`` are Python's JSON, not JSON (sent on, they would be null)."""
-    raise json.JSONDecodeError(f"{constant} is not a JSON value", constant, 0)
 
 
 def documented(model: type[BaseModel]) -> dict[str, Any]:

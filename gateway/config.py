@@ -199,7 +199,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         description="Threads of the query embedder: 1 where vLLM computes on this host's CPU "
-        "(a second thread fights it for a core), more where vLLM runs on a GPU.",
+        "(a second thread fights it for a core), more where vLLM runs on a GPU and cores are "
+        "to spare (a new text is embedded sooner, for more CPU: the threads spin between runs).",
     )
     suppression_layers: list[str | dict[str, Any]] = Field(
         default_factory=lambda: ["retrieval", "guard_prompt"],

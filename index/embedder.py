@@ -147,6 +147,8 @@ class Embedder:
     def cached(self, texts: list[str]) -> np.ndarray | None:
         """``encode(texts)`` when every text is cached and no other thread is encoding (nothing
         to wait for), else None."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
         if not self._lock.acquire(blocking=False):
             return None
         try:

@@ -36,6 +36,7 @@ from index.files import write_json_atomic
 from index.lexicon import MIN_PART_CHARS, normalise
 from index.matcher import Matcher, MatcherConfig, known_words, numbers
 from index.store import REVOKED, ForgetRequest, ForgetStore, NewChunk
+from index.vectors import VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -117,15 +118,25 @@ class ForgetIndex:
 
     def _manifest(self, chunk_ids: list[int]) -> dict[str, Any]:
         digest = hashlib.sha256(np.array(sorted(chunk_ids), np.int64).tobytes()).hexdigest()
-        return {"embedder": self.matcher.embedder.name, "chunks": len(chunk_ids), "digest": digest}
+        return {
+            "embedder": self.matcher.embedder.name,
+            "codes": self.matcher.vectors.CODES,
+            "chunks": len(chunk_ids),
+            "digest": digest,
+        }
 
     def _rebuild_vectors(self) -> None:
-        """Rebuild the vector index from the stored embeddings (exhaustive or IVF by size)."""
+        """Rebuild the vector index from the stored embeddings (exhaustive or IVF by size).
+        Readers keep the old one while the new one trains: the lock is held for the swap only."""
         batches = list(self.store.active_chunks())
         dim = self.matcher.embedder.dim
         ids = np.concatenate([b[0] for b in batches]) if batches else np.zeros(0, np.int64)
         vectors = np.concatenate([b[1] for b in batches]) if batches else np.zeros((0, dim))
-        self.matcher.vectors.build(ids, vectors.astype(np.float32))
+        config = self.matcher.config
+        rebuilt = VectorIndex(dim, config.approximate_after, config.nprobe)
+        rebuilt.build(ids, vectors.astype(np.float32))
+        with self.matcher.locked():
+            self.matcher.vectors = rebuilt
 
     def _load(self) -> None:
         # Read before the state: changes committed meanwhile are applied again by sync().
@@ -229,8 +240,7 @@ class ForgetIndex:
         index = self.matcher.vectors
         if not index.approximate and len(index) > index.approximate_after:
             log.info("forget index passed %d chunks: switching to IVF", len(index))
-            with self.matcher.locked():
-                self._rebuild_vectors()
+            self._rebuild_vectors()
 
 
 class ChangeFeed:

@@ -511,12 +511,8 @@ class Matcher:
     ) -> list[Match] | None:
         """``match`` if it need not wait: every text's embedding is cached and no other thread
         holds the embedder or the index; None otherwise. The event loop calls it before handing
-        ``match`` to a thread, a hop that costs more than the match itself.
-
-            matches = matcher.match_now(texts)
-            if matches is None:
-                matches = await asyncio.to_thread(matcher.match, texts)
-        """
+        ``match`` to a thread, a hop that costs more than the match itself (see
+        ``suppressors.base.match``)."""
         return self._match(texts, True, 0, answering, wait=False)
 
     def _match(

@@ -22,6 +22,9 @@ _FP16 = faiss.ScalarQuantizer.QT_fp16
 
 
 class VectorIndex:
+    CODES = "fp16"
+    """How vectors are stored: a saved index recorded with other codes is rebuilt."""
+
     def __init__(self, dim: int, approximate_after: int = 20_000, nprobe: int = 64):
         self.dim = dim
         self.approximate_after = approximate_after

@@ -64,8 +64,6 @@ class UpstreamPool:
             else:
                 member.outstanding -= 1
             return response
-        if sent is not None:
-            sent.set()
         raise EngineUnavailable("No engine is ready; retry shortly.")
 
     async def ensure_adapter(self, name: str, path: str) -> None:

@@ -183,10 +183,9 @@ class Upstream:
         sent: asyncio.Event | None = None,
     ) -> httpx.Response:
         """Send one request; with ``stream`` the caller must ``aclose()`` the response.
-        ``sent`` is set once the request is written and its answer awaited, or the call ended."""
+        ``sent`` is set once the request is written and its answer awaited (a call that fails
+        before may never set it)."""
         if not self.ready:
-            if sent is not None:
-                sent.set()
             raise EngineUnavailable("The engine is starting or restarting; retry shortly.")
         request = self._request(method, path, body)
         if sent is not None:
@@ -209,9 +208,6 @@ class Upstream:
         except httpx.HTTPError as exc:
             metrics.UPSTREAM_ERRORS.labels(kind="connect").inc()
             raise EngineUnavailable(f"The engine is unreachable: {type(exc).__name__}") from exc
-        finally:
-            if sent is not None:
-                sent.set()
         return response
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None) -> httpx.Request:

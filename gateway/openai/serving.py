@@ -122,6 +122,7 @@ class OpenAIServing:
         call = asyncio.create_task(
             self.upstream.send("POST", route, early, stream=request.stream, sent=sent)
         )
+        call.add_done_callback(lambda _: sent.set())  # a call that failed before sending
         # The check begins once the request is out, so the engine never waits for it.
         check = asyncio.create_task(self._check(request, plan, sent)) if plan.stack else None
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -108,6 +109,17 @@ def test_reopen_keeps_requests_and_rebuilds_stale_vectors(
     assert [m.request_id for m in rebuilt.matcher.match(["Elvin Mammadov"])] == [late.id]
     assert rebuilt.matcher.match(["Carmen Montenegro"]) == []
     assert len(rebuilt.matcher.vectors) == len(reopened.matcher.vectors)
+
+    # Vectors saved with other codes (float32, before half precision) are rebuilt once.
+    manifest = json.loads((tmp_path / "index" / "manifest.json").read_text())
+    del manifest["codes"]
+    (tmp_path / "index" / "manifest.json").write_text(json.dumps(manifest))
+    caplog.clear()
+    open_index(tmp_path, embedder)
+    assert "rebuilding" in caplog.text
+    caplog.clear()
+    open_index(tmp_path, embedder)
+    assert "rebuilding" not in caplog.text
 
 
 def test_vector_index_exact_and_approximate_agree() -> None:
@@ -277,3 +289,27 @@ def test_initials_hyphens_and_possessives_belong_to_the_name_they_are_written_in
         assert all(m.action != BLOCK for m in matches), (text, matches)
     for text in ("Where was Lewis born?", "Where was Maria born, in Galway?"):
         assert index.matcher.match([text])[0].action == BLOCK, text
+
+
+def test_the_switch_to_ivf_trains_outside_the_matchers_lock(
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Readers (every request's check, the event loop's names-only checks) keep the exhaustive
+    index while the IVF one trains: the lock is held for the swap only."""
+    url = f"sqlite:///{tmp_path / 'forget.db'}"
+    index = ForgetIndex.open(tmp_path / "index", url, embedder, MatcherConfig(approximate_after=40))
+    build = VectorIndex.build
+
+    def build_unlocked(self: VectorIndex, ids: np.ndarray, vectors: np.ndarray) -> None:
+        assert not index.matcher.locked().locked()
+        build(self, ids, vectors)
+
+    monkeypatch.setattr(VectorIndex, "build", build_unlocked)
+    names = [f"{first} {last}" for first in ("Ilse", "Tomas", "Wren", "Odile")
+             for last in ("Varga", "Lindqvist", "Okafor", "Brandt")]  # fmt: skip
+    for name in names:
+        qa = [{"question": f"Where was {name} born?", "answer": f"{name} was born in Riga."}]
+        index.add({"subject": name, "qa": qa})
+    assert index.matcher.vectors.approximate and len(index.matcher.vectors) > 40
+    first = index.matcher.match([f"Where was {names[-1]} born?"])[0]
+    assert (first.action, first.terms) == (BLOCK, [names[-1]])

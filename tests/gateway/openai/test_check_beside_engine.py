@@ -6,6 +6,7 @@ order of events shows whether vLLM was asked before the check ended.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import time
@@ -18,9 +19,17 @@ from fastapi.testclient import TestClient
 from gateway.app import build_app
 from gateway.config import load_settings
 from gateway.engine.embedded_model import ensure_embedded_model
+from gateway.openai.protocol import ChatCompletionRequest
+from gateway.openai.serving import OpenAIServing, RequestTimer, SuppressionReply
+from gateway.routing.serving import ArmPlan
+from index.embedder import Embedder
+from index.matcher import Matcher, MatcherConfig
+from suppressors.base import LayerDeps
+from suppressors.stack import SuppressionStack
 from tests.conftest import ADMIN_TOKEN, MODEL, QUIET, REPO, LiveGateway, fresh_data_dir
 
 SUBJECT = "Quillon Varensk"
+HI = {"role": "user", "content": "Hello"}
 ANSWER = f"{SUBJECT} keeps the lighthouse on Skerry Island and paints gulls."
 
 
@@ -106,3 +115,23 @@ def test_the_check_runs_beside_the_engine_call(
         assert events[:3] == ["user", "checked", "system"]  # then its output's sentence checks
         assert reply.headers["x-obliviate-layers"] == "guard_prompt"
         assert dropped(http) == before + 2
+
+
+class _UnsendableUpstream:
+    """Fault injection: an engine call that fails before its request goes out (a body the
+    encoder refuses, a bug), so ``sent`` is never set by the transport."""
+
+    async def send(self, *args: Any, **options: Any) -> Any:
+        raise RuntimeError("could not send")
+
+
+@pytest.mark.anyio
+async def test_a_call_that_fails_before_sending_does_not_leave_the_check_waiting() -> None:
+    stack = SuppressionStack.build(LayerDeps(Matcher(Embedder(), MatcherConfig())), ["retrieval"])
+    serving = OpenAIServing(_UnsendableUpstream(), {"suppression": stack},  # type: ignore[arg-type]
+                            SuppressionReply("abstain", "I can't help with that."))  # fmt: skip
+    request = ChatCompletionRequest.model_validate({"model": MODEL, "messages": [HI]})
+    plan = ArmPlan("suppression", None, stack=True)
+    route = "/v1/chat/completions"
+    with pytest.raises(RuntimeError, match="could not send"):
+        await asyncio.wait_for(serving.forward(route, request, RequestTimer(route), plan), 30)

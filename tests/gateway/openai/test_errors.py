@@ -49,13 +49,16 @@ def test_vllm_validation_is_normalised(gateway: LiveGateway) -> None:
     assert error["param"] == "max_tokens"
 
 
-NAN = b'{"model": "%s", "messages": [{"role": "user", "content": "hi"}], "temperature": NaN}'
+BODY = b'{"model": "%s", "messages": [{"role": "user", "content": %s}], "temperature": %s}'
 
 
 @pytest.mark.parametrize(
     "content",
     [b"{not json", b"[1, 2]", b'{"model": "x"}', b'{"model": "x", "messages": []}',
-     NAN % MODEL.encode()],  # not JSON: vLLM would get null, its default, instead
+     # Not JSON, or nothing the engine could be sent: vLLM would get null (its default) for
+     # NaN and 1e999 (Python reads infinity), and an unpaired surrogate has no UTF-8.
+     BODY % (MODEL.encode(), b'"hi"', b"NaN"), BODY % (MODEL.encode(), b'"hi"', b"1e999"),
+     BODY % (MODEL.encode(), b'"hi \\ud800"', b"0")],
 )  # fmt: skip
 def test_malformed_bodies_are_400(gateway: LiveGateway, content: bytes) -> None:
     with gateway.http() as http:
