@@ -2,7 +2,8 @@
 CPU box cannot run, so that the gateway's own ceiling shows. It generates nothing: every chat
 completion streams ``max_tokens`` words of a fixed story, in vLLM's chunk format (one token per
 chunk, usage in the last one when asked), as fast as the client reads or at ``--tokens-per-s``
-per stream; a request's own ``fake_tokens_per_s`` field sets its pace.
+per stream; a request's own ``fake_tokens_per_s`` field sets its pace, and its
+``fake_first_token_ms`` how long its first chunk waits (a prefill; none by default).
 
     python -m evals.fake_engine --port 8199                     # then: obliviate serve --upstream
     python -m evals.fake_engine --port 8199 --tokens-per-s 100  # a GPU's per-request pace
@@ -39,6 +40,7 @@ def _chunk(rid: str, created: int, delta: dict[str, Any], finish: str | None) ->
 
 
 PACE_FIELD = "fake_tokens_per_s"
+FIRST_TOKEN_FIELD = "fake_first_token_ms"
 
 
 def build(tokens_per_s: float) -> Starlette:
@@ -57,6 +59,7 @@ def build(tokens_per_s: float) -> Starlette:
                                  "model": MODEL, "usage": usage, "choices": [choice]})  # fmt: skip
 
         async def events() -> AsyncIterator[bytes]:
+            await asyncio.sleep(float(body.get(FIRST_TOKEN_FIELD, 0)) / 1000)
             yield _chunk(rid, created, {"role": "assistant", "content": ""}, None)
             for i, word in enumerate(words):
                 if pause:

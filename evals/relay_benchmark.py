@@ -16,6 +16,8 @@ request): unpaced, the fake engine writes a whole stream in a few milliseconds o
 gateway and the client share, and the pairs would measure that contention, not the gateway.
 Paced, the added time per token is how much later the whole stream ends, over its tokens: the
 engine's pauses hide the gateway's own work per token (its CPU cost is the per-core figure).
+``--first-token-ms`` gives the paired streams a prefill (a GPU's takes milliseconds), which the
+gateway's check of the conversation runs beside.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import psutil
 import typer
 
-from evals.fake_engine import MODEL, PACE_FIELD
+from evals.fake_engine import FIRST_TOKEN_FIELD, MODEL, PACE_FIELD
 from evals.gateway_overhead import Samples, stream_request
 from evals.live_gateway import file_forget_requests
 from gateway.engine.launcher import free_port
@@ -70,7 +72,7 @@ async def relay(url: str, streams: int, tokens: int, arm: str | None) -> tuple[f
 
 
 async def paired(
-    url: str, direct: str, tokens: int, pairs: int, pace: float
+    url: str, direct: str, tokens: int, pairs: int, pace: float, first_token_ms: float
 ) -> tuple[float, float]:
     """Median added TTFT and added time per token of single streams (ms)."""
     ttft, per_token = [], []
@@ -84,7 +86,8 @@ async def paired(
             got = {}
             for client in order:
                 samples = Samples()
-                await stream_request(client, samples, tokens, MODEL, {PACE_FIELD: pace})
+                fields = {PACE_FIELD: pace, FIRST_TOKEN_FIELD: first_token_ms}
+                await stream_request(client, samples, tokens, MODEL, fields)
                 got[client] = samples
             ttft.append(got[via].ttft_s[0] - got[straight].ttft_s[0])
             per_token.append((got[via].latency_s[0] - got[straight].latency_s[0]) / tokens)
@@ -92,7 +95,7 @@ async def paired(
 
 
 def measure(url: str, engine: str, process: psutil.Process, streams: int, tokens: int,
-            pairs: int, pace: float) -> None:  # fmt: skip
+            pairs: int, pace: float, first_token_ms: float) -> None:  # fmt: skip
     asyncio.run(relay(url, 4, 16, None))  # warm-up
     direct, _ = asyncio.run(relay(engine, streams, tokens, None))
     cpu_s = {}
@@ -110,8 +113,9 @@ def measure(url: str, engine: str, process: psutil.Process, streams: int, tokens
     )
     print(f"  relay per core of the gateway's CPU time: watched {relayed / cpu_s[None]:8.0f} "
           f"tok/s | not watched {relayed / cpu_s['baseline']:8.0f} tok/s")  # fmt: skip
-    ttft, per_token = asyncio.run(paired(url, engine, tokens, pairs, pace))
-    print(f"  concurrency 1, {pairs} pairs at {pace:.0f} tok/s: added TTFT p50 {ttft:+.2f} ms, "
+    ttft, per_token = asyncio.run(paired(url, engine, tokens, pairs, pace, first_token_ms))
+    print(f"  concurrency 1, {pairs} pairs at {pace:.0f} tok/s, first token after "
+          f"{first_token_ms:.0f} ms: added TTFT p50 {ttft:+.2f} ms, "
           f"added per token p50 {per_token:+.4f} ms")  # fmt: skip
 
 
@@ -121,6 +125,9 @@ def main(
     tokens: Annotated[int, typer.Option(help="Tokens per stream.")] = 256,
     pairs: Annotated[int, typer.Option(help="Paired single streams per count.")] = 40,
     pace: Annotated[float, typer.Option(help="Tokens per second of each paired stream.")] = 1000,
+    first_token_ms: Annotated[
+        float, typer.Option(help="The fake engine's prefill for each paired stream.")
+    ] = 0.0,
     data_dir: Annotated[Path, typer.Option(help="Gateways' data dirs (resumable).")] = Path(
         ".obliviate/bench-relay"
     ),
@@ -137,7 +144,8 @@ def main(
                 start = time.monotonic()
                 file_forget_requests(url, ADMIN, count)
                 print(f"{count} forget requests enforced ({time.monotonic() - start:.0f} s)")
-                measure(url, engine, psutil.Process(gateway.pid), streams, tokens, pairs, pace)
+                measure(url, engine, psutil.Process(gateway.pid), streams, tokens, pairs, pace,
+                        first_token_ms)  # fmt: skip
             finally:
                 stop(gateway)
     finally:
