@@ -126,6 +126,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        access_log=settings.access_log,
         timeout_keep_alive=KEEP_ALIVE_S,
     )
 

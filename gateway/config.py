@@ -50,6 +50,12 @@ class Settings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the gateway listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port the gateway listens on.")
+    access_log: bool = Field(
+        True,
+        description="One log line per HTTP request (uvicorn's access log, as vLLM's "
+        "--disable-uvicorn-access-log turns off): off spares the event loop that work at "
+        "engine rates.",
+    )
     data_dir: Path = Field(
         Path(".obliviate"), description="Converted weights, indexes and artifacts live here."
     )

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from gateway import cli
 from gateway.config import CONFIG_ENV, load_settings
 
 
@@ -89,3 +92,16 @@ def test_secrets_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     token = load_settings().admin_token
     assert token is not None and token.get_secret_value() == "from-a-secret-file"
     assert "from-a-secret-file" not in repr(load_settings())  # a SecretStr never prints
+
+
+def test_the_access_log_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``obliviate serve`` hands uvicorn the setting (env, config file): at engine rates a log
+    line per request is event-loop work."""
+    served: dict[str, Any] = {}
+    monkeypatch.setattr(cli, "build_app", lambda settings: None)
+    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **options: served.update(options))
+    assert CliRunner().invoke(cli.app, ["serve"]).exit_code == 0
+    assert served["access_log"] is True
+    monkeypatch.setenv("OBLIVIATE_ACCESS_LOG", "false")
+    assert CliRunner().invoke(cli.app, ["serve"]).exit_code == 0
+    assert served["access_log"] is False
