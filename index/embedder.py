@@ -131,34 +131,32 @@ class Embedder:
         self._lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
         with self._lock:
-            found = {t: self._cache[t] for t in texts if t in self._cache}
-            missing = [t for t in dict.fromkeys(texts) if t not in found]
-            found.update(zip(missing, self._run(missing), strict=True))
-            for text, vector in found.items():
-                self._cache[text] = vector
-                self._cache.move_to_end(text)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
-        return np.stack([found[t] for t in texts])
+            missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+            self._cache.update(zip(missing, self._run(missing), strict=True))
+            return self._recent(texts)
 
     def cached(self, texts: list[str]) -> np.ndarray | None:
         """``encode(texts)`` when every text is cached and no other thread is encoding (nothing
         to wait for), else None."""
-        if not texts:
-            return np.zeros((0, self.dim), np.float32)
         if not self._lock.acquire(blocking=False):
             return None
         try:
-            if not all(t in self._cache for t in texts):
-                return None
-            for text in texts:
-                self._cache.move_to_end(text)
-            return np.stack([self._cache[t] for t in texts])
+            return self._recent(texts) if all(t in self._cache for t in texts) else None
         finally:
             self._lock.release()
+
+    def _recent(self, texts: list[str]) -> np.ndarray:
+        """The cached vectors of ``texts``, now the most recently used; then the least recently
+        used past the cache's size are dropped. Held: ``_lock``."""
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        for text in texts:
+            self._cache.move_to_end(text)
+        vectors = np.stack([self._cache[t] for t in texts])
+        while len(self._cache) > _CACHE_SIZE:
+            self._cache.popitem(last=False)
+        return vectors
 
     def _run(self, texts: list[str]) -> list[np.ndarray]:
         # Batches of similar lengths pad little.
