@@ -59,7 +59,7 @@ class ForgetRequest(Base):
     status: Mapped[str] = mapped_column(String(16), default=SUPPRESSED, index=True)
     removed_in_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(255), unique=True, nullable=True)
     body_hash: Mapped[str] = mapped_column(String(64))
 
@@ -82,7 +82,7 @@ class Change(Base):
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     request_id: Mapped[str] = mapped_column(String(40))
-    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 @dataclass(frozen=True)
@@ -201,21 +201,27 @@ class ForgetStore:
                 )
             return list(session.scalars(query.limit(limit)))
 
-    def lifecycle(self) -> list[Lifecycle]:
-        """Every request's state and times, without its content (oldest first)."""
+    def lifecycle(self, since: datetime | None = None) -> list[Lifecycle]:
+        """Every request's state and times, without its content (oldest first); with ``since``,
+        only those changed (filed, revoked, removed) since then."""
         query = select(
             ForgetRequest.id, ForgetRequest.status, ForgetRequest.removed_in_version,
             ForgetRequest.body_hash, ForgetRequest.created_at, ForgetRequest.updated_at,
         ).order_by(ForgetRequest.created_at, ForgetRequest.id)  # fmt: skip
-        with Session(self.engine) as session:
-            return [Lifecycle(*row) for row in session.execute(query)]
+        if since is not None:
+            query = query.where(ForgetRequest.updated_at >= since)
+        with self.engine.connect() as connection:
+            return [Lifecycle(*row) for row in connection.execute(query)]
 
-    def purged_ids(self) -> set[str]:
-        """Requests the change sequence names that no longer exist (hard-deleted)."""
+    def purged_ids(self, since: datetime | None = None) -> set[str]:
+        """Requests the change sequence names that no longer exist (hard-deleted); with
+        ``since``, only those purged since then (a purge is a request's last change)."""
         known = select(ForgetRequest.id)
         query = select(Change.request_id).where(Change.request_id.not_in(known)).distinct()
-        with Session(self.engine) as session:
-            return set(session.scalars(query))
+        if since is not None:
+            query = query.where(Change.at >= since)
+        with self.engine.connect() as connection:
+            return set(connection.scalars(query))
 
     def revoke(self, request_id: str) -> ForgetRequest | None:
         with Session(self.engine, expire_on_commit=False) as session, session.begin():

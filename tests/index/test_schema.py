@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from index.schema import alembic_config, upgrade, version_locations
 from index.store import ForgetStore
 
-HEADS = {"index_0002", "removal_0003", "evidence_0001"}
+HEADS = {"index_0003", "removal_0003", "evidence_0001"}
 
 
 def heads(engine: Engine) -> set[str]:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import create_engine, text
 
 from gateway.evidence.audit import facts_of
-from gateway.evidence.serving import SETTLE_S, EvidenceService
+from gateway.evidence.serving import FULL_SCAN_S, RECENT_S, SETTLE_S, EvidenceService
 from gateway.evidence.store import AUDIT, FILED, REVOKED, EvidenceLog
 from index.schema import upgrade
 from index.store import ForgetStore
@@ -149,6 +149,36 @@ def test_the_backfill_records_what_only_the_store_shows(url: str) -> None:
     assert [e.kind for e in service.view(kept.id)] == ["filed", "revoked"]
     assert [e.kind for e in service.view(gone.id)] == ["purged"]  # its row is gone, and with it
     assert service.evidence.verify() == []
+
+
+def test_a_round_reads_what_changed_recently_and_every_request_now_and_then(url: str) -> None:
+    """Between full reads (the first round, then every FULL_SCAN_S) a round reads only the
+    requests changed in the last RECENT_S, so it costs what changed, not every request; an event
+    missed for longer than that (every replica down) waits for the next full read."""
+    store = ForgetStore(url)
+    first, _ = store.create({"subject": "Ann Lee"}, [])
+    late, _ = store.create({"subject": "Bo Kim"}, [])
+    gone, _ = store.create({"subject": "Cy Dunn"}, [])
+    store.purge(gone.id)
+    index = SimpleNamespace(store=store, matcher=SimpleNamespace(terms={}))
+    service = EvidenceService(EvidenceLog(store.engine), index, Registry(store.engine))  # type: ignore[arg-type]
+    now = datetime.now(UTC) + timedelta(seconds=SETTLE_S + 1)
+    with patch("gateway.evidence.serving.datetime") as clock:
+        clock.now.return_value = now
+        service._backfill()
+        assert [e.kind for e in service.view(gone.id)] == ["purged"]
+        store.revoke(first.id)  # no route recorded it (a crash)
+        with patch.object(store, "lifecycle", wraps=store.lifecycle) as read:
+            service._backfill()
+        assert read.call_args.args[0] is not None  # only what changed lately
+        assert [e.kind for e in service.view(first.id)] == ["filed", "revoked"]
+        store.revoke(late.id)  # ... and no round ran for longer than RECENT_S
+        clock.now.return_value = now + timedelta(seconds=RECENT_S + 10)
+        service._backfill()
+        assert [e.kind for e in service.view(late.id)] == ["filed"]  # changed too long ago
+        clock.now.return_value = now + timedelta(seconds=FULL_SCAN_S)
+        service._backfill()
+        assert [e.kind for e in service.view(late.id)] == ["filed", "revoked"]
 
 
 def test_a_request_without_facts_gets_an_audit_of_nothing() -> None:
