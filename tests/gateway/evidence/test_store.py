@@ -128,6 +128,12 @@ def test_an_export_is_signed_with_the_gateways_key(url: str, tmp_path: Path) -> 
     assert unsigned["signature"] is None
 
 
+def backfilling(store: ForgetStore) -> EvidenceService:
+    """The evidence of ``store``'s requests, beside an index that enforces none of them."""
+    index = SimpleNamespace(store=store, matcher=SimpleNamespace(terms={}))
+    return EvidenceService(EvidenceLog(store.engine), index, Registry(store.engine))  # type: ignore[arg-type]
+
+
 def test_the_backfill_records_what_only_the_store_shows(url: str) -> None:
     """A request filed and revoked before a crash cut the routes short (older than the
     routes' own window), and one purged: their events are recorded from the store's state."""
@@ -136,8 +142,7 @@ def test_the_backfill_records_what_only_the_store_shows(url: str) -> None:
     gone, _ = store.create({"subject": "Bo Kim"}, [])
     store.revoke(kept.id)
     store.purge(gone.id)
-    index = SimpleNamespace(store=store, matcher=SimpleNamespace(terms={}))
-    service = EvidenceService(EvidenceLog(store.engine), index, Registry(store.engine))  # type: ignore[arg-type]
+    service = backfilling(store)
     later = datetime.now(UTC) + timedelta(seconds=SETTLE_S + 1)
     with patch("gateway.evidence.serving.datetime") as clock:
         clock.now.return_value = later
@@ -160,8 +165,7 @@ def test_a_round_reads_what_changed_recently_and_every_request_now_and_then(url:
     late, _ = store.create({"subject": "Bo Kim"}, [])
     gone, _ = store.create({"subject": "Cy Dunn"}, [])
     store.purge(gone.id)
-    index = SimpleNamespace(store=store, matcher=SimpleNamespace(terms={}))
-    service = EvidenceService(EvidenceLog(store.engine), index, Registry(store.engine))  # type: ignore[arg-type]
+    service = backfilling(store)
     now = datetime.now(UTC) + timedelta(seconds=SETTLE_S + 1)
     with patch("gateway.evidence.serving.datetime") as clock:
         clock.now.return_value = now
