@@ -305,10 +305,11 @@ class ForgetStore:
             return session.scalar(select(func.max(Change.seq))) or 0
 
     def changes_after(self, seq: int) -> list[tuple[int, str]]:
-        """(seq, request id) of the changes after ``seq``, oldest first."""
+        """(seq, request id) of the changes after ``seq``, oldest first. Every replica polls it
+        five times a second: read on a connection, not an ORM session (half the CPU)."""
         query = select(Change.seq, Change.request_id).where(Change.seq > seq).order_by(Change.seq)
-        with Session(self.engine) as session:
-            return [(row[0], row[1]) for row in session.execute(query)]
+        with self.engine.connect() as connection:
+            return [(row[0], row[1]) for row in connection.execute(query)]
 
     def active_chunks(self, batch: int = 10_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(chunk ids, embeddings) of active requests, in batches."""

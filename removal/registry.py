@@ -244,9 +244,10 @@ class Registry:
             return session.get(Routing, 1)
 
     def routing_revision(self) -> int:
-        """0 until a routing is saved; what replicas poll."""
-        with self._session() as session:
-            return session.scalar(select(Routing.revision).where(Routing.id == 1)) or 0
+        """0 until a routing is saved; what replicas poll (five times a second: a connection,
+        not an ORM session, which costs twice the CPU)."""
+        with self.engine.connect() as connection:
+            return connection.scalar(select(Routing.revision).where(Routing.id == 1)) or 0
 
     def save_routing(self, config: dict[str, Any]) -> Routing:
         with self._session() as session, session.begin():
