@@ -7,7 +7,10 @@
 Rounds alternate direct and gateway so drift on a noisy machine hits both alike. Per target it
 prints p50/p99 latency of short (1-token, non-streaming) requests, and for streams of a fixed length
 at concurrency 1 and 16: p50/p99 latency, p50 TTFT and summed output tokens/s; then the ratios, and
-the gateway's own time from its `x-obliviate-overhead-ms` header. With ``--forget-requests`` the
+the gateway's own time from its `x-obliviate-overhead-ms` header and its process's CPU time per
+output token. vLLM's CPU engine computes on every core, so on a small box the gateway's CPU is
+taken from the engine's; ``OMP_NUM_THREADS=1`` leaves it one thread, and the other cores to the
+API server, the gateway and the client, as a GPU host does. With ``--forget-requests`` the
 gateway first enforces that many synthetic forget requests (unrelated to the prompt), so the full
 default stack (retrieval, guard prompt) checks every request and output against them; a kept
 ``--data-dir`` keeps them for the next run.
@@ -24,6 +27,7 @@ from typing import Annotated, Any
 
 import httpx
 import numpy as np
+import psutil
 import typer
 
 from evals.live_gateway import file_forget_requests, start_beside_vllm
@@ -42,6 +46,8 @@ class Samples:
     overhead_ms: list[float] = field(default_factory=list)
     tokens: int = 0
     wall_s: float = 0.0
+    cpu_s: float = 0.0
+    """The gateway process's own CPU time (not vLLM's) over these rounds."""
 
 
 def pct(values: list[float], q: float) -> float:
@@ -143,6 +149,9 @@ def report(name: str, direct: Samples, gateway: Samples, streaming: bool) -> Non
         print(f"  added p50 latency  {added:+.2f} ms")
     if gateway.overhead_ms:
         print(f"  gateway's own time p50 {pct(gateway.overhead_ms, 0.5):.3f} ms (its header)")
+    if streaming:
+        print(f"  gateway's CPU per output token {gateway.cpu_s / gateway.tokens * 1e6:.0f} us "
+              f"({gateway.cpu_s / gateway.wall_s:.1%} of a core while it streamed)")  # fmt: skip
 
 
 async def paired_added_latency(url: str, direct_url: str, pairs: int) -> None:
@@ -188,11 +197,14 @@ def main(
             (1, f"streams, concurrency 1, {max_tokens} tokens"),
             (16, f"streams, concurrency 16, {max_tokens} tokens"),
         ]
+        own = psutil.Process(process.pid)  # the gateway alone: vLLM runs in its children
         for concurrency, name in scenarios:
             direct, gateway = Samples(), Samples()
             for _ in range(rounds):
                 asyncio.run(run_round(direct_url, direct, concurrency, max_tokens))
+                before = sum(own.cpu_times()[:2])
                 asyncio.run(run_round(url, gateway, concurrency, max_tokens))
+                gateway.cpu_s += sum(own.cpu_times()[:2]) - before
             report(name, direct, gateway, streaming=concurrency > 0)
     finally:
         stop(process)
