@@ -15,7 +15,7 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -102,6 +102,34 @@ class NewChunk:
     kind: str
     text: str
     embedding: np.ndarray
+
+
+class LifecycleReads:
+    """When a round that follows the requests' states reads all of them: at its first round and
+    every ``full_s``; between those, only the requests changed in the last ``recent_s`` (indexed
+    times), so a round costs what changed, not every request. ``recent_s`` covers a reader's
+    pauses and the writers' clocks differing; what a longer gap hides waits for the next full read.
+
+        reads = LifecycleReads(recent_s=660, full_s=3600)
+        since = reads.since(now)               # None: read every request
+        states, purged = store.lifecycle(since), store.purged_ids(since)
+        ...                                    # use them
+        reads.done(now, since)                 # only once used: a failed round reads them again
+    """
+
+    def __init__(self, recent_s: float, full_s: float):
+        self.recent = timedelta(seconds=recent_s)
+        self.full = timedelta(seconds=full_s)
+        self._full_at: datetime | None = None
+
+    def since(self, now: datetime) -> datetime | None:
+        if self._full_at is None or now - self._full_at >= self.full:
+            return None
+        return now - self.recent
+
+    def done(self, now: datetime, since: datetime | None) -> None:
+        if since is None:
+            self._full_at = now
 
 
 class IdempotencyConflict(ObliviateError):

@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, get_args
 
 import httpx
@@ -29,13 +30,14 @@ from gateway.config import Settings
 from gateway.errors import Conflict
 from gateway.evidence import leaks
 from gateway.evidence.probes import Fact, probes
+from gateway.evidence.serving import FULL_SCAN_S, RECENT_S
 from gateway.evidence.store import AUDIT, EvidenceLog
 from gateway.openai.serving import LAYERS_HEADER
 from gateway.ops import metrics
 from gateway.routing.protocol import ARM_HEADER, VERSION_HEADER, Arm
 from gateway.routing.serving import Router, served_version
 from index.errors import ObliviateError
-from index.store import REVOKED, ForgetRequest, ForgetStore
+from index.store import REVOKED, ForgetRequest, ForgetStore, LifecycleReads
 
 log = logging.getLogger(__name__)
 LEASE_S = 600.0
@@ -100,6 +102,9 @@ class Auditor:
     ):
         """``ready``: whether the engine answers (no audit is asked of one that starts)."""
         self.ready = ready
+        self.active: dict[str, None] = {}
+        """The active requests, oldest first, kept from what changed in the store."""
+        self._reads = LifecycleReads(RECENT_S, FULL_SCAN_S)
         self.done: set[str] = set()
         self.retry: dict[str, tuple[float, float]] = {}
         """Audit key -> (when it may be tried again, the pause after that)."""
@@ -134,8 +139,7 @@ class Auditor:
 
     def _next_due(self) -> tuple[ForgetRequest, ArmAt] | None:
         arms = serving_arms(self.router)
-        active = [state.id for state in self.store.lifecycle() if state.status != REVOKED]
-        keys = [(audit_key(i, arm), i, arm) for i in active for arm in arms]
+        keys = [(audit_key(i, arm), i, arm) for i in self._active() for arm in arms]
         # Recorded audits stay recorded: only the others are looked up again.
         self.done |= self.evidence.recorded([k for k, _, _ in keys if k not in self.done])
         now = time.monotonic()
@@ -147,6 +151,23 @@ class Auditor:
                 if request is not None:
                     return request, arm
         return None
+
+    def _active(self) -> dict[str, None]:
+        """``active`` brought up to date: a round reads what changed lately (at 10^4 requests
+        reading every request was 30 ms of CPU every 2 s)."""
+        now = datetime.now(UTC)
+        since = self._reads.since(now)
+        if since is None:
+            self.active = {}
+        for state in self.store.lifecycle(since):
+            if state.status == REVOKED:
+                self.active.pop(state.id, None)
+            else:
+                self.active[state.id] = None
+        for request_id in self.store.purged_ids(since):
+            self.active.pop(request_id, None)
+        self._reads.done(now, since)
+        return self.active
 
     async def audit(self, request: ForgetRequest, arm: ArmAt) -> None:
         """Ask ``arm`` the request's probes and record what came back."""

@@ -35,18 +35,18 @@ from gateway.evidence.store import (
 )
 from index.forget_index import ForgetIndex
 from index.store import REVOKED as STATUS_REVOKED
-from index.store import ForgetRequest
+from index.store import ForgetRequest, LifecycleReads
 from removal.registry import Registry
 
 log = logging.getLogger(__name__)
 SETTLE_S = 60.0
 """Requests younger than this are left to the create route, which knows who filed them."""
 RECENT_S = SETTLE_S + 600.0
-"""A round reads the requests changed this recently: long enough for one filed just before a
-crash to settle and for replicas' clocks to differ by minutes."""
+"""Between full reads a round reads the requests changed this recently: long enough for one
+filed just before a crash to settle and for replicas' clocks to differ by minutes."""
 FULL_SCAN_S = 3600.0
-"""How often (and at start) a round reads every request instead: at 10^4 requests a full read
-was most of the gateway's idle CPU, every 5 s."""
+"""How often (and at start) a round reads every request: at 10^4 requests a full read was
+most of the gateway's idle CPU, every 5 s."""
 
 
 def fingerprint(secret: str) -> str:
@@ -93,7 +93,7 @@ class EvidenceService:
         self._known: set[str] = set()
         """Event keys this replica saw recorded: a round neither asks for them again nor dates
         them (with 10^4 requests, that was most of a round every 5 s)."""
-        self._full_scan_at: datetime | None = None
+        self._reads = LifecycleReads(RECENT_S, FULL_SCAN_S)
 
     async def filed(self, record: ForgetRequest, token: str, idempotency_key: str | None) -> None:
         """The request was committed and this replica's index enforces it. Its body appears as
@@ -135,10 +135,7 @@ class EvidenceService:
         events: dict[str, Event] = {}
         now = datetime.now(UTC)
         settled = now - timedelta(seconds=SETTLE_S)
-        full = self._full_scan_at is None or now - self._full_scan_at >= timedelta(
-            seconds=FULL_SCAN_S
-        )
-        since = None if full else now - timedelta(seconds=RECENT_S)
+        since = self._reads.since(now)
         backfilled = {"backfilled": True}
         store, known = self.index.store, self._known
         for state in store.lifecycle(since):
@@ -167,8 +164,7 @@ class EvidenceService:
                     self.evidence.forget_salt(request_id)
                 self.evidence.append(request_id, kind, data, key, at)
             known.add(key)
-        if full:
-            self._full_scan_at = now
+        self._reads.done(now, since)
 
     def _version_facts(self, version_id: str) -> dict[str, Any]:
         version = self.registry.version(version_id)

@@ -16,9 +16,11 @@ from unittest.mock import patch
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from fastapi import FastAPI
 from sqlalchemy import create_engine, text
 
-from gateway.evidence.audit import facts_of
+from gateway.config import Settings
+from gateway.evidence.audit import Auditor, facts_of
 from gateway.evidence.serving import FULL_SCAN_S, RECENT_S, SETTLE_S, EvidenceService
 from gateway.evidence.store import AUDIT, FILED, REVOKED, EvidenceLog
 from index.schema import upgrade
@@ -183,6 +185,22 @@ def test_a_round_reads_what_changed_recently_and_every_request_now_and_then(url:
         clock.now.return_value = now + timedelta(seconds=FULL_SCAN_S)
         service._backfill()
         assert [e.kind for e in service.view(late.id)] == ["filed", "revoked"]
+
+
+def test_the_auditor_follows_the_active_requests_from_what_changed(url: str) -> None:
+    """The auditor's active requests (oldest first) are read in full at its first round, then
+    kept from what changed: filed, revoked, purged."""
+    store = ForgetStore(url)
+    first, _ = store.create({"subject": "Ann Lee"}, [])
+    second, _ = store.create({"subject": "Bo Kim"}, [])
+    auditor = Auditor(FastAPI(), EvidenceLog(store.engine), store, None, Settings(), "a", bool)  # type: ignore[arg-type]
+    assert list(auditor._active()) == [first.id, second.id]
+    store.revoke(first.id)
+    third, _ = store.create({"subject": "Cy Dunn"}, [])
+    store.purge(second.id)
+    with patch.object(store, "lifecycle", wraps=store.lifecycle) as read:
+        assert list(auditor._active()) == [third.id]
+    assert read.call_args.args[0] is not None  # only what changed lately
 
 
 def test_a_request_without_facts_gets_an_audit_of_nothing() -> None:
