@@ -105,10 +105,11 @@ class NewChunk:
 
 
 class LifecycleReads:
-    """When a round that follows the requests' states reads all of them: at its first round and
-    every ``full_s``; between those, only the requests changed in the last ``recent_s`` (indexed
-    times), so a round costs what changed, not every request. ``recent_s`` covers a reader's
-    pauses and the writers' clocks differing; what a longer gap hides waits for the next full read.
+    """When a round that follows the requests' states reads all of them: at its first round,
+    every ``full_s`` and after the clock went back; between those, only the requests changed
+    since ``recent_s`` before the last round that succeeded (indexed times), so a round costs what
+    changed, not every request. ``recent_s`` covers the writers' clocks differing; a change
+    stamped earlier than that waits for the next full read.
 
         reads = LifecycleReads(recent_s=660, full_s=3600)
         since = reads.since(now)               # None: read every request
@@ -121,13 +122,17 @@ class LifecycleReads:
         self.recent = timedelta(seconds=recent_s)
         self.full = timedelta(seconds=full_s)
         self._full_at: datetime | None = None
+        self._last_at: datetime | None = None
 
     def since(self, now: datetime) -> datetime | None:
-        if self._full_at is None or now - self._full_at >= self.full:
+        if self._full_at is None or self._last_at is None:
             return None
-        return now - self.recent
+        if now - self._full_at >= self.full or now < self._last_at:
+            return None
+        return self._last_at - self.recent
 
     def done(self, now: datetime, since: datetime | None) -> None:
+        self._last_at = now
         if since is None:
             self._full_at = now
 
@@ -236,8 +241,8 @@ class ForgetStore:
             ForgetRequest.id, ForgetRequest.status, ForgetRequest.removed_in_version,
             ForgetRequest.body_hash, ForgetRequest.created_at, ForgetRequest.updated_at,
         ).order_by(ForgetRequest.created_at, ForgetRequest.id)  # fmt: skip
-        if since is not None:
-            query = query.where(ForgetRequest.updated_at >= since)
+        if since is not None:  # SQLite compares the digits: both in UTC
+            query = query.where(ForgetRequest.updated_at >= since.astimezone(UTC))
         with self.engine.connect() as connection:
             return [Lifecycle(*row) for row in connection.execute(query)]
 
@@ -247,7 +252,7 @@ class ForgetStore:
         known = select(ForgetRequest.id)
         query = select(Change.request_id).where(Change.request_id.not_in(known)).distinct()
         if since is not None:
-            query = query.where(Change.at >= since)
+            query = query.where(Change.at >= since.astimezone(UTC))
         with self.engine.connect() as connection:
             return set(connection.scalars(query))
 

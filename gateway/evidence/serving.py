@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 SETTLE_S = 60.0
 """Requests younger than this are left to the create route, which knows who filed them."""
 RECENT_S = SETTLE_S + 600.0
-"""Between full reads a round reads the requests changed this recently: long enough for one
-filed just before a crash to settle and for replicas' clocks to differ by minutes."""
+"""Between full reads a round reads the requests changed since this long before the last round
+that succeeded: long enough for one filed just before it to settle and for replicas' clocks to
+differ by minutes."""
 FULL_SCAN_S = 3600.0
 """How often (and at start) a round reads every request: at 10^4 requests a full read was
 most of the gateway's idle CPU, every 5 s."""
