@@ -157,17 +157,18 @@ class Auditor:
         reading every request was 30 ms of CPU every 2 s)."""
         now = datetime.now(UTC)
         since = self._reads.since(now)
-        if since is None:
-            self.active = {}
-        for state in self.store.lifecycle(since):
+        states, purged = self.store.lifecycle(since), self.store.purged_ids(since)
+        active = {} if since is None else self.active  # a failed read changes nothing
+        for state in states:
             if state.status == REVOKED:
-                self.active.pop(state.id, None)
+                active.pop(state.id, None)
             else:
-                self.active[state.id] = None
-        for request_id in self.store.purged_ids(since):
-            self.active.pop(request_id, None)
+                active[state.id] = None
+        for request_id in purged:
+            active.pop(request_id, None)
+        self.active = active
         self._reads.done(now, since)
-        return self.active
+        return active
 
     async def audit(self, request: ForgetRequest, arm: ArmAt) -> None:
         """Ask ``arm`` the request's probes and record what came back."""

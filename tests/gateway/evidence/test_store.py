@@ -192,18 +192,30 @@ def test_a_round_reads_what_changed_recently_and_every_request_now_and_then(url:
 
 def test_the_auditor_follows_the_active_requests_from_what_changed(url: str) -> None:
     """The auditor's active requests (oldest first) are read in full at its first round, then
-    kept from what changed: filed, revoked, purged."""
+    kept from what changed (filed, revoked, purged): one unchanged for longer than RECENT_S
+    stays, and a read that fails changes nothing."""
     store = ForgetStore(url)
     first, _ = store.create({"subject": "Ann Lee"}, [])
     second, _ = store.create({"subject": "Bo Kim"}, [])
+    kept, _ = store.create({"subject": "Di Ross"}, [])
     auditor = Auditor(FastAPI(), EvidenceLog(store.engine), store, None, Settings(), "a", bool)  # type: ignore[arg-type]
-    assert list(auditor._active()) == [first.id, second.id]
-    store.revoke(first.id)
-    third, _ = store.create({"subject": "Cy Dunn"}, [])
-    store.purge(second.id)
-    with patch.object(store, "lifecycle", wraps=store.lifecycle) as read:
-        assert list(auditor._active()) == [third.id]
-    assert read.call_args.args[0] is not None  # only what changed lately
+    now = datetime.now(UTC)
+    with patch("gateway.evidence.audit.datetime") as clock:
+        clock.now.return_value = now
+        assert list(auditor._active()) == [first.id, second.id, kept.id]
+        store.revoke(first.id)
+        third, _ = store.create({"subject": "Cy Dunn"}, [])
+        store.purge(second.id)
+        clock.now.return_value = now + timedelta(seconds=RECENT_S + 5)
+        failing = patch.object(store, "purged_ids", side_effect=OSError("database gone"))
+        with failing, pytest.raises(OSError):
+            auditor._active()
+        assert list(auditor.active) == [first.id, second.id, kept.id]
+        assert list(auditor._active()) == [kept.id, third.id]
+        clock.now.return_value = now + timedelta(seconds=RECENT_S + 10)
+        with patch.object(store, "lifecycle", wraps=store.lifecycle) as read:
+            assert list(auditor._active()) == [kept.id, third.id]  # none of them read again
+        assert read.call_args.args[0] > datetime.now(UTC)
 
 
 def test_a_request_without_facts_gets_an_audit_of_nothing() -> None:
