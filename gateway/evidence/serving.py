@@ -46,8 +46,8 @@ RECENT_S = SETTLE_S + 600.0
 that succeeded: long enough for one filed just before it to settle and for replicas' clocks to
 differ by minutes."""
 FULL_SCAN_S = 3600.0
-"""How often (and at start) a round reads every request: at 10^4 requests a full read was
-most of the gateway's idle CPU, every 5 s."""
+"""How often (and at start) a round reads every request: a full read costs in proportion to
+every request ever filed, so it is rare."""
 
 
 def fingerprint(secret: str) -> str:
